@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Install what tickvault needs on a fresh Debian machine: server binaries (when missing) and a
+# virtual environment with the package and its dev tools. Safe to run again; fast when done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v redis-server >/dev/null || need_apt+=(redis-server)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
+if [ "${TICKVAULT_WITH_MONITORING:-1}" = 1 ]; then
+  command -v promtool >/dev/null || need_apt+=(prometheus)
+  command -v amtool >/dev/null || need_apt+=(prometheus-alertmanager)
+  command -v docker-compose >/dev/null || need_apt+=(docker-compose)
+fi
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "bootstrap: installing ${need_apt[*]} (Debian packages)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  else
+    echo "bootstrap: missing ${need_apt[*]}; install them (sudo apt-get install ${need_apt[*]})" >&2
+  fi
+fi
+
+if [ ! -x .venv/bin/uv ]; then
+  python3 -m venv .venv
+  .venv/bin/pip install -q uv
+fi
+stamp=.venv/.tickvault-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  .venv/bin/uv pip install -q --python .venv/bin/python -e '.[dev]'
+  touch "$stamp"
+fi

@@ -1,0 +1,40 @@
+"""The ``tickvault`` command. Each command group lives in its own module under ``cli/``.
+
+Any :class:`~tickvault.errors.TickvaultError` becomes a one-line message on stderr and a
+non-zero exit code; a traceback means a bug, not a user mistake.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from tickvault.errors import TickvaultError
+
+app = typer.Typer(
+    name="tickvault",
+    help="Collect, validate, transform, score and store crypto market data.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err_console = Console(stderr=True)
+
+
+def _register() -> None:
+    # One import per command module; each adds its commands to ``app``.
+    from tickvault.cli import embedded_cmd  # noqa: F401
+
+
+def main() -> None:
+    _register()
+    try:
+        app()
+    except TickvaultError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)

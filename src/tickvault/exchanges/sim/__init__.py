@@ -1,0 +1,1 @@
+"""tickvault.exchanges.sim"""

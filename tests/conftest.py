@@ -1,0 +1,86 @@
+"""Shared fixtures: real PostgreSQL and Redis servers, never mocks.
+
+``TICKVAULT_TEST_DATABASE_URL`` / ``TICKVAULT_TEST_REDIS_URL`` name servers to use; without them
+the session starts throwaway servers of its own (tickvault's embedded servers, non-durable) in a
+temporary folder and stops them at the end. Each test that asks for ``database_url`` gets a
+fresh, empty database; each that asks for ``redis_url`` gets an empty Redis database.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+
+from tickvault.storage.embedded import EmbeddedPostgres, EmbeddedRedis
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def server_root() -> Iterator[Path]:
+    root = Path(tempfile.mkdtemp(prefix="tickvault-test-", dir="/tmp"))
+    os.chmod(root, 0o755)
+    yield root
+
+
+@pytest.fixture(scope="session")
+def pg_server_url(server_root: Path) -> Iterator[str]:
+    given = os.environ.get("TICKVAULT_TEST_DATABASE_URL")
+    if given:
+        yield given
+        return
+    server = EmbeddedPostgres(server_root / "postgres", durable=False)
+    server.start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server_url(server_root: Path) -> Iterator[str]:
+    given = os.environ.get("TICKVAULT_TEST_REDIS_URL")
+    if given:
+        yield given
+        return
+    server = EmbeddedRedis(server_root / "redis", durable=False)
+    server.start()
+    yield server.url
+    server.stop()
+
+
+def _with_dbname(url: str, dbname: str) -> str:
+    base, _, _ = url.rpartition("/")
+    return f"{base}/{dbname}"
+
+
+@pytest.fixture
+def database_url(pg_server_url: str) -> Iterator[str]:
+    """A fresh empty database on the test server, dropped afterwards."""
+    name = f"tv_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield _with_dbname(pg_server_url, name)
+    with psycopg.connect(pg_server_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def redis_url(redis_server_url: str) -> Iterator[str]:
+    """An empty Redis database on the test server (db 1, flushed before and after)."""
+    url = _with_dbname(redis_server_url, "1")
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    yield url
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def fixtures_dir() -> Path:
+    return FIXTURES
