@@ -105,6 +105,11 @@ class ExchangeAdapter(Protocol):
         """REST snapshot to sync a book, or None when the venue sends snapshots on the socket."""
         ...
 
+    def resync_messages(self, instrument: Instrument, book_depth: int) -> list[str]:
+        """Messages that make the venue send a fresh book snapshot on the socket (unsubscribe +
+        subscribe); empty for venues that resync over REST."""
+        ...
+
 
 ADAPTERS: dict[str, str] = {
     # name -> "module:attribute" of its ExchangeAdapter; adding an exchange adds one line here.
