@@ -84,6 +84,20 @@ class RestRequest:
     weight: int = 1
 
 
+@dataclass(slots=True)
+class BackfillPage:
+    """One parsed page of REST history. ``next_cursor`` None means the range is complete.
+
+    The cursor is opaque to everybody but the adapter (an open time, a trade id, a Kraken
+    ``last`` ns stamp) and is what the checkpoint stores, so a resumed run asks for exactly the
+    page that comes next.
+    """
+
+    events: list[MarketEvent]
+    next_cursor: str | None
+    errors: list[DecodeError] = field(default_factory=list)
+
+
 class ExchangeAdapter(Protocol):
     """Everything exchange-specific, as pure functions; one instance per exchange."""
 
@@ -103,6 +117,26 @@ class ExchangeAdapter(Protocol):
 
     def book_snapshot_request(self, instrument: Instrument) -> RestRequest | None:
         """REST snapshot to sync a book, or None when the venue sends snapshots on the socket."""
+        ...
+
+    def backfill_request(
+        self, instrument: Instrument, kind: str, cursor: str | None, since_ns: int, until_ns: int
+    ) -> RestRequest:
+        """The next history request; ``kind`` is ``trades`` or ``candles:<timeframe>``;
+        ``cursor`` None starts at ``since_ns``."""
+        ...
+
+    def parse_backfill_page(
+        self,
+        instrument: Instrument,
+        kind: str,
+        raw: bytes | str,
+        cursor: str | None,
+        since_ns: int,
+        until_ns: int,
+        recv_ns: int,
+    ) -> BackfillPage:
+        """Events of one page inside [since_ns, until_ns), and where the next page starts."""
         ...
 
     def resync_messages(self, instrument: Instrument, book_depth: int) -> list[str]:
