@@ -1,0 +1,271 @@
+"""The Redis hot cache: latest candles, trade, book, ticker, features, signals and quality.
+
+Writes go in batches through one pipeline (MULTI/EXEC) per batch; within a batch only the last
+value per key is sent. Reads go to Redis first; :class:`CachedReader` falls back to a slower
+source (PostgreSQL) on a miss and refills the cache. Key layout: :mod:`tickvault.storage.redis_keys`.
+
+Both a sync client (CLI, query API) and an asyncio client (pipeline) are provided; they queue the
+very same commands (:func:`_queue_events`), only ``execute`` differs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import msgspec
+import redis
+import redis.asyncio as aioredis
+
+from tickvault.config import CacheSettings
+from tickvault.errors import StorageError
+from tickvault.model import BookSnapshot, Candle, MarketEvent, Ticker, Trade
+from tickvault.storage.redis_keys import NS_PER_MS, Keys, decode, encode
+
+T = TypeVar("T")
+
+
+# The command-queuing surface shared by ``redis.client.Pipeline`` and its asyncio twin: queuing
+# is synchronous in both, so one function can fill either. redis-py's overloads differ in return
+# type only, which no Protocol can express, hence Any.
+_Pipe = Any
+
+
+class FeatureValue(msgspec.Struct, frozen=True):
+    ts_ns: int
+    value: float
+
+
+def _queue_events(
+    pipe: _Pipe, keys: Keys, settings: CacheSettings, events: Sequence[MarketEvent]
+) -> int:
+    """Queue the writes for a batch; returns how many keys were touched."""
+    candles: dict[tuple[str, int], Candle] = {}
+    latest: dict[str, tuple[int, bytes]] = {}
+    for event in events:
+        if isinstance(event, Candle):
+            key = keys.candles(event.exchange, event.symbol, event.timeframe)
+            candles[(key, event.open_ns)] = event  # later update of a bar wins
+        elif isinstance(event, Trade):
+            _keep_newest(latest, keys.trade(event.exchange, event.symbol), event)
+        elif isinstance(event, BookSnapshot):
+            _keep_newest(latest, keys.book(event.exchange, event.symbol), event)
+        elif isinstance(event, Ticker):
+            _keep_newest(latest, keys.ticker(event.exchange, event.symbol), event)
+    candle_keys: set[str] = set()
+    for (key, open_ns), candle in candles.items():
+        score = open_ns // NS_PER_MS
+        pipe.zremrangebyscore(key, score, score)
+        pipe.zadd(key, {encode(candle): score})
+        candle_keys.add(key)
+    for key in candle_keys:
+        pipe.zremrangebyrank(key, 0, -settings.candles_kept - 1)
+        pipe.expire(key, settings.candle_ttl_s)
+    for key, (_, value) in latest.items():
+        pipe.set(key, value, ex=settings.latest_ttl_s)
+    return len(candle_keys) + len(latest)
+
+
+def _keep_newest(latest: dict[str, tuple[int, bytes]], key: str, event: MarketEvent) -> None:
+    current = latest.get(key)
+    if current is None or event.ts_ns >= current[0]:
+        latest[key] = (event.ts_ns, encode(event))
+
+
+def _queue_features(
+    pipe: _Pipe,
+    keys: Keys,
+    settings: CacheSettings,
+    exchange: str,
+    symbol: str,
+    timeframe: str,
+    values: Mapping[str, FeatureValue],
+) -> None:
+    key = keys.features(exchange, symbol, timeframe)
+    pipe.hset(key, mapping={name: encode(value) for name, value in values.items()})
+    pipe.expire(key, settings.features_ttl_s)
+
+
+def _queue_signal(
+    pipe: _Pipe,
+    keys: Keys,
+    settings: CacheSettings,
+    exchange: str,
+    symbol: str,
+    timeframe: str,
+    signal: object,
+    kept: int = 100,
+) -> None:
+    key = keys.signals(exchange, symbol, timeframe)
+    payload = encode(signal)
+    pipe.lpush(key, payload)
+    pipe.ltrim(key, 0, kept - 1)
+    pipe.expire(key, settings.features_ttl_s)
+    pipe.publish(keys.signals_channel, payload)
+
+
+def _candles_from(raw: Sequence[bytes]) -> list[Candle]:
+    return [decode(item, Candle) for item in raw]
+
+
+def _storage_error(exc: Exception, url: str) -> StorageError:
+    where = url.rsplit("@", 1)[-1]
+    return StorageError(f"Redis at {where} failed: {exc}")
+
+
+class RedisCache:
+    """Synchronous cache client (CLI, query API, benchmarks)."""
+
+    def __init__(self, url: str, settings: CacheSettings | None = None) -> None:
+        self.url = url
+        self.settings = settings or CacheSettings()
+        self.keys = Keys(self.settings.key_prefix)
+        self.client = redis.Redis.from_url(url, socket_timeout=5)
+
+    def ping(self) -> bool:
+        try:
+            return bool(self.client.ping())
+        except redis.RedisError as exc:
+            raise _storage_error(exc, self.url) from None
+
+    def write_events(self, events: Sequence[MarketEvent]) -> int:
+        pipe = self.client.pipeline(transaction=True)
+        touched = _queue_events(pipe, self.keys, self.settings, events)
+        try:
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise _storage_error(exc, self.url) from None
+        return touched
+
+    def set_features(
+        self, exchange: str, symbol: str, timeframe: str, values: Mapping[str, FeatureValue]
+    ) -> None:
+        pipe = self.client.pipeline(transaction=True)
+        _queue_features(pipe, self.keys, self.settings, exchange, symbol, timeframe, values)
+        pipe.execute()
+
+    def features(self, exchange: str, symbol: str, timeframe: str) -> dict[str, FeatureValue]:
+        raw: dict[bytes, bytes] = self.client.hgetall(
+            self.keys.features(exchange, symbol, timeframe)
+        )  # type: ignore[assignment]
+        return {name.decode(): decode(value, FeatureValue) for name, value in raw.items()}
+
+    def latest_candles(self, exchange: str, symbol: str, timeframe: str, n: int) -> list[Candle]:
+        """Up to ``n`` newest candles, oldest first."""
+        key = self.keys.candles(exchange, symbol, timeframe)
+        try:
+            raw: list[bytes] = self.client.zrange(key, -n, -1)  # type: ignore[assignment]
+        except redis.RedisError as exc:
+            raise _storage_error(exc, self.url) from None
+        return _candles_from(raw)
+
+    def latest(self, kind: type[T], key: str) -> T | None:
+        raw: bytes | None = self.client.get(key)  # type: ignore[assignment]
+        return None if raw is None else decode(raw, kind)
+
+    def latest_trade(self, exchange: str, symbol: str) -> Trade | None:
+        return self.latest(Trade, self.keys.trade(exchange, symbol))
+
+    def latest_book(self, exchange: str, symbol: str) -> BookSnapshot | None:
+        return self.latest(BookSnapshot, self.keys.book(exchange, symbol))
+
+    def latest_ticker(self, exchange: str, symbol: str) -> Ticker | None:
+        return self.latest(Ticker, self.keys.ticker(exchange, symbol))
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class AsyncRedisCache:
+    """asyncio cache client used by the pipeline's writers."""
+
+    def __init__(self, url: str, settings: CacheSettings | None = None) -> None:
+        self.url = url
+        self.settings = settings or CacheSettings()
+        self.keys = Keys(self.settings.key_prefix)
+        self.client = aioredis.Redis.from_url(url, socket_timeout=5)
+
+    async def write_events(self, events: Sequence[MarketEvent]) -> int:
+        pipe = self.client.pipeline(transaction=True)
+        touched = _queue_events(pipe, self.keys, self.settings, events)
+        try:
+            await pipe.execute()
+        except redis.RedisError as exc:
+            raise _storage_error(exc, self.url) from None
+        return touched
+
+    async def set_features(
+        self, exchange: str, symbol: str, timeframe: str, values: Mapping[str, FeatureValue]
+    ) -> None:
+        pipe = self.client.pipeline(transaction=True)
+        _queue_features(pipe, self.keys, self.settings, exchange, symbol, timeframe, values)
+        await pipe.execute()
+
+    async def push_signals(
+        self, signals: Sequence[tuple[str, str, str, object]], kept: int = 100
+    ) -> None:
+        """Store and publish signals given as (exchange, symbol, timeframe, payload)."""
+        pipe = self.client.pipeline(transaction=True)
+        for exchange, symbol, timeframe, payload in signals:
+            _queue_signal(
+                pipe, self.keys, self.settings, exchange, symbol, timeframe, payload, kept
+            )
+        await pipe.execute()
+
+    async def set_quality(self, exchange: str, symbol: str, channel: str, score: object) -> None:
+        key = self.keys.quality(exchange, symbol, channel)
+        await self.client.set(key, encode(score), ex=self.settings.features_ttl_s)
+
+    async def latest_candles(
+        self, exchange: str, symbol: str, timeframe: str, n: int
+    ) -> list[Candle]:
+        key = self.keys.candles(exchange, symbol, timeframe)
+        raw: list[bytes] = await self.client.zrange(key, -n, -1)  # type: ignore[assignment]
+        return _candles_from(raw)
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+
+    @property
+    def hit_ratio(self) -> float:
+        total = self.hits + self.misses
+        return self.hits / total if total else 0.0
+
+
+CandleFallback = Callable[[str, str, str, int], list[Candle]]
+
+
+class CachedReader:
+    """Latest-candle reads: Redis first, the fallback (PostgreSQL) on a miss, then refill.
+
+    A read is a hit when Redis holds all ``n`` candles asked for (or at least as many as the
+    fallback could ever give, remembered per stream after the first miss).
+    """
+
+    def __init__(self, cache: RedisCache, fallback: CandleFallback) -> None:
+        self.cache = cache
+        self.fallback = fallback
+        self.stats = CacheStats()
+        self._known_short: dict[tuple[str, str, str], int] = {}
+
+    def latest_candles(self, exchange: str, symbol: str, timeframe: str, n: int) -> list[Candle]:
+        stream = (exchange, symbol, timeframe)
+        n = min(n, self.cache.settings.candles_kept)
+        cached = self.cache.latest_candles(exchange, symbol, timeframe, n)
+        if len(cached) >= min(n, self._known_short.get(stream, n)) and cached:
+            self.stats.hits += 1
+            return cached
+        self.stats.misses += 1
+        rows = self.fallback(exchange, symbol, timeframe, n)
+        if len(rows) < n:
+            self._known_short[stream] = len(rows)
+        if rows:
+            self.cache.write_events(rows)
+        return rows

@@ -1,0 +1,78 @@
+"""Redis key layout and value encoding of the hot cache (pure: no connection here).
+
+Every key starts with the configured prefix (``tv`` by default). Values are JSON (msgspec), so
+they are readable with ``redis-cli`` and decimals stay exact strings.
+
+=====================================================  ============  ===============================
+key                                                    type          content
+=====================================================  ============  ===============================
+``tv:candles:{exchange}:{symbol}:{timeframe}``         sorted set    latest N candles, score = open
+                                                                     time in ms, member = JSON
+``tv:trade:{exchange}:{symbol}``                       string        latest trade (JSON)
+``tv:book:{exchange}:{symbol}``                        string        latest top-N book (JSON)
+``tv:ticker:{exchange}:{symbol}``                      string        latest best bid/ask (JSON)
+``tv:features:{exchange}:{symbol}:{timeframe}``        hash          indicator name -> JSON
+                                                                     ``{"ts_ns":..,"value":..}``
+``tv:signals:{exchange}:{symbol}:{timeframe}``         list          newest first, capped, JSON
+``tv:quality:{exchange}:{symbol}:{channel}``           string        latest quality score (JSON)
+``tv:api:*``                                           various       API state (rate-limit budgets)
+channel ``tv:signals``                                 pub/sub       every new signal (JSON)
+=====================================================  ============  ===============================
+
+All keys carry a TTL (settings.cache): a stream that stops updating ages out of the cache
+instead of serving stale values forever.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import msgspec
+
+_encoder = msgspec.json.Encoder(decimal_format="string")
+T = TypeVar("T")
+
+NS_PER_MS = 1_000_000
+
+
+class Keys:
+    """Builds the keys for one prefix."""
+
+    def __init__(self, prefix: str = "tv") -> None:
+        self.prefix = prefix
+
+    def candles(self, exchange: str, symbol: str, timeframe: str) -> str:
+        return f"{self.prefix}:candles:{exchange}:{symbol}:{timeframe}"
+
+    def trade(self, exchange: str, symbol: str) -> str:
+        return f"{self.prefix}:trade:{exchange}:{symbol}"
+
+    def book(self, exchange: str, symbol: str) -> str:
+        return f"{self.prefix}:book:{exchange}:{symbol}"
+
+    def ticker(self, exchange: str, symbol: str) -> str:
+        return f"{self.prefix}:ticker:{exchange}:{symbol}"
+
+    def features(self, exchange: str, symbol: str, timeframe: str) -> str:
+        return f"{self.prefix}:features:{exchange}:{symbol}:{timeframe}"
+
+    def signals(self, exchange: str, symbol: str, timeframe: str) -> str:
+        return f"{self.prefix}:signals:{exchange}:{symbol}:{timeframe}"
+
+    def quality(self, exchange: str, symbol: str, channel: str) -> str:
+        return f"{self.prefix}:quality:{exchange}:{symbol}:{channel}"
+
+    def api(self, name: str) -> str:
+        return f"{self.prefix}:api:{name}"
+
+    @property
+    def signals_channel(self) -> str:
+        return f"{self.prefix}:signals"
+
+
+def encode(value: Any) -> bytes:
+    return _encoder.encode(value)
+
+
+def decode(raw: bytes | str, kind: type[T]) -> T:
+    return msgspec.json.decode(raw, type=kind)

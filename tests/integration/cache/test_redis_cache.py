@@ -1,0 +1,113 @@
+"""The Redis hot cache against a real Redis server."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+import redis
+
+from tickvault.config import CacheSettings
+from tickvault.model import BookSnapshot, Candle, Side, Ticker, Trade
+from tickvault.storage.redis_cache import (
+    AsyncRedisCache,
+    CachedReader,
+    FeatureValue,
+    RedisCache,
+)
+
+MIN_NS = 60_000_000_000
+
+
+def candle(i: int, close: str = "100.10", closed: bool = True) -> Candle:
+    price = Decimal(close)
+    return Candle(
+        "binance", "BTC-USDT", "1m", i * MIN_NS, price, price, price, price,
+        Decimal("1.50000000"), closed, i * MIN_NS, i * MIN_NS + 5,
+    )  # fmt: skip
+
+
+def test_candles_capped_ordered_and_exact(redis_url: str) -> None:
+    cache = RedisCache(redis_url, CacheSettings(candles_kept=5))
+    cache.write_events([candle(i) for i in range(8)])
+    got = cache.latest_candles("binance", "BTC-USDT", "1m", 10)
+    assert [c.open_ns for c in got] == [i * MIN_NS for i in range(3, 8)]
+    assert got[-1].volume == Decimal("1.50000000") and str(got[-1].close) == "100.10"
+    ttl = cache.client.ttl(cache.keys.candles("binance", "BTC-USDT", "1m"))
+    assert 0 < ttl <= CacheSettings().candle_ttl_s
+
+
+def test_open_bar_update_replaces_not_duplicates(redis_url: str) -> None:
+    cache = RedisCache(redis_url)
+    cache.write_events([candle(1, "10", closed=False)])
+    cache.write_events([candle(1, "11", closed=False), candle(1, "12", closed=True)])
+    got = cache.latest_candles("binance", "BTC-USDT", "1m", 10)
+    assert len(got) == 1
+    assert got[0].close == Decimal("12") and got[0].closed
+
+
+def test_latest_trade_book_ticker_keep_newest(redis_url: str) -> None:
+    cache = RedisCache(redis_url, CacheSettings(latest_ttl_s=30))
+    trades = [
+        Trade("kraken", "BTC-USD", str(i), Decimal("1.0"), Decimal("2"), Side.BUY, ts, ts)
+        for i, ts in enumerate([30, 10, 20])
+    ]
+    book = BookSnapshot(
+        "kraken", "BTC-USD", ((Decimal("1"), Decimal("2")),), ((Decimal("3"), Decimal("4")),), 5, 6
+    )
+    tick = Ticker("kraken", "BTC-USD", 7, 8, bid_price=Decimal("0.10"), ask_price=Decimal("0.20"))
+    cache.write_events([*trades, book, tick])
+    latest = cache.latest_trade("kraken", "BTC-USD")
+    assert latest is not None and latest.trade_id == "0"
+    assert cache.latest_book("kraken", "BTC-USD") == book
+    assert cache.latest_ticker("kraken", "BTC-USD") == tick
+    assert 0 < cache.client.ttl(cache.keys.trade("kraken", "BTC-USD")) <= 30
+    assert cache.latest_trade("kraken", "ETH-USD") is None
+
+
+def test_cached_reader_falls_back_then_hits(redis_url: str) -> None:
+    cache = RedisCache(redis_url)
+    calls: list[int] = []
+    history = [candle(i) for i in range(20)]
+
+    def from_postgres(exchange: str, symbol: str, timeframe: str, n: int) -> list[Candle]:
+        calls.append(n)
+        return history[-n:]
+
+    reader = CachedReader(cache, from_postgres)
+    first = reader.latest_candles("binance", "BTC-USDT", "1m", 10)
+    second = reader.latest_candles("binance", "BTC-USDT", "1m", 10)
+    assert first == second == history[-10:]
+    assert calls == [10]
+    assert (reader.stats.hits, reader.stats.misses) == (1, 1)
+    # A stream with less history than asked for is a hit once its size is known.
+    short = CachedReader(cache, lambda *_: history[:0])
+    assert short.latest_candles("binance", "ETH-USDT", "1m", 10) == []
+    assert short.stats.misses == 1
+
+
+def test_async_writes_features_signals_pubsub(redis_url: str) -> None:
+    sub = redis.Redis.from_url(redis_url).pubsub()
+    sub.subscribe("tv:signals")
+    assert sub.get_message(timeout=1) is not None  # subscribe confirmation
+
+    async def scenario() -> None:
+        cache = AsyncRedisCache(redis_url)
+        await cache.write_events([candle(1), candle(2)])
+        assert [c.open_ns for c in await cache.latest_candles("binance", "BTC-USDT", "1m", 5)] == [
+            MIN_NS,
+            2 * MIN_NS,
+        ]
+        await cache.set_features("binance", "BTC-USDT", "1m", {"rsi_14": FeatureValue(9, 55.5)})
+        await cache.push_signals(
+            [("binance", "BTC-USDT", "1m", {"rule": "ema_cross", "dir": "buy"})]
+        )
+        await cache.close()
+
+    asyncio.run(scenario())
+    sync = RedisCache(redis_url)
+    assert sync.features("binance", "BTC-USDT", "1m") == {"rsi_14": FeatureValue(9, 55.5)}
+    message = sub.get_message(timeout=2)
+    assert message is not None and b"ema_cross" in message["data"]
+    stored = sync.client.lrange(sync.keys.signals("binance", "BTC-USDT", "1m"), 0, -1)
+    assert len(stored) == 1
