@@ -1,0 +1,1 @@
+"""tickvault.runner: the process that wires collectors, stages and stores together."""

@@ -1,0 +1,182 @@
+"""Keep writing while a store is down: buffer in memory, spill to disk past a bound, replay.
+
+:class:`ResilientSink` wraps any sink whose ``write`` raises :class:`StorageError` when the
+server is unreachable. A failed batch, and every batch after it, joins a FIFO backlog: in memory
+up to ``max_memory_rows``, then in spill files (MessagePack, one batch per file, fsynced). A
+background task retries the oldest batch until the server answers, then delivers the backlog in
+order. Writes are idempotent downstream (natural keys), so a batch delivered twice after a crash
+changes nothing. Spill files left by a killed process are replayed at the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import msgspec
+
+from tickvault.errors import StorageError
+from tickvault.model import BookDelta, BookSnapshot, Candle, MarketEvent, Ticker, Trade
+
+log = logging.getLogger(__name__)
+
+_Batch = list[Trade | Candle | BookSnapshot | BookDelta | Ticker]
+_encoder = msgspec.msgpack.Encoder(decimal_format="string")
+_decoder = msgspec.msgpack.Decoder(_Batch)
+
+
+class Sink(Protocol):
+    name: str
+
+    async def write(self, events: Sequence[MarketEvent]) -> None: ...
+
+
+@dataclass
+class SpillStats:
+    backlog_rows: int = 0
+    memory_rows: int = 0
+    spilled_bytes: int = 0  # bytes currently on disk
+    spilled_total_bytes: int = 0  # bytes ever spilled
+    failures: int = 0
+    delivered_after_outage: int = 0
+
+
+class ResilientSink:
+    def __init__(
+        self,
+        sink: Sink,
+        spill_dir: Path,
+        *,
+        max_memory_rows: int = 200_000,
+        retry_interval_s: float = 1.0,
+    ) -> None:
+        self.sink = sink
+        self.name = sink.name
+        self.spill_dir = spill_dir
+        self.max_memory_rows = max_memory_rows
+        self.retry_interval_s = retry_interval_s
+        self.stats = SpillStats()
+        # Each backlog item is an in-memory batch or the path of a spilled one.
+        self._backlog: deque[_Batch | Path] = deque()
+        self._seq = itertools.count()
+        self._lock = asyncio.Lock()
+        self._retry_task: asyncio.Task[None] | None = None
+        spill_dir.mkdir(parents=True, exist_ok=True)
+        for path in sorted(spill_dir.glob("*.spill")):  # left by an earlier process
+            self._backlog.append(path)
+            size = path.stat().st_size
+            self.stats.spilled_bytes += size
+            self.stats.backlog_rows += 1  # row count unknown until read; counted as one
+        if self._backlog:
+            log.warning("%s: replaying %d spilled batches", self.name, len(self._backlog))
+
+    @property
+    def healthy(self) -> bool:
+        return not self._backlog
+
+    async def write(self, events: Sequence[MarketEvent]) -> None:
+        """Deliver now if the sink is healthy, else queue behind the backlog. Never raises
+        StorageError: an outage is absorbed here."""
+        batch: _Batch = list(events)
+        if not batch:
+            return
+        async with self._lock:
+            if not self._backlog:
+                try:
+                    await self.sink.write(batch)
+                    return
+                except StorageError as exc:
+                    self.stats.failures += 1
+                    log.warning("%s unavailable, buffering: %s", self.name, exc)
+            self._enqueue(batch)
+        self._ensure_retry()
+
+    def _enqueue(self, batch: _Batch) -> None:
+        self.stats.backlog_rows += len(batch)
+        if self.stats.memory_rows + len(batch) <= self.max_memory_rows:
+            self._backlog.append(batch)
+            self.stats.memory_rows += len(batch)
+            return
+        payload = _encoder.encode(batch)
+        path = self.spill_dir / f"{time.time_ns():020d}-{next(self._seq):08d}.spill"
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        tmp.rename(path)
+        self._backlog.append(path)
+        self.stats.spilled_bytes += len(payload)
+        self.stats.spilled_total_bytes += len(payload)
+
+    def _ensure_retry(self) -> None:
+        if self._backlog and (self._retry_task is None or self._retry_task.done()):
+            self._retry_task = asyncio.create_task(self._retry_loop(), name=f"{self.name}-replay")
+
+    async def _retry_loop(self) -> None:
+        while self._backlog:
+            delivered = await self._deliver_oldest()
+            if not delivered:
+                await asyncio.sleep(self.retry_interval_s)
+
+    async def _deliver_oldest(self) -> bool:
+        async with self._lock:
+            if not self._backlog:
+                return True
+            item = self._backlog[0]
+            batch = _decoder.decode(item.read_bytes()) if isinstance(item, Path) else item
+            try:
+                await self.sink.write(batch)
+            except StorageError:
+                self.stats.failures += 1
+                return False
+            self._backlog.popleft()
+            self.stats.delivered_after_outage += len(batch)
+            self.stats.backlog_rows = max(0, self.stats.backlog_rows - len(batch))
+            if isinstance(item, Path):
+                self.stats.spilled_bytes -= item.stat().st_size
+                item.unlink()
+            else:
+                self.stats.memory_rows -= len(batch)
+            return True
+
+    async def drain(self, timeout_s: float | None = None) -> bool:
+        """Wait until the backlog is delivered (True) or the timeout passes (False); what is
+        left stays in memory/spill files (memory batches are spilled so nothing is lost)."""
+        self._ensure_retry()
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while self._backlog:
+            if deadline is not None and time.monotonic() >= deadline:
+                await self._spill_memory()
+                return False
+            await asyncio.sleep(0.05)
+        return True
+
+    async def _spill_memory(self) -> None:
+        async with self._lock:
+            items = list(self._backlog)
+            self._backlog.clear()
+            self.stats.memory_rows = 0
+            limit, self.max_memory_rows = self.max_memory_rows, 0
+            for item in items:
+                if isinstance(item, Path):
+                    self._backlog.append(item)
+                else:
+                    self.stats.backlog_rows -= len(item)
+                    self._enqueue(item)
+            self.max_memory_rows = limit
+
+    async def close(self) -> None:
+        if self._retry_task is not None:
+            self._retry_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retry_task
