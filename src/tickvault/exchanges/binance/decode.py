@@ -97,6 +97,8 @@ class Decoded:
     errors: list[DecodeError] = field(default_factory=list)
     depth: tuple[str, DepthEvent] | None = None  # (canonical symbol, event) for the book
     stream: tuple[str, str] | None = None  # (canonical symbol, channel) the message was on
+    channel: str | None = None  # channel of the stream, known before the payload is decoded
+    symbol: str | None = None  # canonical symbol named by the stream, likewise
     ts_ns: int | None = None  # exchange time of the message, when it has one
     shutdown_ns: int | None = None  # a serverShutdown announcement: reconnect soon
     control: bool = False  # a subscription reply ({"result": null, "id": 1})
@@ -110,7 +112,6 @@ class Decoder:
 
     def decode(self, raw: bytes | str, recv_ns: int) -> Decoded:
         out = Decoded()
-        channel: str | None = None
         try:
             try:
                 head = schemas.INCOMING.decode(raw)
@@ -119,27 +120,28 @@ class Decoder:
             except msgspec.DecodeError as exc:
                 raise _Reject("malformed_json", str(exc)) from None
             if head.stream is not msgspec.UNSET and head.data is not msgspec.UNSET:
-                channel = self._enveloped(head.stream, head.data, recv_ns, out)
+                self._enveloped(head.stream, head.data, recv_ns, out)
             elif head.result is not msgspec.UNSET:
                 out.control = True
             elif head.code is not msgspec.UNSET:
                 message = head.msg if head.msg is not msgspec.UNSET else ""
                 raise _Reject("exchange_error", f"code {head.code}: {message}")
             else:
-                channel = self._unwrapped(head.event_type, raw, recv_ns, out)
+                self._unwrapped(head.event_type, raw, recv_ns, out)
         except _Reject as exc:
             text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
+            symbol = exc.symbol or out.symbol
             out.errors.append(
-                DecodeError(EXCHANGE, exc.reason, exc.detail, text, recv_ns, exc.symbol, channel)
+                DecodeError(EXCHANGE, exc.reason, exc.detail, text, recv_ns, symbol, out.channel)
             )
         return out
 
     # -- routing -------------------------------------------------------------------------
 
-    def _enveloped(self, stream: str, data: msgspec.Raw, recv_ns: int, out: Decoded) -> str | None:
+    def _enveloped(self, stream: str, data: msgspec.Raw, recv_ns: int, out: Decoded) -> None:
         if stream == "!serverShutdown":
             out.shutdown_ns = _decode(schemas.SERVER_SHUTDOWN, data).event_ms * NS_PER_MS
-            return None
+            return
         prefix, _, suffix = stream.partition("@")
         if suffix.startswith("kline_"):
             kind, channel = "kline", "candles"
@@ -148,31 +150,34 @@ class Decoder:
             if found is None:
                 raise _Reject("unknown_stream", f"unknown stream {stream!r}")
             kind, channel = found
+        out.channel = channel
+        instrument = self.symbols.by_stream.get(prefix)
+        if instrument is not None:
+            out.symbol = instrument.symbol
         if kind == "partialDepth":  # the payload names no symbol: take it from the stream
-            instrument = self.symbols.by_stream.get(prefix)
             if instrument is None:
                 raise _Reject("unknown_symbol", f"unknown symbol in stream {stream!r}")
             snapshot = _decode(schemas.DEPTH_SNAPSHOT, data)
             self._partial_depth(instrument, snapshot, recv_ns, out)
             out.stream = (instrument.symbol, channel)
-            return channel
+            return
         self._payload(kind, data, recv_ns, out)
-        return channel
 
     def _unwrapped(
         self, event_type: str | msgspec.UnsetType, raw: bytes | str, recv_ns: int, out: Decoded
-    ) -> str | None:
+    ) -> None:
         if event_type is msgspec.UNSET:  # bookTicker is the one raw payload without "e"
+            out.channel = "ticker"
             self._payload("bookTicker", raw, recv_ns, out)
-            return "ticker"
+            return
         if event_type == "serverShutdown":
             out.shutdown_ns = _decode(schemas.SERVER_SHUTDOWN, raw).event_ms * NS_PER_MS
-            return None
+            return
         channel = _EVENT_CHANNELS.get(event_type)
         if channel is None:
             raise _Reject("unknown_event", f"unknown event type {event_type!r}")
+        out.channel = channel
         self._payload(event_type, raw, recv_ns, out)
-        return channel
 
     def _instrument(self, exchange_symbol: str) -> Instrument:
         instrument = self.symbols.by_id.get(exchange_symbol)
