@@ -18,3 +18,8 @@ def records(name: str) -> list[CaptureRecord]:
 def find(name: str, needle: str) -> CaptureRecord:
     """The first record of a fixture whose raw text contains ``needle``."""
     return next(r for r in records(name) if needle in r.raw)
+
+
+def find_url(name: str, needle: str) -> CaptureRecord:
+    """The first record of a fixture whose URL contains ``needle``."""
+    return next(r for r in records(name) if needle in r.url)
