@@ -127,6 +127,13 @@ class EmbeddedPostgres:
                 f"embedded PostgreSQL {what} failed: {' / '.join(tail)} (log: {log})"
             )
 
+    def timescaledb_installed(self) -> bool:
+        """TimescaleDB's library is installed for this server (and not switched off with
+        TICKVAULT_EMBEDDED_TIMESCALEDB=0): it must be preloaded for CREATE EXTENSION to work."""
+        if os.environ.get("TICKVAULT_EMBEDDED_TIMESCALEDB", "1") == "0":
+            return False
+        return (self.bindir.parent / "lib" / "timescaledb.so").exists()
+
     def running(self) -> bool:
         return (
             self.port is not None
@@ -149,6 +156,8 @@ class EmbeddedPostgres:
         options += " -c max_connections=200 -c shared_buffers=256MB"
         if not self.durable:
             options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        if self.timescaledb_installed():
+            options += " -c shared_preload_libraries=timescaledb -c timescaledb.telemetry_level=off"
         self.run_as.chown(self.root)
         log = self.root / "postgres.log"
         pg_ctl = [str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(log), "-w"]
