@@ -33,8 +33,9 @@ class L2Book:
     @classmethod
     def from_snapshot(cls, bids: Iterable[Level], asks: Iterable[Level]) -> L2Book:
         book = cls()
-        book.bids = {price: size for price, size in bids if size}
-        book.asks = {price: size for price, size in asks if size}
+        # Later rows win, as in an update; zero sizes hold no level.
+        book.bids = {price: size for price, size in dict(bids).items() if size}
+        book.asks = {price: size for price, size in dict(asks).items() if size}
         book._bid_dirty = book._ask_dirty = True
         return book
 

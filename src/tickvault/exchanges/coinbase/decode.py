@@ -188,7 +188,7 @@ def decode_message(raw: bytes | str, recv_ns: int, symbols: SymbolMap) -> Decode
     except msgspec.ValidationError as exc:
         out.errors.append(error(raw, recv_ns, "schema", str(exc)))
         return out
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         out.errors.append(error(raw, recv_ns, "malformed_json", str(exc)))
         return out
     if probe.channel is not None:

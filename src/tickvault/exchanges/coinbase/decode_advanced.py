@@ -183,7 +183,7 @@ def decode_advanced(raw: bytes | str, recv_ns: int, symbols: SymbolMap, out: Dec
     except msgspec.ValidationError as exc:
         out.errors.append(error(raw, recv_ns, "schema", str(exc)))
         return
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         out.errors.append(error(raw, recv_ns, "malformed_json", str(exc)))
         return
     channel = envelope.channel
@@ -208,7 +208,7 @@ def decode_advanced(raw: bytes | str, recv_ns: int, symbols: SymbolMap, out: Dec
             _candles(events, symbols, ts_ns, recv_ns, part)
     except msgspec.ValidationError as exc:
         reason, detail = "schema", f"{channel}: {exc}"
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         reason, detail = "malformed_json", str(exc)
     except BadMessage as exc:
         reason, detail = exc.reason, exc.detail

@@ -166,7 +166,7 @@ def decode_exchange(
         return
     except msgspec.ValidationError as exc:
         reason, detail = "schema", f"{msg_type}: {exc}"
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         reason, detail = "malformed_json", str(exc)
     except BadMessage as exc:
         reason, detail = exc.reason, exc.detail

@@ -100,7 +100,7 @@ def trades_request(instrument: Instrument, cursor: str | None) -> RestRequest:
 def _rows_of(raw: bytes | str, what: str) -> list[msgspec.Raw]:
     try:
         return _rows.decode(raw)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
         # Coinbase answers errors as {"message": "..."}: the I/O layer reports or retries.
         text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
         raise ExchangeError(f"coinbase {what} page is not a list: {text[:200]}") from None
