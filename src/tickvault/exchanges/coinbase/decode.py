@@ -1,20 +1,19 @@
 """Pure decoding of one Coinbase WebSocket message (either dialect) into normalized pieces.
 
-The dialect is read from the message itself: an Advanced Trade message has a ``channel`` (its
-envelope), an Exchange message has a ``type``. One ``CoinbaseFeed`` therefore replays captures of
-both feeds. State (books, sequence numbers, open candles) lives in ``feed.py``; this module only
-turns bytes into typed results and :class:`DecodeError`s.
+Shared by both dialect modules: the result type, RFC 3339 times, decimals and errors. The
+dialect dispatch (``decode_message``) lives in ``feed.py``, which imports both dialects. State
+(books, sequence numbers, open candles) lives in ``feed.py`` too; decoding only turns bytes into
+typed results and :class:`DecodeError`s.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
+from functools import lru_cache
 
-import msgspec
-
-from tickvault.exchanges.coinbase.schemas import Probe
 from tickvault.exchanges.coinbase.symbols import SymbolMap
 from tickvault.model import Candle, DecodeError, Level, MarketEvent, Ticker, Trade, parse_decimal
 
@@ -127,76 +126,34 @@ def symbol_for(symbols: SymbolMap, product_id: str) -> str:
 
 
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|z|[+-]\d{2}:\d{2})",
+    re.ASCII,
+)
 
 
-def _digits(text: str, what: str) -> int:
-    if not text.isdigit() or not text.isascii():
-        raise BadMessage("bad_time", f"{what} is not a number")
-    return int(text)
+@lru_cache(maxsize=64)
+def _day_seconds(year: int, month: int, day: int) -> int:
+    """Seconds from the epoch to a date (cached: a feed sees few distinct days)."""
+    return (date(year, month, day).toordinal() - _EPOCH_ORDINAL) * 86400
 
 
 def parse_time_ns(text: str) -> int:
     """RFC 3339 UTC time (``2023-02-09T20:32:50.714964855Z``, up to 9 fraction digits, ``Z`` or
     ``±HH:MM``) -> integer ns. Written out by hand because ``datetime`` stops at microseconds."""
-    if len(text) < 20 or text[4] != "-" or text[7] != "-" or text[10] not in "Tt ":
+    match = _RFC3339.fullmatch(text)
+    if match is None:
         raise BadMessage("bad_time", f"not an RFC 3339 time: {text!r}")
-    if text[13] != ":" or text[16] != ":":
-        raise BadMessage("bad_time", f"not an RFC 3339 time: {text!r}")
-    hour, minute, second = (_digits(text[i : i + 2], "time") for i in (11, 14, 17))
-    rest = text[19:]
-    fraction_ns = 0
-    if rest.startswith("."):
-        end = 1
-        while end < len(rest) and rest[end].isdigit():
-            end += 1
-        digits = rest[1:end]
-        if not digits or len(digits) > 9:
-            raise BadMessage("bad_time", f"bad fraction in {text!r}")
-        fraction_ns = int(digits.ljust(9, "0"))
-        rest = rest[end:]
-    if rest in ("Z", "z", "+00:00", "-00:00"):
-        offset_s = 0
-    elif len(rest) == 6 and rest[0] in "+-" and rest[3] == ":":
-        offset_s = _digits(rest[1:3], "offset") * 3600 + _digits(rest[4:6], "offset") * 60
-        offset_s = offset_s if rest[0] == "+" else -offset_s
-    else:
-        raise BadMessage("bad_time", f"no UTC offset in {text!r}")
-    if hour > 23 or minute > 59 or second > 59:
+    year, month, day, hour, minute, second, fraction, zone = match.groups()
+    if int(hour) > 23 or int(minute) > 59 or int(second) > 59:
         raise BadMessage("bad_time", f"time out of range in {text!r}")
     try:
-        ordinal = date(
-            _digits(text[0:4], "year"), _digits(text[5:7], "month"), _digits(text[8:10], "day")
-        ).toordinal()
+        seconds = _day_seconds(int(year), int(month), int(day))
     except ValueError:
         raise BadMessage("bad_time", f"no such date in {text!r}") from None
-    seconds = (ordinal - _EPOCH_ORDINAL) * 86400 + hour * 3600 + minute * 60 + second - offset_s
+    seconds += int(hour) * 3600 + int(minute) * 60 + int(second)
+    if zone not in ("Z", "z"):
+        offset_s = int(zone[1:3]) * 3600 + int(zone[4:6]) * 60
+        seconds -= offset_s if zone[0] == "+" else -offset_s
+    fraction_ns = int(fraction.ljust(9, "0")) if fraction else 0
     return seconds * 1_000_000_000 + fraction_ns
-
-
-_probe = msgspec.json.Decoder(Probe)
-
-
-def decode_message(raw: bytes | str, recv_ns: int, symbols: SymbolMap) -> Decoded:
-    """One WebSocket message -> :class:`Decoded`; never raises."""
-    # Local imports keep the two dialect modules independent of each other.
-    from tickvault.exchanges.coinbase.decode_advanced import decode_advanced
-    from tickvault.exchanges.coinbase.decode_exchange import decode_exchange
-
-    out = Decoded()
-    try:
-        probe = _probe.decode(raw)
-    except msgspec.ValidationError as exc:
-        out.errors.append(error(raw, recv_ns, "schema", str(exc)))
-        return out
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        out.errors.append(error(raw, recv_ns, "malformed_json", str(exc)))
-        return out
-    if probe.channel is not None:
-        out.dialect = "advanced"
-        decode_advanced(raw, recv_ns, symbols, out)
-    elif probe.type is not None:
-        out.dialect = "exchange"
-        decode_exchange(probe.type, probe.product_id, raw, recv_ns, symbols, out)
-    else:
-        out.errors.append(error(raw, recv_ns, "unknown_type", "neither `type` nor `channel`"))
-    return out

@@ -23,9 +23,38 @@ import msgspec
 
 from tickvault.exchanges.base import FeedCounters, FeedOutput
 from tickvault.exchanges.coinbase.book import L2Book
-from tickvault.exchanges.coinbase.decode import EXCHANGE, BookOp, Decoded, decode_message
+from tickvault.exchanges.coinbase.decode import EXCHANGE, BookOp, Decoded, error
+from tickvault.exchanges.coinbase.decode_advanced import decode_advanced
+from tickvault.exchanges.coinbase.decode_exchange import decode_exchange
+from tickvault.exchanges.coinbase.schemas import Probe
 from tickvault.exchanges.coinbase.symbols import SymbolMap
 from tickvault.model import BookDelta, BookSnapshot, Candle, Gap, Instrument, Trade
+
+_probe = msgspec.json.Decoder(Probe)
+
+
+def decode_message(raw: bytes | str, recv_ns: int, symbols: SymbolMap) -> Decoded:
+    """One WebSocket message -> :class:`Decoded`; never raises. The dialect is read from the
+    message itself: an Advanced Trade envelope has a ``channel``, an Exchange message a ``type``,
+    so one feed replays captures of both."""
+    out = Decoded()
+    try:
+        probe = _probe.decode(raw)
+    except msgspec.ValidationError as exc:
+        out.errors.append(error(raw, recv_ns, "schema", str(exc)))
+        return out
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        out.errors.append(error(raw, recv_ns, "malformed_json", str(exc)))
+        return out
+    if probe.channel is not None:
+        out.dialect = "advanced"
+        decode_advanced(raw, recv_ns, symbols, out)
+    elif probe.type is not None:
+        out.dialect = "exchange"
+        decode_exchange(probe.type, probe.product_id, raw, recv_ns, symbols, out)
+    else:
+        out.errors.append(error(raw, recv_ns, "unknown_type", "neither `type` nor `channel`"))
+    return out
 
 
 class CandleCloser:
