@@ -78,7 +78,7 @@ def _default_endpoints() -> dict[str, ExchangeEndpoints]:
         ),
         "coinbase": ExchangeEndpoints(
             rest_url="https://api.exchange.coinbase.com",
-            ws_url="wss://ws-feed.exchange.coinbase.com",
+            ws_url="wss://advanced-trade-ws.coinbase.com",  # the coinbase ADAPTER speaks Advanced
         ),
         "kraken": ExchangeEndpoints(
             rest_url="https://api.kraken.com",

@@ -1,0 +1,223 @@
+"""The pure per-connection state machine of a Coinbase WebSocket (either dialect).
+
+Continuity rules:
+
+* **Advanced** ``sequence_num`` counts every message on the connection: it must be the previous
+  value + 1. Anything else is a gap: a :class:`Gap` for every stream seen so far, every book
+  resyncs (resubscribe -> fresh snapshot), ``sequence_gaps`` + 1.
+* **Exchange** ``sequence`` is per product and shared by all channels (a ``ticker`` repeats its
+  ``match``'s number), so it is checked per (product, channel): a number not above the last one
+  is a duplicate or out of order and is ignored (``stale_messages``). With only ``matches``
+  subscribed the numbers legitimately skip (the ``full`` feed's other messages use them), so
+  missed trades are found from ``trade_id``, which is contiguous per product: a jump gives a
+  ``sequence_gap`` Gap. ``ticker`` batches cascading matches, so it has no gap check.
+* Books (both): an update for a book without a snapshot, a crossed book, or a book message that
+  failed to decode -> resync that book; updates are ignored until the new snapshot arrives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import msgspec
+
+from tickvault.exchanges.base import FeedCounters, FeedOutput
+from tickvault.exchanges.coinbase.book import L2Book
+from tickvault.exchanges.coinbase.decode import EXCHANGE, BookOp, Decoded, error
+from tickvault.exchanges.coinbase.decode_advanced import decode_advanced
+from tickvault.exchanges.coinbase.decode_exchange import decode_exchange
+from tickvault.exchanges.coinbase.schemas import Probe
+from tickvault.exchanges.coinbase.symbols import SymbolMap
+from tickvault.model import BookDelta, BookSnapshot, Candle, Gap, Instrument, Trade
+
+_probe = msgspec.json.Decoder(Probe)
+
+
+def decode_message(raw: bytes | str, recv_ns: int, symbols: SymbolMap) -> Decoded:
+    """One WebSocket message -> :class:`Decoded`; never raises. The dialect is read from the
+    message itself: an Advanced Trade envelope has a ``channel``, an Exchange message a ``type``,
+    so one feed replays captures of both."""
+    out = Decoded()
+    try:
+        probe = _probe.decode(raw)
+    except msgspec.ValidationError as exc:
+        out.errors.append(error(raw, recv_ns, "schema", str(exc)))
+        return out
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        out.errors.append(error(raw, recv_ns, "malformed_json", str(exc)))
+        return out
+    if probe.channel is not None:
+        out.dialect = "advanced"
+        decode_advanced(raw, recv_ns, symbols, out)
+    elif probe.type is not None:
+        out.dialect = "exchange"
+        decode_exchange(probe.type, probe.product_id, raw, recv_ns, symbols, out)
+    else:
+        out.errors.append(error(raw, recv_ns, "unknown_type", "neither `type` nor `channel`"))
+    return out
+
+
+class CandleCloser:
+    """Advanced ``candles``: the bucket being updated every second is open; it is closed (emitted
+    once more with ``closed=True``) when an update for a newer bucket arrives."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, Candle] = {}
+
+    def update(self, candle: Candle) -> list[Candle]:
+        current = self._open.get(candle.symbol)
+        if current is not None and candle.open_ns < current.open_ns:
+            return []  # an older bucket replayed (snapshot after resubscribe): already seen
+        self._open[candle.symbol] = candle
+        if current is not None and candle.open_ns > current.open_ns:
+            return [msgspec.structs.replace(current, closed=True), candle]
+        return [candle]
+
+
+class CoinbaseFeed:
+    """Implements :class:`tickvault.exchanges.base.FeedState` for both Coinbase feeds."""
+
+    def __init__(self, instruments: Sequence[Instrument], book_depth: int) -> None:
+        self.symbols = SymbolMap(instruments)
+        self.book_depth = book_depth
+        self.counters = FeedCounters()
+        self.stale_messages = 0  # Exchange duplicates / out-of-order, ignored on purpose
+        self.ignored_updates = 0  # book updates while waiting for a resync snapshot
+        self._books: dict[str, L2Book] = {}
+        self._awaiting: set[str] = set()  # resync requested, no snapshot yet
+        self._sequence_num: int | None = None
+        self._ex_sequence: dict[tuple[str, str], int] = {}
+        self._ex_trade_id: dict[str, tuple[int, int]] = {}  # symbol -> (trade_id, ts_ns)
+        self._last_ns: dict[tuple[str, str], int] = {}  # (symbol, channel) -> last event ns
+        self._candles = CandleCloser()
+
+    # --- FeedState -----------------------------------------------------------------------
+
+    def on_message(self, raw: bytes | str, recv_ns: int) -> FeedOutput:
+        self.counters.messages += 1
+        decoded = decode_message(raw, recv_ns, self.symbols)
+        out = FeedOutput(errors=decoded.errors)
+        self.counters.decode_errors += len(decoded.errors)
+        if decoded.sequence_num is not None:
+            self._check_connection_sequence(decoded, recv_ns, out)
+        if decoded.book_resync_all:
+            self._resync(list(self._books) + sorted(self._awaiting), recv_ns, out, None)
+        elif decoded.book_resync:
+            self._resync(sorted(decoded.book_resync), recv_ns, out, None)
+        for item in decoded.sequenced:
+            key = (item.symbol, item.channel)
+            last = self._ex_sequence.get(key)
+            if last is not None and item.sequence <= last:
+                self.stale_messages += 1
+                continue
+            self._ex_sequence[key] = item.sequence
+            if item.trade_id is not None:
+                self._check_trade_id(item.symbol, item.trade_id, item.event.ts_ns, out)
+            self._seen(item.symbol, item.channel, item.event.ts_ns)
+            out.events.append(item.event)
+        for event in decoded.events:
+            self._seen(
+                event.symbol, "trades" if isinstance(event, Trade) else "ticker", event.ts_ns
+            )
+            out.events.append(event)
+        for candle in decoded.candles:
+            self._seen(candle.symbol, "candles", candle.ts_ns)
+            out.events.extend(self._candles.update(candle))
+        for op in decoded.book_ops:
+            self._apply_book(op, recv_ns, out)
+        return out
+
+    def on_rest_snapshot(self, symbol: str, raw: bytes | str, recv_ns: int) -> FeedOutput:
+        return FeedOutput()  # Coinbase books come from the socket (resubscribe), never REST
+
+    def on_disconnect(self, recv_ns: int) -> FeedOutput:
+        out = FeedOutput()
+        for (symbol, channel), last_ns in sorted(self._last_ns.items()):
+            out.gaps.append(Gap(EXCHANGE, symbol, channel, last_ns, recv_ns, "disconnect"))
+        books = list(self._books) + sorted(self._awaiting - set(self._books))
+        self._books.clear()
+        self._awaiting.clear()
+        for symbol in books:
+            self.counters.resyncs += 1
+            self._awaiting.add(symbol)
+            out.resync.append(symbol)
+        self._sequence_num = None
+        self._ex_sequence.clear()
+        self._ex_trade_id.clear()  # the disconnect gap already covers missed trades
+        return out
+
+    def books(self) -> dict[str, tuple[list[tuple[str, str]], list[tuple[str, str]]]]:
+        return {s: book.top_strings(self.book_depth) for s, book in self._books.items()}
+
+    # --- internals -----------------------------------------------------------------------
+
+    def _seen(self, symbol: str, channel: str, ts_ns: int) -> None:
+        self._last_ns[(symbol, channel)] = ts_ns
+
+    def _check_connection_sequence(self, decoded: Decoded, recv_ns: int, out: FeedOutput) -> None:
+        number = decoded.sequence_num
+        expected = None if self._sequence_num is None else self._sequence_num + 1
+        self._sequence_num = number
+        if expected is None or number == expected:
+            return
+        self.counters.sequence_gaps += 1
+        to_ns = decoded.ts_ns if decoded.ts_ns is not None else recv_ns
+        for (symbol, channel), last_ns in sorted(self._last_ns.items()):
+            out.gaps.append(
+                Gap(EXCHANGE, symbol, channel, last_ns, max(to_ns, last_ns), "sequence_gap")
+            )
+        self._resync(
+            list(self._books) + sorted(self._awaiting - set(self._books)), recv_ns, out, None
+        )
+
+    def _check_trade_id(self, symbol: str, trade_id: int, ts_ns: int, out: FeedOutput) -> None:
+        previous = self._ex_trade_id.get(symbol)
+        self._ex_trade_id[symbol] = (trade_id, ts_ns)
+        if previous is not None and trade_id > previous[0] + 1:
+            self.counters.sequence_gaps += 1
+            out.gaps.append(Gap(EXCHANGE, symbol, "trades", previous[1], ts_ns, "sequence_gap"))
+
+    def _resync(
+        self, symbols: Iterable[str], recv_ns: int, out: FeedOutput, reason: str | None
+    ) -> None:
+        for symbol in dict.fromkeys(symbols):
+            if symbol in out.resync:
+                continue
+            self._books.pop(symbol, None)
+            self._awaiting.add(symbol)
+            self.counters.resyncs += 1
+            out.resync.append(symbol)
+            if reason is not None:
+                last_ns = self._last_ns.get((symbol, "book"), recv_ns)
+                out.gaps.append(
+                    Gap(EXCHANGE, symbol, "book", last_ns, max(recv_ns, last_ns), reason)
+                )
+
+    def _apply_book(self, op: BookOp, recv_ns: int, out: FeedOutput) -> None:
+        symbol = op.symbol
+        if op.snapshot:
+            book = L2Book.from_snapshot(op.bids, op.asks)
+            self._awaiting.discard(symbol)
+            self._books[symbol] = book
+        else:
+            existing = self._books.get(symbol)
+            if existing is None:
+                if symbol in self._awaiting or symbol in out.resync:
+                    self.ignored_updates += 1
+                else:  # an update with no snapshot behind it: we cannot know the book
+                    self._resync([symbol], recv_ns, out, None)
+                return
+            book = existing
+            book.apply(op.bids, op.asks)
+        if book.crossed():
+            self.counters.crossed_books += 1
+            self._resync([symbol], recv_ns, out, "crossed_book")
+            return
+        self._seen(symbol, "book", op.ts_ns)
+        if op.snapshot:
+            bids, asks = book.top(self.book_depth)
+            out.events.append(BookSnapshot(EXCHANGE, symbol, bids, asks, op.ts_ns, recv_ns))
+        else:
+            out.events.append(
+                BookDelta(EXCHANGE, symbol, tuple(op.bids), tuple(op.asks), op.ts_ns, recv_ns)
+            )
