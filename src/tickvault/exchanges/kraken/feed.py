@@ -1,0 +1,237 @@
+"""The per-connection Kraken state machine: decoder + books + forming candles.
+
+Books: a snapshot (re)builds the book, each update is applied, truncated to the subscribed
+depth and verified against Kraken's CRC32 (v2 snapshots carry a checksum too). A mismatch
+counts ``checksum_failures``, emits a :class:`Gap` and asks the I/O layer to resync the
+symbol (``resync_messages``: unsubscribe + subscribe, which brings a fresh snapshot); the
+updates that arrive before that snapshot cannot be applied and are counted in
+``skipped_updates``. Book events: :class:`BookSnapshot` for snapshots, :class:`BookDelta`
+for updates, whose level lists are the message's levels followed by explicit deletes
+(size 0) of levels the depth truncation dropped, so a consumer replaying deltas holds
+exactly this book.
+
+Candles: Kraken's ``ohlc`` channel has no "closed" flag. A bar is known to be final when a
+message with a newer ``interval_begin`` arrives for the same symbol and interval; the
+previous bar is then emitted once more with ``closed=True`` before the new, forming one.
+A bar older than the forming one (a snapshot after a reconnect) is final by definition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+
+import msgspec
+
+from tickvault.exchanges.base import FeedCounters, FeedOutput
+from tickvault.exchanges.kraken.book import KrakenBook
+from tickvault.exchanges.kraken.decode import decode_message
+from tickvault.exchanges.kraken.symbols import SymbolMap, price_decimals, qty_decimals
+from tickvault.exchanges.kraken.wire import EXCHANGE, BookMessage, CandleUpdate, error
+from tickvault.model import (
+    BookDelta,
+    BookSnapshot,
+    Candle,
+    CandleSource,
+    Gap,
+    Instrument,
+    Level,
+    Trade,
+    decimal_str,
+)
+
+BOOK_DEPTHS = (10, 25, 100, 500, 1000)
+_ZERO_SIZE = Decimal(0)
+
+
+def subscription_depth(book_depth: int) -> int:
+    """The depth to subscribe: Kraken refuses depths other than 10/25/100/500/1000, so the
+    smallest allowed depth holding ``book_depth`` levels (1000 at most)."""
+    for depth in BOOK_DEPTHS:
+        if depth >= book_depth:
+            return depth
+    return BOOK_DEPTHS[-1]
+
+
+class KrakenFeed:
+    """Pure state of one Kraken WebSocket connection (v2, or v1 for recordings)."""
+
+    def __init__(self, instruments: Sequence[Instrument], book_depth: int) -> None:
+        self.counters = FeedCounters()
+        self.symbols = SymbolMap(instruments)
+        self.depth = subscription_depth(book_depth)
+        self._instruments = {i.symbol: i for i in instruments}
+        self._books: dict[str, KrakenBook] = {}
+        self._acked_depths: dict[str, int] = {}  # symbol -> depth the server acknowledged
+        self._awaiting_snapshot: set[str] = set()  # resync requested
+        self._last_ts: dict[tuple[str, str], int] = {}  # (channel, symbol) -> last event ts
+        self._bars: dict[tuple[str, str], Candle] = {}  # (symbol, timeframe) -> forming bar
+        self.skipped_updates = 0  # book updates between a resync request and its snapshot
+
+    # --- FeedState ------------------------------------------------------------------------
+
+    def on_message(self, raw: bytes | str, recv_ns: int) -> FeedOutput:
+        self.counters.messages += 1
+        decoded = decode_message(raw, recv_ns, self.symbols)
+        out = FeedOutput(events=decoded.events, errors=decoded.errors)
+        for event in decoded.events:  # trades and tickers
+            channel = "trade" if isinstance(event, Trade) else "ticker"
+            self._last_ts[(channel, event.symbol)] = event.ts_ns
+        for ws_symbol, depth in decoded.book_depths:
+            instrument = self.symbols.get(ws_symbol)
+            if instrument is not None:
+                self._acked_depths[instrument.symbol] = depth
+        for book_message in decoded.books:
+            self._on_book(book_message, raw, recv_ns, out)
+        for candle in decoded.candles:
+            self._on_candle(candle, recv_ns, out)
+        for bad in decoded.errors:
+            # a book message that could not be applied leaves the book behind the venue
+            if bad.channel == "book" and bad.symbol is not None:
+                book = self._books.get(bad.symbol)
+                if book is not None and book.synced:
+                    self._resync(bad.symbol, "decode_error", recv_ns, out)
+        self.counters.decode_errors += len(out.errors)
+        return out
+
+    def on_rest_snapshot(self, symbol: str, raw: bytes | str, recv_ns: int) -> FeedOutput:
+        """Kraken books resync on the socket (a resubscribe brings a snapshot): REST
+        snapshots are not used for the live book and are ignored here."""
+        return FeedOutput()
+
+    def on_disconnect(self, recv_ns: int) -> FeedOutput:
+        out = FeedOutput()
+        for (channel, symbol), last_ns in sorted(self._last_ts.items()):
+            out.gaps.append(Gap(EXCHANGE, symbol, channel, last_ns, recv_ns, "disconnect"))
+        for symbol, book in sorted(self._books.items()):
+            if book.synced or symbol in self._awaiting_snapshot:
+                book.reset()
+                self._awaiting_snapshot.add(symbol)
+                self.counters.resyncs += 1
+                out.resync.append(symbol)
+        return out
+
+    def books(self) -> dict[str, tuple[list[tuple[str, str]], list[tuple[str, str]]]]:
+        def text(levels: list[Level]) -> list[tuple[str, str]]:
+            return [(decimal_str(p), decimal_str(q)) for p, q in levels]
+
+        return {
+            symbol: (text(book.bids()), text(book.asks()))
+            for symbol, book in self._books.items()
+            if book.synced
+        }
+
+    def book(self, symbol: str) -> KrakenBook | None:
+        return self._books.get(symbol)
+
+    # --- books ----------------------------------------------------------------------------
+
+    def _new_book(self, message: BookMessage) -> KrakenBook:
+        depth = message.depth or self._acked_depths.get(message.symbol, self.depth)
+        if message.version == 1:
+            return KrakenBook(depth)  # v1 strings already carry the pair's precision
+        instrument = self._instruments[message.symbol]
+        return KrakenBook(depth, price_decimals(instrument), qty_decimals(instrument))
+
+    def _on_book(
+        self, message: BookMessage, raw: bytes | str, recv_ns: int, out: FeedOutput
+    ) -> None:
+        symbol = message.symbol
+        book = self._books.get(symbol)
+        if message.snapshot:
+            book = self._new_book(message)
+            self._books[symbol] = book
+            self._awaiting_snapshot.discard(symbol)
+            book.load_snapshot(message.bids, message.asks)
+            dropped: tuple[list[Level], list[Level]] = ([], [])
+        elif book is None or not book.synced:
+            if symbol in self._awaiting_snapshot:
+                self.skipped_updates += 1
+            else:
+                detail = "book update before any snapshot"
+                out.errors.append(
+                    error(raw, recv_ns, "book_not_synced", detail, symbol=symbol, channel="book")
+                )
+            return
+        else:
+            book.apply(message.bids, message.asks)
+            dropped_bids, dropped_asks = book.truncate()
+            dropped = (
+                [(p, _ZERO_SIZE) for p in dropped_bids],
+                [(p, _ZERO_SIZE) for p in dropped_asks],
+            )
+        verified = message.checksum is not None
+        if verified and book.checksum() != message.checksum:
+            self.counters.checksum_failures += 1
+            self._resync(symbol, "checksum", message.ts_ns, out)
+            return
+        if book.is_crossed():
+            self.counters.crossed_books += 1
+            if not verified:  # a checksum-verified crossed book is the venue's own state
+                self._resync(symbol, "crossed_book", message.ts_ns, out)
+                return
+        if message.snapshot:
+            out.events.append(
+                BookSnapshot(
+                    EXCHANGE,
+                    symbol,
+                    tuple(book.bids()),
+                    tuple(book.asks()),
+                    message.ts_ns,
+                    recv_ns,
+                    checksum=message.checksum,
+                )
+            )
+        else:
+            out.events.append(
+                BookDelta(
+                    EXCHANGE,
+                    symbol,
+                    (*message.bids, *dropped[0]),
+                    (*message.asks, *dropped[1]),
+                    message.ts_ns,
+                    recv_ns,
+                    checksum=message.checksum,
+                )
+            )
+        self._last_ts[("book", symbol)] = message.ts_ns
+
+    def _resync(self, symbol: str, reason: str, ts_ns: int, out: FeedOutput) -> None:
+        """Drop the book, report the hole, and ask for a fresh snapshot."""
+        from_ns = min(self._last_ts.get(("book", symbol), ts_ns), ts_ns)
+        out.gaps.append(Gap(EXCHANGE, symbol, "book", from_ns, ts_ns, reason))
+        self._books[symbol].reset()
+        self._awaiting_snapshot.add(symbol)
+        self.counters.resyncs += 1
+        out.resync.append(symbol)
+
+    # --- candles --------------------------------------------------------------------------
+
+    def _on_candle(self, update: CandleUpdate, recv_ns: int, out: FeedOutput) -> None:
+        key = (update.symbol, update.timeframe)
+        bar = Candle(
+            exchange=EXCHANGE,
+            symbol=update.symbol,
+            timeframe=update.timeframe,
+            open_ns=update.open_ns,
+            open=update.open,
+            high=update.high,
+            low=update.low,
+            close=update.close,
+            volume=update.volume,
+            closed=False,
+            ts_ns=update.ts_ns,
+            recv_ns=recv_ns,
+            source=CandleSource.EXCHANGE,
+            trade_count=update.trade_count,
+            vwap=update.vwap,
+        )
+        forming = self._bars.get(key)
+        if forming is not None and update.open_ns < forming.open_ns:
+            out.events.append(msgspec.structs.replace(bar, closed=True))  # an old, final bar
+            return
+        if forming is not None and update.open_ns > forming.open_ns:
+            out.events.append(msgspec.structs.replace(forming, closed=True, recv_ns=recv_ns))
+        self._bars[key] = bar
+        out.events.append(bar)
+        self._last_ts[("candle", update.symbol)] = update.ts_ns
