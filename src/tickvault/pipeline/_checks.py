@@ -1,4 +1,6 @@
-"""Stateless validation rules for books, tickers and candles (trades are inlined in the loop).
+"""Stateless validation rules for books, tickers and candles, and the rules' messages.
+
+Trades are checked inline in the validator's loop, their hot path.
 
 Each returns ``None`` when the event passes, else a ``(reason, detail)`` pair.
 """
@@ -8,7 +10,7 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 from typing import TypeAlias
 
-from tickvault.model import TIMEFRAMES, BookDelta, BookSnapshot, Candle, Ticker
+from tickvault.model import TIMEFRAMES, BookDelta, BookSnapshot, Candle, Ticker, Trade
 
 Failure: TypeAlias = tuple[str, str]
 
@@ -124,4 +126,37 @@ def check_candle(candle: Candle, future_ns: int, floor_ns: int) -> Failure | Non
     return _times(candle.ts_ns, future_ns, floor_ns)
 
 
-__all__ = ["Failure", "check_book", "check_candle", "check_ticker"]
+def missing_field(event: Trade) -> Failure:
+    for name in ("exchange", "symbol", "trade_id"):
+        value = getattr(event, name)
+        if not isinstance(value, str) or not value:
+            return ("missing_field", f"{name} is {value!r}")
+    for name in ("price", "size"):
+        if type(getattr(event, name)) is not Decimal:
+            return ("missing_field", f"{name} is {getattr(event, name)!r}, not a Decimal")
+    return ("missing_field", f"ts_ns/recv_ns are {event.ts_ns!r}/{event.recv_ns!r}, not int")
+
+
+def stream_outlier(price: float, median: float) -> Failure:
+    deviation = abs(price - median) / median
+    return ("outlier_stream", f"price {price} is {deviation:.2%} from the recent median {median}")
+
+
+def cross_outlier(price: float, cross: float) -> Failure:
+    deviation = abs(price - cross) / cross
+    return (
+        "outlier_cross",
+        f"price {price} is {deviation:.2%} from other exchanges' median {cross}",
+    )
+
+
+def median_of(values: list[float]) -> float:
+    values.sort()
+    middle = len(values) // 2
+    if len(values) % 2:
+        return values[middle]
+    return (values[middle - 1] + values[middle]) / 2
+
+
+def int_or_none(value: object) -> int | None:
+    return value if type(value) is int else None

@@ -29,7 +29,17 @@ from tickvault.model import (
     Ticker,
     Trade,
 )
-from tickvault.pipeline._checks import Failure, check_book, check_candle, check_ticker
+from tickvault.pipeline._checks import (
+    Failure,
+    check_book,
+    check_candle,
+    check_ticker,
+    cross_outlier,
+    int_or_none,
+    median_of,
+    missing_field,
+    stream_outlier,
+)
 from tickvault.pipeline.records import Rejected
 
 
@@ -104,6 +114,17 @@ class _PriceRef:
         self.last_ts_ns = 0
 
 
+class _TradeStream:
+    """Everything validation remembers about one market's trades."""
+
+    __slots__ = ("last_id", "ref", "window")
+
+    def __init__(self, window: _KeyWindow, ref: _PriceRef) -> None:
+        self.window = window
+        self.ref = ref
+        self.last_id = -1
+
+
 _ZERO = Decimal(0)
 _encoder = msgspec.json.Encoder(decimal_format="string")
 
@@ -124,15 +145,17 @@ class Validator:
     def __init__(self, config: ValidationConfig | None = None) -> None:
         self.config = config or ValidationConfig()
         self.totals: dict[str, int] = {}  # rejections since creation, by reason
-        self._keys: dict[tuple[str, str, str], _KeyWindow] = {}
-        self._last_trade_id: dict[tuple[str, str], int] = {}
+        self._keys: dict[tuple[str, str, str], _KeyWindow] = {}  # books, tickers, candles
+        self._trades: dict[tuple[str, str], _TradeStream] = {}
         self._last_sequence: dict[tuple[str, str], int] = {}
         self._prices: dict[tuple[str, str], _PriceRef] = {}
         self._peers: dict[str, list[tuple[str, _PriceRef]]] = {}  # symbol -> refs by exchange
 
     def reset(self, exchange: str, symbol: str) -> None:
         """Forget sequence and trade-id state of a market (after a reconnect or resync)."""
-        self._last_trade_id.pop((exchange, symbol), None)
+        state = self._trades.get((exchange, symbol))
+        if state is not None:
+            state.last_id = -1
         self._last_sequence.pop((exchange, symbol), None)
 
     def validate(self, events: Iterable[object], now_ns: int) -> ValidationResult:
@@ -144,9 +167,10 @@ class Validator:
         floor_ns = cfg.min_ts_ns
         if cfg.max_age_ns is not None:
             floor_ns = max(floor_ns, now_ns - cfg.max_age_ns)
-        keys = self._keys
+        streams = self._trades
         check_ids = cfg.check_trade_id_order
-        last_ids = self._last_trade_id
+        max_dev, cross_dev = cfg.outlier_max_deviation, cfg.cross_max_deviation
+        refresh_every, min_samples = cfg.outlier_refresh_every, cfg.outlier_min_samples
 
         for event in events:
             failure: Failure | None = None
@@ -166,7 +190,7 @@ class Validator:
                     and type(ts_ns) is int
                     and type(trade.recv_ns) is int
                 ):
-                    failure = _missing_field(trade)
+                    failure = missing_field(trade)
                 else:
                     try:
                         if not (price > _ZERO and price.is_finite()):
@@ -181,26 +205,50 @@ class Validator:
                     elif ts_ns < floor_ns:
                         failure = ("stale_ts", f"ts_ns {ts_ns} is before {floor_ns}")
                 if failure is None:
-                    stream = ("trade", trade.exchange, trade.symbol)
-                    window = keys.get(stream)
-                    if window is None:
-                        window = keys[stream] = _KeyWindow(cfg.duplicate_window)
+                    # Hot path: the stream's state in one lookup, outlier check inlined
+                    # (same rule as _check_price, which tickers use).
+                    market = (trade.exchange, trade.symbol)
+                    state = streams.get(market)
+                    if state is None:
+                        state = self._trade_stream(market)
+                    window = state.window
                     tid = trade.trade_id
                     if tid in window.keys:
                         failure = ("duplicate", f"trade id {tid} seen before")
                     else:
-                        market = (trade.exchange, trade.symbol)
                         if check_ids and tid.isdigit():
                             number = int(tid)
-                            last = last_ids.get(market, -1)
-                            if number < last:
-                                failure = ("sequence_regression", f"trade id {tid} after {last}")
+                            if number < state.last_id:
+                                failure = (
+                                    "sequence_regression",
+                                    f"trade id {tid} after {state.last_id}",
+                                )
                             else:
-                                last_ids[market] = number
+                                state.last_id = number
                         if failure is None:
-                            failure = self._check_price(market, float(price), ts_ns)
+                            ref = state.ref
+                            value = float(price)
+                            median = ref.median
+                            if median is not None:
+                                if abs(value - median) > max_dev * median:
+                                    failure = stream_outlier(value, median)
+                                elif (cross := ref.cross) is not None and abs(
+                                    value - cross
+                                ) > cross_dev * cross:
+                                    failure = cross_outlier(value, cross)
+                            ref.prices.append(value)
+                            ref.last_ts_ns = ts_ns
+                            ref.since_refresh += 1
+                            if ref.since_refresh >= refresh_every or (
+                                median is None and len(ref.prices) >= min_samples
+                            ):
+                                self._refresh(market, ref, ts_ns)
                         if failure is None:
-                            window.add(tid)
+                            order = window.order
+                            if len(order) >= window.size:
+                                window.keys.discard(order.popleft())
+                            order.append(tid)
+                            window.keys.add(tid)
             elif kind is BookDelta or kind is BookSnapshot:
                 failure = check_book(event, future_ns, floor_ns)  # type: ignore[arg-type]
                 if failure is None:
@@ -229,8 +277,8 @@ class Validator:
                         reason=reason,
                         detail=failure[1],
                         raw=_raw_json(event),
-                        ts_ns=_int_or_none(getattr(event, "ts_ns", None)),
-                        recv_ns=_int_or_none(getattr(event, "recv_ns", None)),
+                        ts_ns=int_or_none(getattr(event, "ts_ns", None)),
+                        recv_ns=int_or_none(getattr(event, "recv_ns", None)),
                     )
                 )
         totals = self.totals
@@ -252,28 +300,16 @@ class Validator:
         Outliers are remembered too: a lasting move to a new level then becomes the median
         after half a window instead of being refused forever; a lone spike stays refused.
         """
-        ref = self._prices.get(market)
-        if ref is None:
-            ref = self._prices[market] = _PriceRef(self.config.outlier_window)
-            self._peers.setdefault(market[1], []).append((market[0], ref))
+        ref = self._price_ref(market)
         failure: Failure | None = None
         median = ref.median
         if median is not None:
-            deviation = abs(price - median) / median
-            if deviation > self.config.outlier_max_deviation:
-                failure = (
-                    "outlier_stream",
-                    f"price {price} is {deviation:.2%} from median {median}",
-                )
-            else:
-                cross = ref.cross
-                if cross is not None:
-                    deviation = abs(price - cross) / cross
-                    if deviation > self.config.cross_max_deviation:
-                        failure = (
-                            "outlier_cross",
-                            f"price {price} is {deviation:.2%} from other exchanges' median {cross}",
-                        )
+            if abs(price - median) > self.config.outlier_max_deviation * median:
+                failure = stream_outlier(price, median)
+            elif (cross := ref.cross) is not None and abs(
+                price - cross
+            ) > self.config.cross_max_deviation * cross:
+                failure = cross_outlier(price, cross)
         ref.prices.append(price)
         ref.last_ts_ns = ts_ns
         ref.since_refresh += 1
@@ -283,11 +319,23 @@ class Validator:
             self._refresh(market, ref, ts_ns)
         return failure
 
+    def _price_ref(self, market: tuple[str, str]) -> _PriceRef:
+        ref = self._prices.get(market)
+        if ref is None:
+            ref = self._prices[market] = _PriceRef(self.config.outlier_window)
+            self._peers.setdefault(market[1], []).append((market[0], ref))
+        return ref
+
+    def _trade_stream(self, market: tuple[str, str]) -> _TradeStream:
+        state = _TradeStream(_KeyWindow(self.config.duplicate_window), self._price_ref(market))
+        self._trades[market] = state
+        return state
+
     def _refresh(self, market: tuple[str, str], ref: _PriceRef, ts_ns: int) -> None:
         cfg = self.config
         ref.since_refresh = 0
         if len(ref.prices) >= cfg.outlier_min_samples:
-            ref.median = _median(list(ref.prices))
+            ref.median = median_of(list(ref.prices))
         peers = [
             other.median
             for exchange, other in self._peers.get(market[1], ())
@@ -295,7 +343,7 @@ class Validator:
             and other.median is not None
             and ts_ns - other.last_ts_ns <= cfg.cross_max_age_ns
         ]
-        ref.cross = _median(peers) if len(peers) >= cfg.cross_min_exchanges else None
+        ref.cross = median_of(peers) if len(peers) >= cfg.cross_min_exchanges else None
 
     def _check_book_order(self, book: BookSnapshot | BookDelta) -> Failure | None:
         market = (book.exchange, book.symbol)
@@ -353,26 +401,3 @@ class Validator:
             return ("duplicate", f"{candle.timeframe} bar at {candle.open_ns} seen before")
         window.add(key)
         return None
-
-
-def _missing_field(event: Trade) -> Failure:
-    for name in ("exchange", "symbol", "trade_id"):
-        value = getattr(event, name)
-        if not isinstance(value, str) or not value:
-            return ("missing_field", f"{name} is {value!r}")
-    for name in ("price", "size"):
-        if type(getattr(event, name)) is not Decimal:
-            return ("missing_field", f"{name} is {getattr(event, name)!r}, not a Decimal")
-    return ("missing_field", f"ts_ns/recv_ns are {event.ts_ns!r}/{event.recv_ns!r}, not int")
-
-
-def _median(values: list[float]) -> float:
-    values.sort()
-    middle = len(values) // 2
-    if len(values) % 2:
-        return values[middle]
-    return (values[middle - 1] + values[middle]) / 2
-
-
-def _int_or_none(value: object) -> int | None:
-    return value if type(value) is int else None
