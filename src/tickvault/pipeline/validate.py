@@ -181,7 +181,9 @@ class Validator:
                 size = trade.size
                 ts_ns = trade.ts_ns
                 if not (
-                    trade.exchange
+                    type(trade.exchange) is str
+                    and type(trade.symbol) is str
+                    and trade.exchange
                     and trade.symbol
                     and trade.trade_id
                     and type(trade.trade_id) is str

@@ -63,6 +63,10 @@ def test_rejected_keeps_the_payload_as_json() -> None:
             Trade("binance", "BTC-USDT", "5", 1.5, Decimal(1), Side.BUY, NOW_NS, NOW_NS),
             "missing_field",
         ),  # type: ignore[arg-type]
+        (
+            Trade(7, "BTC-USDT", "5", Decimal(1), Decimal(1), Side.BUY, NOW_NS, NOW_NS),
+            "missing_field",
+        ),  # type: ignore[arg-type]
         (Gap("binance", "BTC-USDT", "trades", 1, 2, "disconnect"), "wrong_type"),
         ({"price": "1"}, "wrong_type"),
     ],
