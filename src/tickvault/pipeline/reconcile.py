@@ -1,0 +1,128 @@
+"""Reconciliation: closed derived bars against the exchange's own bars of the same interval.
+
+Bars are paired on (exchange, symbol, timeframe, open_ns). A difference beyond tolerance becomes
+a :class:`ReconcileFinding`; nothing is overwritten, both bars stay as they are. Unpaired bars
+wait in a bounded buffer (oldest evicted first and counted), since the exchange's closed bar
+and ours arrive at different moments.
+
+The first derived bar of each stream is skipped by default: tickvault usually starts mid-bar,
+so that bar lacks the trades before the start and would always differ.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from tickvault.model import Candle, CandleSource, decimal_str
+from tickvault.pipeline.records import ReconcileFinding
+
+_PRICE_FIELDS = ("open", "high", "low", "close")
+_VOLUME_FIELDS = ("volume", "quote_volume", "buy_volume")
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileConfig:
+    price_tolerance: float = 1e-9
+    """Relative difference allowed in open/high/low/close. Both bars come from the same trades,
+    so prices should agree exactly; the tolerance only absorbs representation noise."""
+    volume_tolerance: float = 1e-6
+    """Relative difference allowed in volume, quote volume and taker-buy volume."""
+    compare_trade_count: bool = True
+    """Also compare trade counts (exact) when both bars carry one."""
+    max_pending: int = 50_000
+    """Unpaired bars kept waiting for their counterpart."""
+    skip_first_derived: bool = True
+
+
+@dataclass(slots=True)
+class ReconcileResult:
+    findings: list[ReconcileFinding] = field(default_factory=list)
+    compared: list[tuple[str, str, str, int]] = field(default_factory=list)  # bars paired
+    mismatched: int = 0  # paired bars with at least one finding
+
+
+def _rel_diff(a: Decimal, b: Decimal) -> float:
+    scale = max(abs(a), abs(b))
+    return float(abs(a - b) / scale) if scale else 0.0
+
+
+class Reconciler:
+    def __init__(self, config: ReconcileConfig | None = None) -> None:
+        self.config = config or ReconcileConfig()
+        self.evicted = 0  # bars that never met their counterpart
+        self._pending: OrderedDict[tuple[str, str, str, int, str], Candle] = OrderedDict()
+        self._started: set[tuple[str, str, str]] = set()
+
+    def add(self, candles: Iterable[Candle]) -> ReconcileResult:
+        """Feed closed bars of either source; compare every pair that completes."""
+        result = ReconcileResult()
+        pending = self._pending
+        for candle in candles:
+            if not candle.closed:
+                continue
+            stream = (candle.exchange, candle.symbol, candle.timeframe)
+            if (
+                candle.source is CandleSource.DERIVED
+                and self.config.skip_first_derived
+                and stream not in self._started
+            ):
+                self._started.add(stream)
+                continue
+            own = (*stream, candle.open_ns, str(candle.source))
+            other_source = (
+                CandleSource.EXCHANGE
+                if candle.source is CandleSource.DERIVED
+                else CandleSource.DERIVED
+            )
+            other = pending.pop((*stream, candle.open_ns, str(other_source)), None)
+            if other is None:
+                pending[own] = candle
+                if len(pending) > self.config.max_pending:
+                    pending.popitem(last=False)
+                    self.evicted += 1
+                continue
+            derived, exchange = (
+                (candle, other) if candle.source is CandleSource.DERIVED else (other, candle)
+            )
+            findings = self.compare(derived, exchange)
+            result.compared.append((*stream, candle.open_ns))
+            if findings:
+                result.mismatched += 1
+                result.findings.extend(findings)
+        return result
+
+    def compare(self, derived: Candle, exchange: Candle) -> list[ReconcileFinding]:
+        cfg = self.config
+        findings: list[ReconcileFinding] = []
+
+        def finding(name: str, ours: str | None, theirs: str | None, rel: float) -> None:
+            findings.append(
+                ReconcileFinding(
+                    derived.exchange,
+                    derived.symbol,
+                    derived.timeframe,
+                    derived.open_ns,
+                    name,
+                    ours,
+                    theirs,
+                    rel,
+                )
+            )
+
+        for name in _PRICE_FIELDS + _VOLUME_FIELDS:
+            ours, theirs = getattr(derived, name), getattr(exchange, name)
+            if ours is None or theirs is None:
+                continue  # the exchange does not publish it (Kraken has no taker-buy volume)
+            rel = _rel_diff(ours, theirs)
+            limit = cfg.price_tolerance if name in _PRICE_FIELDS else cfg.volume_tolerance
+            if rel > limit:
+                finding(name, decimal_str(ours), decimal_str(theirs), rel)
+        if cfg.compare_trade_count:
+            ours_n, theirs_n = derived.trade_count, exchange.trade_count
+            if ours_n is not None and theirs_n is not None and ours_n != theirs_n:
+                rel = abs(ours_n - theirs_n) / max(ours_n, theirs_n)
+                finding("trade_count", str(ours_n), str(theirs_n), rel)
+        return findings
