@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from tickvault.exchanges.sim.simulator import Simulator
 
 MAX_CLIENT_MESSAGES_PER_S = 5
+WEIGHT_USED = web.RequestKey("weight_used", int)
 
 
 class _DepthBuffer:
@@ -89,7 +90,7 @@ class BinanceVenue(Venue):
         except ValueError:
             weight = 1
         verdict = self.limiter.check(request.remote or "?", weight, now_s, self.config.rate_limits)
-        request["weight_used"] = verdict.used
+        request[WEIGHT_USED] = verdict.used
         if verdict.status == 200:
             return None
         return self._refusal(
@@ -116,7 +117,7 @@ class BinanceVenue(Venue):
         return self._refusal(429, retry_after_s, 0, 0)
 
     def decorate(self, request: web.Request, response: web.StreamResponse) -> None:
-        used = str(request.get("weight_used", 0))
+        used = str(request.get(WEIGHT_USED, 0))
         response.headers["X-MBX-USED-WEIGHT-1M"] = used
         response.headers["x-mbx-used-weight"] = used
 

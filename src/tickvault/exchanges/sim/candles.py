@@ -33,7 +33,7 @@ class Bar:
 
 
 def bars(market: Market, tf_us: int, start_us: int, end_us: int, include_empty: bool) -> list[Bar]:
-    """Bars whose open time lies in [start_us floored to the bar, end_us).
+    """Bars whose open time lies in [start_us floored to the bar, end_us), each with all its trades.
 
     ``include_empty`` fills intervals without trades with flat bars at the previous close
     (Binance and Kraken do; Coinbase omits them). Nothing before the first trade.
@@ -41,8 +41,9 @@ def bars(market: Market, tf_us: int, start_us: int, end_us: int, include_empty: 
     first_open = start_us - start_us % tf_us
     if end_us <= first_open:
         return []
+    last_open = (end_us - 1) - (end_us - 1) % tf_us  # the last bar is whole, not cut at end_us
     ts = market.trade_ts
-    lo, hi = bisect_left(ts, first_open), bisect_left(ts, end_us)
+    lo, hi = bisect_left(ts, first_open), bisect_left(ts, last_open + tf_us)
     out: list[Bar] = []
     prev_close: int | None = None
     if include_empty:
@@ -84,7 +85,7 @@ def bars(market: Market, tf_us: int, start_us: int, end_us: int, include_empty: 
         prev_close = current.close
     if include_empty and prev_close is not None:
         gap_open = out[-1].open_us + tf_us if out else first_open
-        while gap_open < end_us:
+        while gap_open <= last_open:
             out.append(Bar(gap_open, prev_close, prev_close, prev_close, prev_close))
             gap_open += tf_us
     return out

@@ -38,6 +38,8 @@ def query_int(request: web.Request, name: str, default: int | None = None) -> in
 
 class Venue:
     name = ""
+    fanout: Fanout
+    markets: dict[str, Market]
 
     def __init__(self, sim: Simulator) -> None:
         self.sim = sim
