@@ -53,3 +53,19 @@ async def pause(sim: Simulator, settle_s: float = 0.25) -> None:
 
 def as_book(levels: list[list[str]]) -> dict[Decimal, Decimal]:
     return {Decimal(p): Decimal(q) for p, q in levels}
+
+
+async def collect(ws: aiohttp.ClientWebSocketResponse, seconds: float) -> list[Any]:
+    """Everything received during ``seconds``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    out = []
+    while (left := deadline - loop.time()) > 0:
+        try:
+            msg = await ws.receive(timeout=left)
+        except asyncio.TimeoutError:
+            break
+        if msg.type != aiohttp.WSMsgType.TEXT:
+            break
+        out.append(json.loads(msg.data, parse_float=Decimal))
+    return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -33,6 +34,7 @@ class WsClient:
         self.combined = False  # Binance: wrap events as {"stream","data"}
         self.sent = 0
         self.pushed = 0
+        self.last_push_s = time.monotonic()
         self.state: dict[str, Any] = {}  # per-venue extras (Kraken depth per symbol, ...)
         self._task: asyncio.Task[None] | None = None
 
@@ -44,6 +46,7 @@ class WsClient:
             return
         self.outbox.append(message)
         self.pushed += 1
+        self.last_push_s = time.monotonic()
         if len(self.outbox) > MAX_OUTBOX:
             self.closed = True
             self.outbox.clear()

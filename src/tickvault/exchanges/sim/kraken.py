@@ -41,7 +41,6 @@ class KrakenVenue(Venue):
         self.subs: dict[tuple[Any, ...], set[WsClient]] = {}
         # last published top-`depth` view per (symbol, depth): what subscribers hold
         self.views: dict[tuple[str, int], tuple[dict[int, int], dict[int, int]]] = {}
-        self.next_heartbeat_us = 0
         self.connection_ids = 0
 
     def add_routes(self, app: web.Application) -> None:
@@ -295,10 +294,8 @@ class KrakenVenue(Venue):
         ))  # fmt: skip
 
     def on_timer(self, now_us: int) -> None:
-        if now_us < self.next_heartbeat_us:
-            return
-        self.next_heartbeat_us = now_us + int(self.config.heartbeat_s * 1_000_000)
+        # {"channel":"heartbeat"} once a second on subscribed connections that are otherwise idle
+        now_s = time.monotonic()
         for client in self.clients:
-            if client.subscriptions and client.state.get("pushed") == client.pushed:
+            if client.subscriptions and now_s - client.last_push_s >= self.config.heartbeat_s:
                 client.push('{"channel":"heartbeat"}')
-            client.state["pushed"] = client.pushed
