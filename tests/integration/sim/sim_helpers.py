@@ -63,7 +63,7 @@ async def collect(ws: aiohttp.ClientWebSocketResponse, seconds: float) -> list[A
     while (left := deadline - loop.time()) > 0:
         try:
             msg = await ws.receive(timeout=left)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             break
         if msg.type != aiohttp.WSMsgType.TEXT:
             break

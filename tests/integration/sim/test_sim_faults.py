@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from decimal import Decimal
@@ -30,7 +31,7 @@ async def test_drop_and_duplicate_messages_break_sequences(
     live_sim.inject(Fault("binance", "drop_messages", count=1, channel="depth"))
     events += [await recv_json(ws) for _ in range(4)]
     await ws.close()
-    gaps = [b["U"] - a["u"] - 1 for a, b in zip(events, events[1:], strict=False)]
+    gaps = [b["U"] - a["u"] - 1 for a, b in itertools.pairwise(events)]
     assert sum(1 for g in gaps if g > 0) == 1  # exactly one event (a range of ids) missing
 
     async with session.ws_connect(live_sim.endpoints["coinbase"].ws_url) as cb:
@@ -46,7 +47,7 @@ async def test_drop_and_duplicate_messages_break_sequences(
             {"exchange": "coinbase", "kind": "drop_messages", "count": 1, "channel": "matches"}
         )
         seqs = [(await recv_json(cb))["sequence"] for _ in range(14)]
-    steps = [b - a for a, b in zip(seqs, seqs[1:], strict=False)]
+    steps = [b - a for a, b in itertools.pairwise(seqs)]
     assert steps.count(0) == 2 and steps.count(2) == 1  # two repeats, one gap
     assert live_sim.faults.applied[("coinbase", "duplicate_messages")] == 2
 
