@@ -17,7 +17,7 @@ async def test_cli_prints_endpoint_settings_that_work(tmp_path: Path) -> None:
     truth = tmp_path / "truth.jsonl"
     proc = await asyncio.create_subprocess_exec(
         str(exe), "sim", "--symbols", "BTC-USDT", "--port-base", "0", "--history-s", "60",
-        "--rate", "200", "--duration", "2", "--truth-file", str(truth),
+        "--rate", "200", "--duration", "1.5", "--truth-file", str(truth),
         stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
     assert proc.stdout is not None
