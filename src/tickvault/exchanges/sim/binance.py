@@ -54,7 +54,6 @@ class BinanceVenue(Venue):
     name = "binance"
 
     def __init__(self, sim: Simulator) -> None:
-        self.rest = None
         super().__init__(sim)
         cfg = sim.config
         self.limiter = WeightLimiter(
