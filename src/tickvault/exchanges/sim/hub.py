@@ -1,0 +1,127 @@
+"""WebSocket plumbing shared by the simulated venues: a per-connection outbox drained by its
+own task (the generator never awaits a slow client), and fault-aware fan-out.
+
+A client whose outbox grows past ``MAX_OUTBOX`` is disconnected, as real venues do with slow
+consumers (Coinbase ``ErrSlowConsume``); memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from aiohttp import WSCloseCode, web
+
+from tickvault.exchanges.sim.faults import FaultBox
+
+MAX_OUTBOX = 200_000
+
+
+class WsClient:
+    """One server-side WebSocket connection and what it subscribed to."""
+
+    def __init__(self, ws: web.WebSocketResponse, peer: str) -> None:
+        self.ws = ws
+        self.peer = peer
+        self.outbox: list[str] = []
+        self.wake = asyncio.Event()
+        self.closed = False
+        self.subscriptions: set[Any] = set()
+        self.seq = 0  # Coinbase Advanced Trade sequence_num of this connection
+        self.combined = False  # Binance: wrap events as {"stream","data"}
+        self.sent = 0
+        self.pushed = 0
+        self.last_push_s = time.monotonic()
+        self.state: dict[str, Any] = {}  # per-venue extras (Kraken depth per symbol, ...)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._drain())
+
+    def push(self, message: str) -> None:
+        if self.closed:
+            return
+        self.outbox.append(message)
+        self.pushed += 1
+        self.last_push_s = time.monotonic()
+        if len(self.outbox) > MAX_OUTBOX:
+            self.closed = True
+            self.outbox.clear()
+        self.wake.set()
+
+    async def _drain(self) -> None:
+        ws = self.ws
+        try:
+            while not self.closed:
+                await self.wake.wait()
+                self.wake.clear()
+                batch, self.outbox = self.outbox, []
+                for message in batch:
+                    await ws.send_str(message)
+                self.sent += len(batch)
+            await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"slow consumer")
+        except (ConnectionError, RuntimeError, asyncio.CancelledError):
+            pass
+
+    async def close(self, code: int = WSCloseCode.GOING_AWAY) -> None:
+        self.closed = True
+        self.wake.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        with contextlib.suppress(Exception):
+            await self.ws.close(code=code)
+
+
+class Fanout:
+    """Sends one venue message to its subscribers, applying the armed message faults once per
+    message (so ``count`` means messages, not messages x connections)."""
+
+    def __init__(self, exchange: str, faults: FaultBox) -> None:
+        self.exchange = exchange
+        self.faults = faults
+        self.messages = 0
+
+    def send(
+        self,
+        clients: Iterable[WsClient],
+        symbol: str | None,
+        channel: str,
+        message: str | Callable[[WsClient], str],
+        on_drop: Callable[[WsClient], None] | None = None,
+    ) -> None:
+        """``message`` is text, or a function of the client for per-connection envelopes."""
+        faults = self.faults
+        copies = 1
+        malformed = False
+        if faults.faults:
+            ex = self.exchange
+            if faults.take(ex, "drop_messages", symbol, channel):
+                if on_drop is not None:
+                    for client in clients:
+                        on_drop(client)
+                return
+            if faults.take(ex, "duplicate_messages", symbol, channel):
+                copies = 2
+            if faults.take(ex, "malformed_json", symbol, channel, scope="ws"):
+                malformed = True
+        for client in clients:
+            text = message if isinstance(message, str) else message(client)
+            if malformed:
+                text = text[: len(text) // 2]
+            for _ in range(copies):
+                client.push(text)
+                self.messages += 1
+
+
+async def accept(request: web.Request, heartbeat_s: float | None = None) -> WsClient:
+    """Upgrade to a WebSocket; aiohttp's heartbeat sends ping frames and drops silent peers."""
+    ws = web.WebSocketResponse(heartbeat=heartbeat_s, max_msg_size=1 << 20)
+    await ws.prepare(request)
+    client = WsClient(ws, request.remote or "?")
+    client.start()
+    return client

@@ -1,0 +1,205 @@
+"""One simulated market: a seeded L2 book whose trades walk the price. Pure: no clock, no I/O.
+
+Trades always hit the best level of the opposite side and shrink it, so trade prices, books and
+the Binance update ids stay mutually consistent; new levels arrive inside the spread and at the
+edges, which gives the random walk. Prices are ticks and sizes lots (integers, see ``wire``).
+"""
+
+from __future__ import annotations
+
+import random
+from bisect import bisect_left, insort
+from dataclasses import dataclass, field
+
+from tickvault.exchanges.sim.spec import MarketSpec
+
+
+@dataclass(slots=True)
+class SimTrade:
+    trade_id: int
+    ts_us: int
+    price: int  # ticks; an injected bad value may be <= 0 or far off
+    qty: int  # lots
+    side: str  # taker side: "buy" | "sell"
+    agg_id: int = 0  # Binance aggregate trade id (one trade per aggregate here)
+    injected: str | None = None  # fault that produced this trade, for the ground truth
+
+
+@dataclass(slots=True)
+class Tick:
+    """What one generator step produced for one market, in order."""
+
+    ts_us: int
+    trades: list[SimTrade] = field(default_factory=list)
+    # (is_bid, price, new_qty); new_qty 0 deletes. One Binance update id per change.
+    changes: list[tuple[bool, int, int]] = field(default_factory=list)
+    first_update_id: int = 0
+    last_update_id: int = 0
+
+
+BAD_VALUE_MODES = ("negative_price", "far_price", "zero_size")
+
+
+class Market:
+    def __init__(self, spec: MarketSpec, seed: int, book_levels: int = 60) -> None:
+        self.spec = spec
+        self.rng = random.Random(seed)
+        self.levels = book_levels
+        tick_scale = 10**spec.price_decimals
+        mid = spec.start_price * tick_scale
+        # level spacing ~2e-5 of the price; sizes ~5000 quote units per level
+        self.spacing = max(1, round(mid * 2e-5))
+        self.unit_qty = max(1, 5000 * 10**spec.qty_decimals // max(1, spec.start_price))
+        self.bids: dict[int, int] = {}
+        self.asks: dict[int, int] = {}
+        self.bid_prices: list[int] = []  # ascending; best bid last
+        self.ask_prices: list[int] = []  # ascending; best ask first
+        self.update_id = self.rng.randint(10**8, 10**9)  # Binance lastUpdateId / Kraken none
+        self.sequence = self.rng.randint(10**8, 10**9)  # Coinbase per-product sequence
+        self.next_trade_id = self.rng.randint(10**6, 10**8)
+        self.next_agg_id = self.rng.randint(10**6, 10**8)
+        self.trades: list[SimTrade] = []
+        self.trade_ts: list[int] = []  # ts_us of ``trades``, for bisect
+        self.last_ts_us = 0
+        self.pending_bad: list[str] = []  # injected bad values for the next trades
+        for k in range(book_levels):
+            self._set(True, mid - self.spacing // 2 - k * self.spacing - 1, self._size())
+            self._set(False, mid + self.spacing // 2 + k * self.spacing + 1, self._size())
+
+    # -- book primitives -------------------------------------------------------------------
+    def _size(self) -> int:
+        return max(1, int(self.unit_qty * self.rng.lognormvariate(0.0, 1.0)))
+
+    def _set(self, is_bid: bool, price: int, qty: int) -> None:
+        book, prices = (self.bids, self.bid_prices) if is_bid else (self.asks, self.ask_prices)
+        if qty <= 0:
+            if book.pop(price, None) is not None:
+                del prices[bisect_left(prices, price)]
+            return
+        if price not in book:
+            insort(prices, price)
+        book[price] = qty
+
+    def _change(self, tick: Tick, is_bid: bool, price: int, qty: int) -> None:
+        self._set(is_bid, price, qty)
+        tick.changes.append((is_bid, price, qty))
+        self.update_id += 1
+
+    def best_bid(self) -> int:
+        return self.bid_prices[-1]
+
+    def best_ask(self) -> int:
+        return self.ask_prices[0]
+
+    def top(self, n: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        """(bids best first, asks best first) of up to ``n`` levels each."""
+        bids = [(p, self.bids[p]) for p in reversed(self.bid_prices[-n:])]
+        asks = [(p, self.asks[p]) for p in self.ask_prices[:n]]
+        return bids, asks
+
+    def set_book(self, bids: list[tuple[int, int]], asks: list[tuple[int, int]]) -> None:
+        """Replace the book (tests that need a known book, e.g. a documented checksum)."""
+        for container in (self.bids, self.asks, self.bid_prices, self.ask_prices):
+            container.clear()
+        for price, qty in bids:
+            self._set(True, price, qty)
+        for price, qty in asks:
+            self._set(False, price, qty)
+
+    # -- generation ------------------------------------------------------------------------
+    def advance(self, start_us: int, end_us: int, events: int, trade_fraction: float) -> Tick:
+        """Generate ``events`` events spread over [start_us, end_us)."""
+        tick = Tick(ts_us=end_us, first_update_id=self.update_id + 1)
+        rng = self.rng
+        step = (end_us - start_us) / max(1, events)
+        for i in range(events):
+            if rng.random() < trade_fraction:
+                self._trade(tick, start_us + int(i * step))
+            else:
+                self._book_event(tick)
+        tick.last_update_id = self.update_id
+        return tick
+
+    def history(self, start_us: int, end_us: int, mean_interval_us: int) -> None:
+        """Trades (and the book churn they cause) for the REST backfill window."""
+        rng = self.rng
+        ts = float(start_us)
+        scratch = Tick(ts_us=start_us)
+        while True:
+            ts += rng.expovariate(1.0 / mean_interval_us)
+            if ts >= end_us:
+                break
+            self._trade(scratch, int(ts))
+            for _ in range(3):
+                self._book_event(scratch)
+            scratch.changes.clear()
+            scratch.trades.clear()
+
+    def _stamp(self, ts_us: int) -> int:
+        res = self.spec.ts_resolution_us
+        ts_us -= ts_us % res
+        if ts_us < self.last_ts_us or (res == 1 and ts_us == self.last_ts_us):
+            # µs venues get strictly increasing stamps, so Kraken's ns cursor never splits a tie
+            ts_us = self.last_ts_us + (1 if res == 1 else 0)
+        self.last_ts_us = ts_us
+        return ts_us
+
+    def _trade(self, tick: Tick, ts_us: int) -> None:
+        rng = self.rng
+        side = "buy" if rng.random() < 0.5 else "sell"
+        is_bid = side == "sell"  # a taker sell hits the best bid
+        price = self.best_bid() if is_bid else self.best_ask()
+        available = (self.bids if is_bid else self.asks)[price]
+        qty = min(available, max(1, int(self.unit_qty * rng.random() * 0.5)))
+        trade = SimTrade(self.next_trade_id, self._stamp(ts_us), price, qty, side, self.next_agg_id)
+        self.next_trade_id += 1
+        self.next_agg_id += 1
+        if self.pending_bad:
+            trade.injected = mode = self.pending_bad.pop(0)
+            if mode == "negative_price":
+                trade.price = -price
+            elif mode == "far_price":
+                trade.price = price * 10
+            else:
+                trade.qty = 0
+        else:
+            self._change(tick, is_bid, price, available - qty)
+            self._refill(tick, is_bid)
+        self.trades.append(trade)
+        self.trade_ts.append(trade.ts_us)
+        tick.trades.append(trade)
+
+    def _refill(self, tick: Tick, is_bid: bool) -> None:
+        prices = self.bid_prices if is_bid else self.ask_prices
+        while len(prices) < self.levels * 3 // 4:
+            deepest = prices[0] if is_bid else prices[-1]
+            step = self.spacing + self.rng.randrange(self.spacing)
+            self._change(tick, is_bid, deepest - step if is_bid else deepest + step, self._size())
+
+    def _book_event(self, tick: Tick) -> None:
+        rng = self.rng
+        is_bid = rng.random() < 0.5
+        book, prices = (self.bids, self.bid_prices) if is_bid else (self.asks, self.ask_prices)
+        depth = len(prices)
+        index = min(depth - 1, int(rng.expovariate(0.25)))  # mostly near the top
+        price = prices[-1 - index] if is_bid else prices[index]
+        r = rng.random()
+        if r < 0.45:
+            self._change(tick, is_bid, price, self._size())
+        elif r < 0.75:
+            best_bid, best_ask = self.best_bid(), self.best_ask()
+            if best_ask - best_bid > 1 and rng.random() < 0.4:
+                new = rng.randrange(best_bid + 1, best_ask)
+            else:
+                offset = rng.randrange(1, self.spacing + 1)
+                new = price - offset if is_bid else price + offset
+                if (is_bid and new >= best_ask) or (not is_bid and new <= best_bid):
+                    return
+            if new > 0:
+                self._change(tick, is_bid, new, self._size())
+        elif depth > 2:
+            self._change(tick, is_bid, price, 0)
+            self._refill(tick, is_bid)
+        if len(book) > self.levels:
+            deepest = prices[0] if is_bid else prices[-1]
+            self._change(tick, is_bid, deepest, 0)
