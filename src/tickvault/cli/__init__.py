@@ -25,8 +25,8 @@ err_console = Console(stderr=True)
 
 def _register() -> None:
     # One import per command module; each adds its commands to ``app``.
+    import tickvault.cli.embedded_cmd
     import tickvault.cli.sim_cmd  # noqa: F401
-    from tickvault.cli import embedded_cmd  # noqa: F401
 
 
 def main() -> None:
