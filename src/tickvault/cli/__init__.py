@@ -25,7 +25,8 @@ err_console = Console(stderr=True)
 
 def _register() -> None:
     # One import per command module; each adds its commands to ``app``.
-    import tickvault.cli.tune_cmd  # noqa: F401
+    import tickvault.cli.monitoring_cmd as _monitoring_cmd  # noqa: F401
+    import tickvault.cli.tune_cmd as _tune_cmd  # noqa: F401
     from tickvault.cli import embedded_cmd  # noqa: F401
 
 
