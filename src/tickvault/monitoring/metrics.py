@@ -254,6 +254,19 @@ class Metrics:
         """Current value of one series, or None when it does not exist (for checks and tests)."""
         return self.registry.get_sample_value(name, labels)
 
+    # -- declaring what will be counted ----------------------------------------------------------
+
+    def declare_stream(self, exchange: str, symbol: str, channel: str) -> None:
+        """Create a subscribed stream's counters at 0. A counter whose first sample is already
+        1 shows no ``increase()`` in Prometheus, so the first 429 or failed repair would never
+        alert; declaring them at subscription time avoids that."""
+        for status in ("418", "429"):
+            self._rest_bans.labels(exchange, status)
+        self._gaps_repaired.labels(exchange, symbol, channel)
+        self._gap_repair_failures.labels(exchange, symbol, channel)
+        self._gaps_pending.labels(exchange, symbol, channel)
+        self._messages_received.labels(exchange, channel)
+
     # -- feeds ---------------------------------------------------------------------------------
 
     def messages_received(self, exchange: str, channel: str) -> Counter:

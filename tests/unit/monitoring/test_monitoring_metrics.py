@@ -152,3 +152,14 @@ def test_every_exposed_series_is_declared_and_named_by_convention() -> None:
                 "severity",
                 "version",
             }, (spec.name, label)
+
+
+def test_declared_streams_start_at_zero_so_the_first_event_shows_as_an_increase() -> None:
+    m = Metrics(CollectorRegistry(), process_metrics=False)
+    m.declare_stream("binance", "BTC-USDT", "trades")
+    assert m.value("tickvault_rest_bans_total", exchange="binance", status="429") == 0
+    assert m.value("tickvault_rest_bans_total", exchange="binance", status="418") == 0
+    labels = {"exchange": "binance", "symbol": "BTC-USDT", "channel": "trades"}
+    assert m.value("tickvault_gap_repair_failures_total", **labels) == 0
+    m.rest_response("binance", 429)
+    assert m.value("tickvault_rest_bans_total", exchange="binance", status="429") == 1
