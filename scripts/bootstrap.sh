@@ -11,6 +11,9 @@ if [ "${TICKVAULT_WITH_MONITORING:-1}" = 1 ]; then
   command -v promtool >/dev/null || need_apt+=(prometheus)
   command -v amtool >/dev/null || need_apt+=(prometheus-alertmanager)
   command -v docker-compose >/dev/null || need_apt+=(docker-compose)
+  command -v prometheus-node-exporter >/dev/null || need_apt+=(prometheus-node-exporter)
+  command -v prometheus-postgres-exporter >/dev/null || need_apt+=(prometheus-postgres-exporter)
+  command -v prometheus-redis-exporter >/dev/null || need_apt+=(prometheus-redis-exporter)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then

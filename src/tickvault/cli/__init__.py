@@ -26,7 +26,9 @@ err_console = Console(stderr=True)
 def _register() -> None:
     # One import per command module; each adds its commands to ``app``.
     import tickvault.cli.embedded_cmd
-    import tickvault.cli.sim_cmd  # noqa: F401
+    import tickvault.cli.monitoring_cmd
+    import tickvault.cli.sim_cmd
+    import tickvault.cli.tune_cmd  # noqa: F401
 
 
 def main() -> None:
