@@ -43,10 +43,15 @@ async def test_drop_and_duplicate_messages_break_sequences(
         live_sim.inject(
             {"exchange": "coinbase", "kind": "duplicate_messages", "count": 2, "channel": "matches"}
         )
+        seqs: list[int] = []
+        # Inject the drop only once both duplicates went out, so it cannot hit a duplicate.
+        while live_sim.faults.applied[("coinbase", "duplicate_messages")] < 2 and len(seqs) < 50:
+            seqs.append((await recv_json(cb))["sequence"])
+        seqs += [(await recv_json(cb))["sequence"] for _ in range(4)]  # duplicates in flight
         live_sim.inject(
             {"exchange": "coinbase", "kind": "drop_messages", "count": 1, "channel": "matches"}
         )
-        seqs = [(await recv_json(cb))["sequence"] for _ in range(14)]
+        seqs += [(await recv_json(cb))["sequence"] for _ in range(7)]
     steps = [b - a for a, b in itertools.pairwise(seqs)]
     assert steps.count(0) == 2 and steps.count(2) == 1  # two repeats, one gap
     assert live_sim.faults.applied[("coinbase", "duplicate_messages")] == 2
