@@ -25,7 +25,10 @@ err_console = Console(stderr=True)
 
 def _register() -> None:
     # One import per command module; each adds its commands to ``app``.
-    from tickvault.cli import embedded_cmd  # noqa: F401
+    from tickvault.cli import (
+        embedded_cmd,  # noqa: F401
+        storage_cmd,  # noqa: F401
+    )
 
 
 def main() -> None:

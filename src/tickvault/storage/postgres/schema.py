@@ -22,7 +22,7 @@ from psycopg.types.json import Jsonb
 from tickvault.config import TimescaleSettings
 from tickvault.errors import SchemaError, StorageError
 from tickvault.storage.postgres import ddl, timescale
-from tickvault.storage.postgres.connection import describe_error
+from tickvault.storage.postgres.connection import connect_sync, describe_error
 from tickvault.storage.postgres.partitions import AHEAD_PARTITIONS, PARTITION_SQL
 from tickvault.storage.postgres.timescale import Statement
 
@@ -110,6 +110,13 @@ def _choose_mode(conn: psycopg.Connection[Any], mode: str) -> tuple[bool, str]:
                 "timescale.mode is 'on' but the server has no timescaledb extension installed"
             )
         return False, "TimescaleDB not installed on the server: using native partitioning"
+    preload = conn.execute("SELECT current_setting('shared_preload_libraries')").fetchone()
+    if not preload or "timescaledb" not in str(preload[0]):
+        # CREATE EXTENSION would end the session with a FATAL error: check first.
+        message = "TimescaleDB installed but not in shared_preload_libraries"
+        if mode == "on":
+            raise SchemaError(f"cannot enable TimescaleDB: {message}")
+        return False, f"{message}: using native partitioning"
     try:
         with conn.transaction():  # a savepoint: a refused extension must not abort the migration
             conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
@@ -195,3 +202,9 @@ def drop_expired_partitions(
         ).fetchall()
         dropped += [str(r[0]) for r in rows]
     return dropped
+
+
+def init_database(url: str, settings: TimescaleSettings) -> InitResult:
+    """``tickvault init``: connect, migrate, disconnect."""
+    with connect_sync(url, autocommit=True) as conn:
+        return migrate(conn, settings)
