@@ -271,4 +271,8 @@ END
 $fn$;
 """
 
-ENSURE_CANDLE_PARTITIONS = "PERFORM tv_ensure_partition_range('candles', lo, hi);"
+# Candle partitions only where trade partitions exist: a refresh over a huge range must not
+# create thousands of empty partitions.
+ENSURE_CANDLE_PARTITIONS = """PERFORM tv_ensure_partition_range('candles',
+        greatest(lo, p.range_start), least(hi, p.range_end))
+        FROM tv_partitions p WHERE p.parent = 'trades' AND p.range_end > lo AND p.range_start < hi;"""

@@ -95,7 +95,7 @@ def trade_row(e: Trade) -> Row:
         e.trade_id,
         e.price,
         e.size,
-        e.side.value,
+        str(e.side),
         _us(e.recv_ns),
     )
 
