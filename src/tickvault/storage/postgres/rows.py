@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from tickvault.model import BookSnapshot, Candle, Ticker, Trade
@@ -38,10 +39,10 @@ class TableSpec:
 
     @property
     def types(self) -> list[str]:
-        return [t for _, t in self.stage_columns]
+        return [_STAGED_AS.get(t, t) for _, t in self.stage_columns]
 
     def create_stage_sql(self) -> str:
-        cols = ", ".join(f"{c} {t}" for c, t in self.stage_columns)
+        cols = ", ".join(f"{c} {_STAGED_AS.get(t, t)}" for c, t in self.stage_columns)
         return f"CREATE TEMP TABLE IF NOT EXISTS {self.stage} ({cols}) ON COMMIT DELETE ROWS"
 
     def copy_sql(self) -> str:
@@ -51,10 +52,13 @@ class TableSpec:
     def _select_list(self) -> tuple[list[str], list[str]]:
         targets: list[str] = []
         exprs: list[str] = []
-        for col, _ in self.stage_columns:
+        for col, kind in self.stage_columns:
             if col.endswith("_us"):
                 target = "ts" if col == "ts_us" else col[:-3] + "_ts"
                 exprs.append(_TS.format(col=col))
+            elif kind in _STAGED_AS:
+                target = col
+                exprs.append(f"{col}::{kind}")
             else:
                 target = col
                 exprs.append(col)
@@ -83,8 +87,17 @@ class TableSpec:
         )
 
 
+# Numerics travel as their exact decimal text and are cast by the server: measured ~30% faster
+# than psycopg's binary numeric dumper, and exact either way.
+_STAGED_AS = {"numeric": "text"}
+
+
 def _us(ts_ns: int) -> int:
     return ts_ns // 1000
+
+
+def _d(value: Decimal | None) -> str | None:
+    return None if value is None else f"{value:f}"
 
 
 def trade_row(e: Trade) -> Row:
@@ -93,8 +106,8 @@ def trade_row(e: Trade) -> Row:
         e.symbol,
         _us(e.ts_ns),
         e.trade_id,
-        e.price,
-        e.size,
+        f"{e.price:f}",
+        f"{e.size:f}",
         str(e.side),
         _us(e.recv_ns),
     )
@@ -103,8 +116,9 @@ def trade_row(e: Trade) -> Row:
 def candle_row(e: Candle) -> Row:
     return (
         e.exchange, e.symbol, e.timeframe, _us(e.open_ns), e.source.value,
-        e.open, e.high, e.low, e.close, e.volume, e.closed, _us(e.ts_ns), _us(e.recv_ns),
-        e.trade_count, e.quote_volume, e.vwap, e.buy_volume, e.sell_volume,
+        f"{e.open:f}", f"{e.high:f}", f"{e.low:f}", f"{e.close:f}", f"{e.volume:f}", e.closed,
+        _us(e.ts_ns), _us(e.recv_ns), e.trade_count, _d(e.quote_volume), _d(e.vwap),
+        _d(e.buy_volume), _d(e.sell_volume),
     )  # fmt: skip
 
 
@@ -118,8 +132,8 @@ def book_row(e: BookSnapshot) -> Row:
 
 def ticker_row(e: Ticker) -> Row:
     return (
-        e.exchange, e.symbol, _us(e.ts_ns), _us(e.recv_ns), e.bid_price, e.bid_size,
-        e.ask_price, e.ask_size, e.last_price, e.volume_24h,
+        e.exchange, e.symbol, _us(e.ts_ns), _us(e.recv_ns), _d(e.bid_price), _d(e.bid_size),
+        _d(e.ask_price), _d(e.ask_size), _d(e.last_price), _d(e.volume_24h),
     )  # fmt: skip
 
 
