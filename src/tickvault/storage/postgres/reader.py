@@ -50,21 +50,40 @@ _CAGG_PART = (
 
 
 def candles_sql(timescaledb: bool, timeframe: str, source: str, *, latest: bool) -> str:
-    """One bar per open time, chosen by the rule in the module docstring."""
-    time = "ts >= %(start)s AND ts < %(end)s" if not latest else "TRUE"
+    """One bar per open time, chosen by the rule in the module docstring.
+
+    ``latest``: the newest ``%(limit)s`` bars. Their oldest open time is found first from the
+    index alone (newest distinct ``ts`` values), so the bar query stays a short range scan
+    however long the history is.
+    """
+    with_cagg = timescaledb and timeframe in CAGG_TIMEFRAMES and source in ("auto", "derived")
     src = "" if source == "auto" else "AND source = %(source)s"
+    if latest:
+        time, ctime = "ts >= (SELECT lo FROM bound)", "bucket >= (SELECT lo FROM bound)"
+    else:
+        time, ctime = "ts >= %(start)s AND ts < %(end)s", "bucket >= %(start)s AND bucket < %(end)s"
     parts = [_TABLE_PART.format(time=time, source=src)]
-    if timescaledb and timeframe in CAGG_TIMEFRAMES and source in ("auto", "derived"):
-        ctime = "bucket >= %(start)s AND bucket < %(end)s" if not latest else "TRUE"
+    if with_cagg:
         parts.append(_CAGG_PART.format(view=cagg_name(timeframe), time=ctime))
     union = " UNION ALL ".join(parts)
     cols = ", ".join(name for name, _ in CANDLE_COLUMNS)
-    if latest:
-        return (
-            f"SELECT {cols} FROM (SELECT DISTINCT ON (ts) * FROM ({union}) u"
-            " ORDER BY ts DESC, prio LIMIT %(limit)s) l ORDER BY ts"
+    if not latest:
+        return f"SELECT DISTINCT ON (ts) {cols} FROM ({union}) u ORDER BY ts, prio"
+    keys = (
+        "SELECT ts FROM candles WHERE exchange = %(exchange)s AND symbol = %(symbol)s"
+        f" AND timeframe = %(timeframe)s {src}"
+    )
+    if with_cagg:
+        keys += (
+            f" UNION ALL SELECT bucket FROM {cagg_name(timeframe)}"
+            " WHERE exchange = %(exchange)s AND symbol = %(symbol)s"
         )
-    return f"SELECT DISTINCT ON (ts) {cols} FROM ({union}) u ORDER BY ts, prio"
+    return (
+        f"WITH bound AS (SELECT min(ts) AS lo FROM (SELECT DISTINCT ts FROM ({keys}) k"
+        " ORDER BY ts DESC LIMIT %(limit)s) b) "
+        f"SELECT {cols} FROM (SELECT DISTINCT ON (ts) * FROM ({union}) u"
+        " ORDER BY ts DESC, prio LIMIT %(limit)s) l ORDER BY ts"
+    )
 
 
 def candle_params(
