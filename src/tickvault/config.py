@@ -47,6 +47,7 @@ class WriterSettings(BaseModel):
 
 
 class TimescaleSettings(BaseModel):
+    mode: Literal["auto", "on", "off"] = "auto"  # auto: use TimescaleDB when the server has it
     trades_chunk: str = "1 day"
     candles_chunk: str = "7 days"
     books_chunk: str = "1 day"

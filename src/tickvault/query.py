@@ -1,0 +1,291 @@
+"""Reading stored market data: ``Vault.connect(settings).candles(...)`` → a data frame.
+
+Results come as polars (default), pandas or Arrow. Prices and sizes stay exact: they are
+Arrow ``decimal128`` columns (polars ``Decimal``, pandas ``Decimal`` objects) with the scale of
+the most precise value in the column — the same numbers the exchange sent. Times are UTC
+``timestamp[us]``. Ranges are half-open, ``[start, end)``.
+
+Candles: per bar, the exchange's own bar wins; a derived bar fills in where the exchange's is
+missing (see ``tickvault.storage.postgres.reader``); ``source`` says which one you got.
+
+Times accept datetimes, dates, ISO-8601 strings (``2024-01-01``, ``2024-01-01T12:00:00Z``;
+naive means UTC) and integer nanoseconds since the epoch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any, Literal
+
+import psycopg
+import pyarrow as pa
+
+from tickvault.config import Settings
+from tickvault.errors import StorageError, UsageError
+from tickvault.model import EXCHANGES, TIMEFRAMES, decimal_str, split_symbol
+from tickvault.storage.postgres import reader
+from tickvault.storage.postgres.connection import (
+    connect_sync,
+    describe_error,
+    missing_schema,
+    redact,
+)
+from tickvault.storage.postgres.schema import SCHEMA_VERSION, current_version, stored_mode
+
+TimeLike = datetime | date | str | int
+Format = Literal["polars", "pandas", "arrow"]
+FORMATS = ("polars", "pandas", "arrow")
+
+
+def parse_time(value: TimeLike, name: str = "time") -> datetime:
+    """A UTC datetime from a datetime, date, ISO-8601 text or integer nanoseconds."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    if isinstance(value, int) and not isinstance(value, bool):
+        seconds, ns = divmod(value, 1_000_000_000)
+        return datetime.fromtimestamp(seconds, UTC).replace(microsecond=ns // 1000)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise UsageError(
+                f"{name} {value!r} is not an ISO-8601 date or time (e.g. 2024-01-01 or "
+                "2024-01-01T12:00:00Z)"
+            ) from None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    raise UsageError(f"{name} must be a datetime, date, ISO-8601 string or ns integer")
+
+
+def parse_range(start: TimeLike, end: TimeLike) -> tuple[datetime, datetime]:
+    lo, hi = parse_time(start, "start"), parse_time(end, "end")
+    if lo >= hi:
+        raise UsageError(
+            f"empty time range: start {lo.isoformat()} is not before end {hi.isoformat()}"
+        )
+    return lo, hi
+
+
+def check_market(exchange: str, symbol: str, timeframe: str | None = None) -> None:
+    if exchange not in EXCHANGES:
+        raise UsageError(f"unknown exchange {exchange!r}; known: {', '.join(EXCHANGES)}")
+    try:
+        split_symbol(symbol)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if timeframe is not None and timeframe not in TIMEFRAMES:
+        raise UsageError(f"unknown timeframe {timeframe!r}; known: {', '.join(TIMEFRAMES)}")
+
+
+def _decimal_array(values: list[Any]) -> pa.Array:
+    scale, digits = 0, 1
+    for v in values:
+        if v is None:
+            continue
+        _sign, ds, exp = v.as_tuple()
+        assert isinstance(exp, int)
+        scale = max(scale, -exp)
+        digits = max(digits, len(ds) + exp)
+    precision = digits + scale
+    if precision > 38:  # beyond decimal128: keep exactness as text rather than round
+        return pa.array([None if v is None else decimal_str(v) for v in values], pa.string())
+    return pa.array(values, pa.decimal128(max(precision, 1), scale))
+
+
+_ARROW_TYPES = {
+    "ts": pa.timestamp("us", tz="UTC"),
+    "text": pa.string(),
+    "int": pa.int64(),
+    "bool": pa.bool_(),
+    "float": pa.float64(),
+}
+
+
+def to_arrow(columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[Any]]) -> pa.Table:
+    arrays: list[pa.Array] = []
+    for i, (_, kind) in enumerate(columns):
+        values = [row[i] for row in rows]
+        if kind == "dec":
+            arrays.append(_decimal_array(values))
+        else:
+            arrays.append(pa.array(values, _ARROW_TYPES[kind]))
+    return pa.Table.from_arrays(arrays, names=[name for name, _ in columns])
+
+
+def convert(table: pa.Table, format: Format) -> Any:
+    """Arrow → the requested frame type."""
+    if format == "arrow":
+        return table
+    if format == "pandas":
+        return table.to_pandas()
+    if format == "polars":
+        import polars as pl
+
+        return pl.from_arrow(table)
+    raise UsageError(f"unknown format {format!r}; use one of {', '.join(FORMATS)}")
+
+
+@dataclass(frozen=True)
+class StorageStatus:
+    url: str
+    embedded: bool
+    server_version: str
+    timescaledb: bool
+    timescaledb_available: bool
+    schema_version: int | None
+    tables: list[reader.TableStatus]
+
+
+class Vault:
+    """Synchronous read access to the stored history (one connection; not thread-safe)."""
+
+    def __init__(self, conn: psycopg.Connection[Any], url: str, *, embedded: bool = False) -> None:
+        self._conn = conn
+        self.url = url
+        self.embedded = embedded
+        version = current_version(conn)
+        self.schema_version = version
+        self.timescaledb = stored_mode(conn) if version is not None else False
+
+    @classmethod
+    def connect(cls, settings: Settings | None = None, *, url: str | None = None) -> Vault:
+        """Connect to the configured database (or the embedded one) and check its schema."""
+        embedded = False
+        if url is None:
+            from tickvault.storage.urls import resolve_urls
+
+            urls = resolve_urls(settings or Settings(), need_redis=False)
+            url, embedded = urls.database_url, "postgres" in urls.embedded
+        conn = connect_sync(url, autocommit=True)
+        vault = cls(conn, url, embedded=embedded)
+        return vault
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Vault:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _require_schema(self) -> None:
+        if self.schema_version is None:
+            raise missing_schema(self.url)
+
+    def _rows(self, sql: str, params: Any) -> list[tuple[Any, ...]]:
+        self._require_schema()
+        try:
+            return self._conn.execute(sql, params).fetchall()  # type: ignore[arg-type]
+        except psycopg.Error as exc:
+            raise StorageError(f"query failed: {describe_error(exc)}") from None
+
+    def candles(
+        self,
+        exchange: str,
+        symbol: str,
+        timeframe: str,
+        start: TimeLike,
+        end: TimeLike,
+        *,
+        source: Literal["auto", "exchange", "derived"] = "auto",
+        format: Format = "polars",
+    ) -> Any:
+        """Bars opening in [start, end), one per open time (exchange first, else derived)."""
+        check_market(exchange, symbol, timeframe)
+        lo, hi = parse_range(start, end)
+        sql = reader.candles_sql(self.timescaledb, timeframe, source, latest=False)
+        params = reader.candle_params(exchange, symbol, timeframe, source, start=lo, end=hi)
+        return convert(to_arrow(reader.CANDLE_COLUMNS, self._rows(sql, params)), format)
+
+    def latest_candles(
+        self,
+        exchange: str,
+        symbol: str,
+        timeframe: str,
+        limit: int = 500,
+        *,
+        format: Format = "polars",
+    ) -> Any:
+        """The newest ``limit`` bars, oldest first."""
+        check_market(exchange, symbol, timeframe)
+        if limit < 1:
+            raise UsageError("limit must be at least 1")
+        sql = reader.candles_sql(self.timescaledb, timeframe, "auto", latest=True)
+        params = reader.candle_params(exchange, symbol, timeframe, "auto", limit=limit)
+        return convert(to_arrow(reader.CANDLE_COLUMNS, self._rows(sql, params)), format)
+
+    def trades(
+        self,
+        exchange: str,
+        symbol: str,
+        start: TimeLike,
+        end: TimeLike,
+        *,
+        format: Format = "polars",
+    ) -> Any:
+        check_market(exchange, symbol)
+        lo, hi = parse_range(start, end)
+        rows = self._rows(reader.TRADES_SQL, (exchange, symbol, lo, hi))
+        return convert(to_arrow(reader.TRADE_COLUMNS, rows), format)
+
+    def book(self, exchange: str, symbol: str, at: TimeLike, *, format: Format = "polars") -> Any:
+        """The latest book snapshot at or before ``at``: one row per level, bids then asks."""
+        check_market(exchange, symbol)
+        self._require_schema()
+        try:
+            rows = reader.book_rows(self._conn, exchange, symbol, parse_time(at, "at"))
+        except psycopg.Error as exc:
+            raise StorageError(f"query failed: {describe_error(exc)}") from None
+        return convert(to_arrow(reader.BOOK_COLUMNS, rows), format)
+
+    def latest(
+        self,
+        exchange: str,
+        symbol: str,
+        timeframes: Sequence[str] = ("1m",),
+        *,
+        format: Format = "polars",
+    ) -> Any:
+        """Newest trade, ticker, book top and candle per timeframe, one row each."""
+        for timeframe in timeframes:
+            check_market(exchange, symbol, timeframe)
+        check_market(exchange, symbol)
+        self._require_schema()
+        try:
+            rows = reader.latest_rows(
+                self._conn, exchange, symbol, list(timeframes), self.timescaledb
+            )
+        except psycopg.Error as exc:
+            raise StorageError(f"query failed: {describe_error(exc)}") from None
+        return convert(to_arrow(reader.LATEST_COLUMNS, rows), format)
+
+    def status(self) -> StorageStatus:
+        try:
+            row = self._conn.execute(
+                "SELECT current_setting('server_version'),"
+                " EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb')"
+            ).fetchone()
+            assert row is not None
+            tables = (
+                []
+                if self.schema_version is None
+                else reader.table_status(self._conn, self.timescaledb)
+            )
+        except psycopg.Error as exc:
+            raise StorageError(f"status query failed: {describe_error(exc)}") from None
+        return StorageStatus(
+            url=redact(self.url),
+            embedded=self.embedded,
+            server_version=str(row[0]),
+            timescaledb=self.timescaledb,
+            timescaledb_available=bool(row[1]),
+            schema_version=self.schema_version,
+            tables=tables,
+        )
+
+
+__all__ = ["SCHEMA_VERSION", "StorageStatus", "Vault", "parse_range", "parse_time"]

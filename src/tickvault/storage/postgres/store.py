@@ -1,0 +1,397 @@
+"""``PostgresStore``: the asynchronous, batched, idempotent writer of every tickvault table.
+
+Market events (and feature values) are buffered per table and written in batches — when a
+table's buffer reaches ``writer.batch_rows``, and every ``writer.flush_interval_s`` — by binary
+COPY into a staging table and one ``INSERT .. SELECT .. ON CONFLICT`` (see ``rows.py``).
+
+Memory is bounded: rows buffered plus rows being written never exceed
+``writer.max_buffered_rows``; ``write`` waits (backpressure) until a batch completes. Up to
+``_CONCURRENCY`` batches are written at once, so Python encodes the next batch while PostgreSQL
+inserts the previous one.
+
+Durability contract: ``write`` only buffers. ``await store.flush()`` returns once every row
+handed to ``write`` before it is committed, or raises :class:`StorageError`; rows of a failed
+batch go back to the buffer, so a later ``flush`` tries them again. Failed writes are retried
+``writer.retries`` times with backoff on a fresh connection (a re-sent batch is harmless since
+the write is idempotent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg_pool import AsyncConnectionPool
+
+from tickvault.config import TimescaleSettings, WriterSettings
+from tickvault.errors import StorageError
+from tickvault.model import BookSnapshot, Candle, Ticker, Trade, timeframe_ns
+from tickvault.storage.postgres.connection import (
+    check_server_version,
+    connect_kwargs,
+    describe_error,
+    missing_schema,
+    redact,
+)
+from tickvault.storage.postgres.partitions import partition_start_us, us_to_datetime
+from tickvault.storage.postgres.records import FeatureValue
+from tickvault.storage.postgres.rows import EVENT_TABLES, SPECS, Row, TableSpec
+from tickvault.storage.postgres.schema import SCHEMA_VERSION
+from tickvault.storage.postgres.store_records import RecordMethods
+
+log = logging.getLogger(__name__)
+
+_CONCURRENCY = 2  # batches written at once (the pool holds one more for record methods)
+_RETRYABLE = (psycopg.OperationalError, pg_errors.DeadlockDetected, pg_errors.SerializationFailure)
+
+Writable = Trade | Candle | BookSnapshot | Ticker | FeatureValue
+
+
+@dataclass
+class TableStats:
+    rows_in: int = 0  # rows handed to write()
+    rows_inserted: int = 0  # new rows committed
+    rows_duplicate: int = 0  # rows committed as no-ops (already stored)
+    batches: int = 0
+    retries: int = 0
+
+
+@dataclass
+class WriterStats:
+    tables: dict[str, TableStats] = field(default_factory=lambda: {t: TableStats() for t in SPECS})
+    partitions_created: int = 0
+
+
+class PostgresStore(RecordMethods):
+    """Open with ``await PostgresStore.open(url)``; use as ``async with``; close flushes."""
+
+    def __init__(
+        self,
+        url: str,
+        pool: AsyncConnectionPool[Any],
+        writer: WriterSettings,
+        timescale: TimescaleSettings,
+        timescaledb: bool,
+        partition_intervals: dict[str, int],
+    ) -> None:
+        self.url = url
+        self._pool = pool
+        self.writer = writer
+        self.timescale = timescale
+        self.timescaledb = timescaledb
+        self._intervals = partition_intervals  # table -> seconds (plain PostgreSQL only)
+        self._known: dict[str, set[int]] = {t: set() for t in SPECS}  # partition starts (µs)
+        self._buffers: dict[str, list[Row]] = {t: [] for t in SPECS}
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._inflight_rows = 0
+        self._errors: list[BaseException] = []
+        self._slots = asyncio.Semaphore(_CONCURRENCY)
+        self._ticker: asyncio.Task[None] | None = None
+        self.stats = WriterStats()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        writer: WriterSettings | None = None,
+        timescale: TimescaleSettings | None = None,
+        *,
+        timed_flush: bool = True,
+    ) -> PostgresStore:
+        """Connect, check the schema, and start the timed flush (unless ``timed_flush=False``)."""
+
+        async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
+            check_server_version(conn.info.server_version)
+            async with conn.transaction():
+                for spec in SPECS.values():
+                    await conn.execute(spec.create_stage_sql())
+
+        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+            url,
+            min_size=1,
+            max_size=_CONCURRENCY + 1,
+            kwargs=connect_kwargs(),
+            configure=configure,
+            check=AsyncConnectionPool.check_connection,
+            open=False,
+            name="tickvault-writer",
+        )
+        try:
+            await pool.open(wait=True, timeout=10)
+            async with pool.connection() as conn:
+                timescaledb, intervals = await _read_schema(conn, url)
+        except psycopg.Error as exc:
+            await pool.close()
+            raise StorageError(
+                f"cannot connect to PostgreSQL at {redact(url)}: {describe_error(exc)}"
+            ) from None
+        except BaseException:
+            await pool.close()
+            raise
+        store = cls(
+            url,
+            pool,
+            writer or WriterSettings(),
+            timescale or TimescaleSettings(),
+            timescaledb,
+            intervals,
+        )
+        if timed_flush:
+            store._ticker = asyncio.create_task(store._timed_flush(), name="tickvault-flush")
+        return store
+
+    async def close(self) -> None:
+        """Flush what is buffered, then close the connections."""
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+            self._ticker = None
+        try:
+            await self.flush()
+        finally:
+            await self._pool.close()
+
+    async def __aenter__(self) -> PostgresStore:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- writing market events -----------------------------------------------------------------
+
+    @property
+    def buffered_rows(self) -> int:
+        return sum(len(b) for b in self._buffers.values())
+
+    async def write(self, events: Iterable[Writable]) -> None:
+        """Buffer events (Trade, Candle, BookSnapshot, Ticker, FeatureValue) for writing."""
+        self._raise_failed()
+        touched: set[str] = set()
+        for event in events:
+            table = EVENT_TABLES.get(type(event))
+            if table is None:
+                raise TypeError(f"PostgresStore cannot store {type(event).__name__} events")
+            self._buffers[table].append(SPECS[table].to_row(event))
+            touched.add(table)
+        for table in touched:
+            stats = self.stats.tables[table]
+            buffer = self._buffers[table]
+            while len(buffer) >= self.writer.batch_rows:
+                batch, buffer[:] = (
+                    buffer[: self.writer.batch_rows],
+                    buffer[self.writer.batch_rows :],
+                )
+                stats.rows_in += len(batch)
+                await self._launch(table, batch)
+        # Backpressure: wait for batches in flight until we are under the memory bound.
+        while (
+            self._inflight
+            and self.buffered_rows + self._inflight_rows > self.writer.max_buffered_rows
+        ):
+            await asyncio.wait(self._inflight, return_when=asyncio.FIRST_COMPLETED)
+        self._raise_failed()
+
+    async def write_features(self, values: Iterable[FeatureValue]) -> None:
+        await self.write(values)
+
+    async def flush(self) -> None:
+        """Return once everything written so far is committed; raise if any of it failed."""
+        for table, buffer in self._buffers.items():
+            if buffer:
+                batch = buffer[:]
+                buffer.clear()
+                self.stats.tables[table].rows_in += len(batch)
+                await self._launch(table, batch)
+        while self._inflight:
+            await asyncio.wait(set(self._inflight))
+        self._raise_failed()
+
+    async def _launch(self, table: str, batch: list[Row]) -> None:
+        await self._slots.acquire()
+        self._inflight_rows += len(batch)
+        task = asyncio.create_task(self._write_batch(table, batch))
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+
+    async def _write_batch(self, table: str, batch: list[Row]) -> None:
+        spec = SPECS[table]
+        try:
+            inserted = await self._with_retries(spec, batch)
+            stats = self.stats.tables[table]
+            stats.batches += 1
+            stats.rows_inserted += inserted
+            stats.rows_duplicate += len(batch) - inserted
+        except BaseException as exc:
+            # Nothing acknowledged may vanish: the rows go back to be written by a later flush.
+            self._buffers[table][:0] = batch
+            self.stats.tables[table].rows_in -= len(batch)
+            self._errors.append(exc)
+        finally:
+            self._inflight_rows -= len(batch)
+            self._slots.release()
+
+    def _raise_failed(self) -> None:
+        if self._errors:
+            first = self._errors[0]
+            self._errors.clear()
+            if isinstance(first, StorageError):
+                raise first
+            if isinstance(first, asyncio.CancelledError):
+                raise StorageError("a write was cancelled; its rows are buffered again")
+            raise StorageError(f"write failed: {describe_error(first)}") from first
+
+    async def _with_retries(self, spec: TableSpec, batch: list[Row]) -> int:
+        attempt = 0
+        while True:
+            try:
+                if not self.timescaledb:
+                    await self._ensure_partitions(spec, batch)
+                async with self._pool.connection() as conn:
+                    return await _copy_insert(conn, spec, batch)
+            except _RETRYABLE as exc:
+                reason = describe_error(exc)
+            except pg_errors.CheckViolation as exc:
+                # "no partition of relation found for row": a partition we believed in is gone
+                # (dropped by retention); forget the cache and create it again.
+                if self.timescaledb or "partition" not in str(exc):
+                    raise StorageError(
+                        f"writing {spec.table} failed: {describe_error(exc)}"
+                    ) from None
+                self._known[spec.table].clear()
+                reason = describe_error(exc)
+            except psycopg.Error as exc:
+                raise StorageError(
+                    f"writing {len(batch)} rows to {spec.table} failed: {describe_error(exc)}"
+                ) from None
+            if attempt >= self.writer.retries:
+                raise StorageError(
+                    f"writing {len(batch)} rows to {spec.table} failed after "
+                    f"{attempt + 1} attempts: {reason}"
+                )
+            attempt += 1
+            self.stats.tables[spec.table].retries += 1
+            log.warning("retrying %s batch (attempt %d): %s", spec.table, attempt, reason)
+            await asyncio.sleep(min(0.05 * 2**attempt, 5.0))
+
+    async def _ensure_partitions(self, spec: TableSpec, batch: list[Row]) -> None:
+        interval_s = self._intervals[spec.table]
+        i = spec.ts_index
+        step = interval_s * 1_000_000
+        starts = {row[i] - row[i] % step for row in batch}
+        missing = starts - self._known[spec.table]
+        if not missing:
+            return
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT tv_ensure_partitions(%s, %s)",
+                (spec.table, [us_to_datetime(s) for s in sorted(missing)]),
+            )
+            row = await cur.fetchone()
+            self.stats.partitions_created += int(row[0]) if row else 0
+        self._known[spec.table] |= missing
+
+    async def _timed_flush(self) -> None:
+        while True:
+            await asyncio.sleep(self.writer.flush_interval_s)
+            try:
+                await self.flush()
+            except StorageError as exc:  # surfaced again by the next write()/flush()
+                self._errors.append(exc)
+                log.warning("timed flush failed: %s", exc)
+
+    # -- maintenance -------------------------------------------------------------------------
+
+    async def refresh_derived_candles(
+        self,
+        timeframe: str,
+        start_ns: int,
+        end_ns: int,
+        exchange: str | None = None,
+        symbol: str | None = None,
+    ) -> int:
+        """Rebuild derived candles from stored trades for [start, end); returns bars changed."""
+        step_s = timeframe_ns(timeframe) // 1_000_000_000
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT tv_refresh_derived_candles(%s, %s, %s, %s, %s, %s)",
+                (
+                    timeframe,
+                    step_s,
+                    us_to_datetime(start_ns // 1000),
+                    us_to_datetime(-(-end_ns // 1000)),
+                    exchange,
+                    symbol,
+                ),
+            )
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def maintain(self) -> list[str]:
+        """Partitions ahead of time and retention by partition drop (plain PostgreSQL)."""
+        from tickvault.storage.postgres.schema import apply_policies, drop_expired_partitions
+
+        def run() -> list[str]:
+            with psycopg.connect(self.url, **connect_kwargs()) as conn, conn.transaction():
+                apply_policies(conn, self.timescaledb, self.timescale)
+                return [] if self.timescaledb else drop_expired_partitions(conn, self.timescale)
+
+        try:
+            dropped = await asyncio.to_thread(run)
+        except psycopg.Error as exc:
+            raise StorageError(f"storage maintenance failed: {describe_error(exc)}") from None
+        if dropped:
+            for known in self._known.values():
+                known.clear()
+        return dropped
+
+
+async def _copy_insert(
+    conn: psycopg.AsyncConnection[Any], spec: TableSpec, batch: list[Row]
+) -> int:
+    async with conn.transaction(), conn.cursor() as cur:
+        async with cur.copy(spec.copy_sql()) as copy:
+            copy.set_types(spec.types)
+            for row in batch:
+                await copy.write_row(row)
+        await cur.execute(spec.insert_sql())
+        return max(cur.rowcount, 0)
+
+
+async def _read_schema(conn: psycopg.AsyncConnection[Any], url: str) -> tuple[bool, dict[str, int]]:
+    cur = await conn.execute("SELECT to_regclass('tv_schema_version') IS NOT NULL")
+    row = await cur.fetchone()
+    if not row or not row[0]:
+        raise missing_schema(url)
+    cur = await conn.execute("SELECT max(version) FROM tv_schema_version")
+    row = await cur.fetchone()
+    version = int(row[0]) if row and row[0] is not None else 0
+    if version != SCHEMA_VERSION:
+        raise (
+            missing_schema(url)
+            if version == 0
+            else StorageError(
+                f"database schema is version {version}, this tickvault needs {SCHEMA_VERSION}; "
+                "run `tickvault init`"
+            )
+        )
+    cur = await conn.execute("SELECT value = 'on' FROM tv_meta WHERE key = 'timescaledb'")
+    row = await cur.fetchone()
+    timescaledb = bool(row and row[0])
+    intervals: dict[str, int] = {}
+    if not timescaledb:
+        cur = await conn.execute("SELECT parent, interval_s FROM tv_partitioning")
+        intervals = {str(p): int(s) for p, s in await cur.fetchall()}
+    await conn.rollback()
+    return timescaledb, intervals
+
+
+__all__ = ["PostgresStore", "TableStats", "WriterStats", "partition_start_us"]
