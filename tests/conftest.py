@@ -36,7 +36,9 @@ def pg_server_url(server_root: Path) -> Iterator[str]:
     if given:
         yield given
         return
-    server = EmbeddedPostgres(server_root / "postgres", durable=False)
+    # Plain PostgreSQL: the fallback path must pass every test. TimescaleDB tests start their
+    # own server with the extension (tests/integration/storage/conftest.py).
+    server = EmbeddedPostgres(server_root / "postgres", durable=False, timescaledb=False)
     server.start()
     yield server.url
     server.stop()

@@ -103,10 +103,20 @@ def _run_as_for_postgres() -> _RunAs:
 class EmbeddedPostgres:
     """One private PostgreSQL cluster in ``root`` listening on 127.0.0.1 only."""
 
-    def __init__(self, root: Path, *, durable: bool = True, port: int | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        durable: bool = True,
+        port: int | None = None,
+        timescaledb: bool | None = None,
+    ) -> None:
+        """``timescaledb``: preload the extension (True), never (False), or when its library
+        is installed (None)."""
         self.root = root
         self.durable = durable
         self.port = port
+        self.timescaledb = timescaledb
         self.bindir = find_pg_bindir()
         self.run_as = _run_as_for_postgres()
 
@@ -156,7 +166,8 @@ class EmbeddedPostgres:
         options += " -c max_connections=200 -c shared_buffers=256MB"
         if not self.durable:
             options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        if self.timescaledb_installed():
+        preload = self.timescaledb_installed() if self.timescaledb is None else self.timescaledb
+        if preload:
             options += " -c shared_preload_libraries=timescaledb -c timescaledb.telemetry_level=off"
         self.run_as.chown(self.root)
         log = self.root / "postgres.log"

@@ -60,12 +60,8 @@ def timescale_server_url(pg_server_url: str) -> Iterator[str]:
         pytest.skip("TimescaleDB extension is not installed on this machine")
     root = Path(tempfile.mkdtemp(prefix="tickvault-ts-", dir="/tmp"))
     os.chmod(root, 0o755)
-    server = EmbeddedPostgres(root / "postgres", durable=False)
+    server = EmbeddedPostgres(root / "postgres", durable=False, timescaledb=True)
     try:
-        server.start()
-        with psycopg.connect(server.url, autocommit=True) as conn:
-            conn.execute("ALTER SYSTEM SET shared_preload_libraries = 'timescaledb'")
-        server.stop()
         server.start()
     except EmbeddedServerError as exc:
         server.stop()
