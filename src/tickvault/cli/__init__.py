@@ -25,6 +25,7 @@ err_console = Console(stderr=True)
 
 def _register() -> None:
     # One import per command module; each adds its commands to ``app``.
+    import tickvault.cli.replay_cmd  # noqa: F401
     from tickvault.cli import embedded_cmd  # noqa: F401
 
 
