@@ -206,6 +206,10 @@ def parse_decimal(text: str | int | float | Decimal) -> Decimal:
     ``"1e-05"`` is refused: exchanges send plain decimals, so an exponent means a float went
     through somebody's formatter and the precision can no longer be trusted.
     """
+    if type(text) is str:  # the hot path: wire strings, many of them repeated book prices
+        cached = _DECIMALS.get(text)
+        if cached is not None:
+            return cached
     if isinstance(text, Decimal):
         value = text
     elif isinstance(text, str):
@@ -223,7 +227,17 @@ def parse_decimal(text: str | int | float | Decimal) -> Decimal:
         raise ValueError(f"not a number: {text!r}")
     if not value.is_finite():
         raise ValueError(f"not a finite number: {text!r}")
+    if type(text) is str:
+        if len(_DECIMALS) >= _DECIMALS_MAX:
+            _DECIMALS.clear()
+        _DECIMALS[text] = value
     return value
+
+
+# Valid decimal strings already parsed (Decimals are immutable, so sharing one is safe):
+# replay and live books see the same price strings over and over. Bounded by clearing.
+_DECIMALS: dict[str, Decimal] = {}
+_DECIMALS_MAX = 1 << 16
 
 
 class Gap(msgspec.Struct, frozen=True, gc=False, tag="gap"):

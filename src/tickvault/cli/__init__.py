@@ -27,6 +27,7 @@ def _register() -> None:
     # One import per command module; each adds its commands to ``app``.
     import tickvault.cli.embedded_cmd
     import tickvault.cli.monitoring_cmd
+    import tickvault.cli.replay_cmd
     import tickvault.cli.sim_cmd
     import tickvault.cli.storage_cmd
     import tickvault.cli.tune_cmd  # noqa: F401
