@@ -25,7 +25,7 @@ err_console = Console(stderr=True)
 
 def _register() -> None:
     # One import per command module; each adds its commands to ``app``.
-    from tickvault.cli import embedded_cmd  # noqa: F401
+    from tickvault.cli import backfill_cmd, embedded_cmd  # noqa: F401
 
 
 def main() -> None:

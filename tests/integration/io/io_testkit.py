@@ -356,6 +356,7 @@ class ToyHistoryServer:
         self.symbols = list(symbols)
         self.log: list[tuple[str, str, int]] = []  # (path, symbol, start ms) of served pages
         self.fail_after: int | None = None
+        self.fail_status = 500
 
     def heal(self) -> None:
         self.fail_after = None
@@ -372,9 +373,12 @@ class ToyHistoryServer:
 
     async def _page(self, request: web.Request) -> web.Response:
         if self.fail_after is not None and len(self.log) >= self.fail_after:
-            return web.Response(status=500, text="maintenance")
+            return web.Response(status=self.fail_status, text="maintenance")
         query = request.query
         start, end, limit = int(query["start"]), int(query["end"]), int(query["limit"])
         self.log.append((request.path, query["symbol"], start))
         make = toy_candles if request.path == "/candles" else toy_trades
         return web.json_response(make(start, end, limit))
+
+
+ADAPTER = ToyAdapter(page_rows=10)  # what the registry entry "toy" points at in CLI tests

@@ -112,8 +112,8 @@ async def test_resume_after_an_outage_gives_the_same_rows(serve_app: Serve, redi
     # every page fetched exactly once across both runs: the resume asked for what came next
     assert sorted(before + server.log) == sorted(set(before + server.log))
     assert len(before) + len(server.log) == pages_total
-    await checkpoints._redis.aclose()
-    await again._redis.aclose()
+    await checkpoints.aclose()
+    await again.aclose()
 
 
 class Crash(Exception):
