@@ -142,7 +142,8 @@ async def test_rest_resync_fetches_a_snapshot_through_the_budget(serve_app: Serv
     recorder = Recorder()
     base = await serve_app(server.app())
     rest_policy = RestPolicy(limit=100, window_s=1.0)
-    async with RestClient("toy", base, LocalBudget("toy", 100, 1.0), rest_policy) as rest:
+    budget = LocalBudget("toy", 100, 1.0)
+    async with RestClient("toy", base, budget, rest_policy, counters=IoCounters()) as rest:
         adapter = ToyAdapter(rest_resync=True)
         ws = session(base.replace("http://", "ws://"), recorder, rest=rest, adapter=adapter)
 
