@@ -40,6 +40,7 @@ from tickvault.storage.redis_keys import Keys, decode
 
 log = logging.getLogger("tickvault.api.stream")
 STREAM_PARAMS = ("exchange", "symbol", "timeframe", "latest")
+_POLL_S = 0.25  # how often the relay checks whether it should stop
 
 
 class StreamFilter(msgspec.Struct, frozen=True):
@@ -78,6 +79,7 @@ class Subscriber:
         self.filter = stream_filter
         self.queue: asyncio.Queue[bytes] = asyncio.Queue(queue_size)
         self.dropped = 0
+        self.closed = False
 
     def offer(self, frame: bytes) -> None:
         if self.queue.full():
@@ -104,26 +106,31 @@ class StreamHub:
         self.subscribers: set[Subscriber] = set()
         self.connected = asyncio.Event()
         self.relayed = 0
+        self._stopping = False
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._relay(), name="tickvault-api-relay")
 
     async def stop(self) -> None:
+        """Stop the relay. It polls a flag rather than relying on cancellation alone: redis-py
+        (8.1) can swallow a cancellation that lands while it waits on a pub/sub read."""
+        self._stopping = True
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await _finish(self._task, _POLL_S * 4, cancel=False)
         await self.client.aclose()
 
     async def _relay(self) -> None:
         """Subscribe, fan out, and resubscribe after a lost connection (backoff up to 5 s)."""
         delay_s = 0.2
-        while True:
+        while not self._stopping:
             pubsub = self.client.pubsub()
             try:
                 await pubsub.subscribe(self.keys.signals_channel)
-                async for message in pubsub.listen():
+                while not self._stopping:
+                    message = await pubsub.get_message(timeout=_POLL_S)
+                    if message is None:
+                        continue
                     if message["type"] == "subscribe":
                         self.connected.set()
                         delay_s = 0.2
@@ -135,8 +142,9 @@ class StreamHub:
                 self.connected.clear()
                 with contextlib.suppress(RedisError, OSError):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
-            await asyncio.sleep(delay_s)
-            delay_s = min(delay_s * 2, 5.0)
+            if not self._stopping:
+                await asyncio.sleep(delay_s)
+                delay_s = min(delay_s * 2, 5.0)
 
     def _fan_out(self, raw: bytes | str) -> None:
         payload = json_or_text(raw)
@@ -154,7 +162,7 @@ class StreamHub:
         builders = {"trade": self.keys.trade, "book": self.keys.book, "ticker": self.keys.ticker}
         keys = [builders[kind](*market) for kind in stream_filter.latest]
         seen: dict[str, bytes | str | None] = {}
-        while True:
+        while not sub.closed:
             try:
                 values: list[bytes | str | None] = await self.client.mget(keys)
             except (RedisError, OSError) as exc:
@@ -194,19 +202,17 @@ class StreamHub:
                 poller = await self._subscribe(sub, new_filter, poller)
         finally:
             self.subscribers.discard(sub)
+            sub.closed = True
             for task in (sender, poller):
                 if task is not None:
-                    task.cancel()
-                    # the sender may already have failed on a closed socket: nothing to report
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await task
+                    await _finish(task, self.latest_interval_s + _POLL_S)
         return ws
 
     async def _subscribe(
         self, sub: Subscriber, stream_filter: StreamFilter, poller: asyncio.Task[None] | None
     ) -> asyncio.Task[None] | None:
         if poller is not None:
-            poller.cancel()
+            poller.cancel()  # its replacement starts now; a late frame of the old one is harmless
         with contextlib.suppress(TimeoutError):  # a fresh process: let the relay subscribe
             await asyncio.wait_for(self.connected.wait(), 1.0)
         sub.filter = stream_filter
@@ -243,3 +249,19 @@ def _filter_from_message(text: str) -> StreamFilter:
             value = ",".join(str(v) for v in value)
         fields[name] = "" if value is None else str(value)
     return parse_filter(fields)
+
+
+async def _finish(task: asyncio.Task[None], grace_s: float, *, cancel: bool = True) -> None:
+    """Cancel a task (or wait ``grace_s`` for one told to stop, then cancel) without ever
+    hanging on it."""
+    if cancel:
+        task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=grace_s)
+    if not done and not cancel:
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=grace_s)
+    if not done:
+        log.warning("task %s did not stop; left behind", task.get_name())
+    elif not task.cancelled() and task.exception() is not None:
+        # e.g. the sender failing on a socket the client closed: nothing left to report to
+        log.debug("task %s ended with %r", task.get_name(), task.exception())
