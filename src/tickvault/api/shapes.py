@@ -8,14 +8,15 @@ need not care) which store answered; ``source`` in the envelope says it anyway.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
 import msgspec
 
-from tickvault.model import NS_PER_S, BookSnapshot, Candle, Ticker, Trade, decimal_str
+from tickvault.model import BookSnapshot, Candle, Ticker, Trade, decimal_str
 
 Json = dict[str, Any]
 _encoder = msgspec.json.Encoder()
@@ -26,17 +27,46 @@ def dumps(value: object) -> bytes:
 
 
 def iso(dt: datetime) -> str:
-    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    """ISO-8601 UTC text of an aware datetime (``2024-01-01T00:00:00.250000Z``)."""
+    if dt.utcoffset():
+        dt = dt.astimezone(UTC)
+    return iso_ns(_to_us(dt) * 1000)
+
+
+def _to_us(dt: datetime) -> int:
+    return (dt.toordinal() - _EPOCH_ORDINAL) * 86_400_000_000 + (
+        (dt.hour * 3600 + dt.minute * 60 + dt.second) * 1_000_000 + dt.microsecond
+    )
+
+
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+
+
+@functools.lru_cache(maxsize=4096)
+def _day_prefix(day: int) -> str:
+    return f"{date.fromordinal(_EPOCH_ORDINAL + day).isoformat()}T"
 
 
 def iso_ns(ts_ns: int) -> str:
-    """ISO-8601 of integer nanoseconds, to the microsecond (what PostgreSQL keeps)."""
-    seconds, rest = divmod(ts_ns, NS_PER_S)
-    return iso(datetime.fromtimestamp(seconds, UTC).replace(microsecond=rest // 1000))
+    """ISO-8601 of integer nanoseconds, to the microsecond (what PostgreSQL keeps).
+
+    Built from integer arithmetic and a per-day cache: ``datetime.isoformat`` cost ~10x more,
+    which showed at 500 bars per response.
+    """
+    seconds, us = divmod(ts_ns // 1000, 1_000_000)
+    day, second_of_day = divmod(seconds, 86_400)
+    hours, rest = divmod(second_of_day, 3600)
+    minutes, secs = divmod(rest, 60)
+    text = f"{_day_prefix(day)}{hours:02d}:{minutes:02d}:{secs:02d}"
+    return f"{text}.{us:06d}Z" if us else f"{text}Z"
 
 
 def dec(value: Decimal | None) -> str | None:
-    return None if value is None else decimal_str(value)
+    """Positional text; ``str`` (twice as fast as formatting) unless it chose exponent form."""
+    if value is None:
+        return None
+    text = str(value)
+    return decimal_str(value) if "E" in text else text
 
 
 # -- candles -------------------------------------------------------------------------------------
