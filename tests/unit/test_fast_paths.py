@@ -159,3 +159,27 @@ def test_binance_fast_path_is_used() -> None:
 
 
 _ = Decimal  # (kept for the other exchanges' instrument helpers below)
+
+
+# --- Coinbase --------------------------------------------------------------------------------
+
+_COINBASE_FILES = (
+    "advanced_ws_sol_session.jsonl",
+    "advanced_ws_docs.jsonl",
+    "advanced_ws_misc.jsonl",
+    "exchange_ws_2021.jsonl",
+    "exchange_ws_docs.jsonl",
+)
+
+
+def _coinbase_instruments() -> list[Instrument]:
+    """The markets of the WebSocket fixtures (as in test_coinbase_fixtures)."""
+    pairs = [("BAND", "GBP"), ("SKL", "BTC"), ("BTC", "USD"), ("ETH", "USD"), ("SOL", "USD")]
+    return [Instrument("coinbase", f"{b}-{q}", f"{b}-{q}", b, q) for b, q in pairs]
+
+
+@pytest.mark.parametrize("seed", [None, 1, 2, 3])
+@pytest.mark.parametrize("name", _COINBASE_FILES)
+def test_coinbase_fast_path_matches_the_decoder(name: str, seed: int | None) -> None:
+    records = [r for r in _records("coinbase", name) if r.kind == "ws"]
+    assert_same("coinbase", _coinbase_instruments(), _stream(records, seed))
