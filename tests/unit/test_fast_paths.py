@@ -19,10 +19,14 @@ from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tickvault.exchanges.base import FeedOutput, get_adapter
 from tickvault.exchanges.capture import CaptureRecord, read_capture
-from tickvault.model import Instrument
+from tickvault.exchanges.kraken.checksum import digits, level_token
+from tickvault.exchanges.numbers import plain_decimal
+from tickvault.model import Instrument, parse_decimal
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 _NUMBER = re.compile(r"\d+\.\d+")
@@ -158,9 +162,6 @@ def test_binance_fast_path_is_used() -> None:
     assert calls > len(ws) // 2
 
 
-_ = Decimal  # (kept for the other exchanges' instrument helpers below)
-
-
 # --- Coinbase --------------------------------------------------------------------------------
 
 _COINBASE_FILES = (
@@ -183,3 +184,62 @@ def _coinbase_instruments() -> list[Instrument]:
 def test_coinbase_fast_path_matches_the_decoder(name: str, seed: int | None) -> None:
     records = [r for r in _records("coinbase", name) if r.kind == "ws"]
     assert_same("coinbase", _coinbase_instruments(), _stream(records, seed))
+
+
+# --- Kraken ----------------------------------------------------------------------------------
+
+_KRAKEN_FILES = (
+    "ws_v1_book_xbtusd.jsonl",
+    "ws_v1_book_guide.jsonl",
+    "ws_v1_misc.jsonl",
+    "ws_v2_book_algo.jsonl",
+    "ws_v2_book_guide.jsonl",
+    "ws_v2_docs.jsonl",
+    "ws_v2_recorded.jsonl",
+)
+
+
+def _kraken_instruments() -> list[Instrument]:
+    """AssetPairs plus the fixtures' other markets, at the precision their messages carry
+    (as in tests/unit/kraken/conftest.py)."""
+    adapter = get_adapter("kraken")
+    listed = []
+    for record in _records("kraken", "rest_asset_pairs.jsonl"):
+        listed.extend(adapter.parse_instruments(record.raw))
+    extra = [("ALGO", "USD", 5, None), ("MATIC", "USD", 4, None), ("XMR", "USD", 8, "XXMRZUSD"),
+             ("WAVES", "EUR", 6, None), ("SC", "EUR", 6, None), ("ETH", "USD", 5, "XETHZUSD")]  # fmt: skip
+    for base, quote, places, key in extra:
+        listed.append(
+            Instrument(
+                "kraken",
+                key or f"{base}{quote}",
+                f"{base}-{quote}",
+                base,
+                quote,
+                tick_size=Decimal(1).scaleb(-places),
+                lot_size=Decimal("0.00000001"),
+                ws_symbol=f"{base}/{quote}",
+                aliases=(f"{base}{quote}",),
+            )
+        )
+    return listed
+
+
+@pytest.mark.parametrize("seed", [None, 1, 2, 3])
+@pytest.mark.parametrize("name", _KRAKEN_FILES)
+def test_kraken_fast_path_matches_the_decoder(name: str, seed: int | None) -> None:
+    records = [r for r in _records("kraken", name) if r.kind == "ws"]
+    assert_same("kraken", _kraken_instruments(), _stream(records, seed))
+
+
+@given(st.from_regex(r"\A[0-9]{0,7}\.?[0-9]{0,9}\Z"))
+def test_plain_strings_give_the_reference_decimal_and_checksum_digits(text: str) -> None:
+    """The fast paths build plain wire strings directly and take v1 checksum digits from the
+    text: same value and spelling as parse_decimal, same digits as level_token."""
+    value = plain_decimal(text)
+    if value is None:
+        assert text in ("", ".")
+        return
+    reference = parse_decimal(text)
+    assert (value, str(value)) == (reference, str(reference))
+    assert digits(text) + digits(text) == level_token(reference, reference)
