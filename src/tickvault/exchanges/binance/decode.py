@@ -24,6 +24,7 @@ import msgspec
 from tickvault.exchanges.binance import schemas
 from tickvault.exchanges.binance.book import DepthEvent
 from tickvault.exchanges.binance.symbols import EXCHANGE, SymbolMap
+from tickvault.exchanges.numbers import plain_decimal, remember
 from tickvault.model import (
     TIMEFRAMES,
     BookSnapshot,
@@ -78,12 +79,15 @@ class _Reject(Exception):
 # Wire strings already validated by ``_dec`` (plain, finite, not negative). Books repeat the
 # same price and size strings, so most lookups hit; bounded by clearing (Decimals are immutable).
 VALID_DECIMALS: dict[str, Decimal] = {}
-_VALID_DECIMALS_MAX = 1 << 16
 
 
 def _dec(text: str) -> Decimal:
     value = VALID_DECIMALS.get(text)
     if value is not None:
+        return value
+    value = plain_decimal(text)  # the usual new string: valid and non-negative by its shape
+    if value is not None:
+        remember(VALID_DECIMALS, text, value)
         return value
     try:
         value = parse_decimal(text)
@@ -91,9 +95,7 @@ def _dec(text: str) -> Decimal:
         raise _Reject("bad_decimal", str(exc)) from None
     if value < 0:
         raise _Reject("bad_decimal", f"negative value: {text!r}")
-    if len(VALID_DECIMALS) >= _VALID_DECIMALS_MAX:
-        VALID_DECIMALS.clear()
-    VALID_DECIMALS[text] = value
+    remember(VALID_DECIMALS, text, value)
     return value
 
 

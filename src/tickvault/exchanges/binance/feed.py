@@ -25,6 +25,7 @@ from tickvault.exchanges.binance.book import BookSync, DepthEvent, SyncStatus
 from tickvault.exchanges.binance.decode import (
     VALID_DECIMALS,
     Decoder,
+    _dec,
     _Reject,
     decode_levels,
     parse_depth_snapshot,
@@ -188,19 +189,19 @@ class BinanceFeed:
                 instrument = self.symbols.by_id.get(bbo.symbol)
                 if instrument is None:
                     return None
-                cache = VALID_DECIMALS
-                bid_price = cache[bbo.bid_price]
-                bid_size = cache[bbo.bid_qty]
-                ask_price = cache[bbo.ask_price]
-                ask_size = cache[bbo.ask_qty]
-            except (msgspec.DecodeError, KeyError):
-                return None  # KeyError: a new string; the general path validates it
+                known = VALID_DECIMALS.get  # Decimal("0") is falsy: _dec then finds it again
+                bid_price = known(bbo.bid_price) or _dec(bbo.bid_price)
+                bid_size = known(bbo.bid_qty) or _dec(bbo.bid_qty)
+                ask_price = known(bbo.ask_price) or _dec(bbo.ask_price)
+                ask_size = known(bbo.ask_qty) or _dec(bbo.ask_qty)
+            except (msgspec.DecodeError, _Reject):
+                return None
             symbol = instrument.symbol
             self._last_seen[(symbol, "ticker")] = recv_ns  # spot bookTicker has no time
             ticker = Ticker(
                 EXCHANGE, symbol, recv_ns, recv_ns, bid_price, bid_size, ask_price, ask_size
             )
-            return FeedOutput(events=[ticker])
+            return FeedOutput([ticker])
         return None
 
     # -- helpers -----------------------------------------------------------------------

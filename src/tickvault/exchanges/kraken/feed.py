@@ -302,8 +302,8 @@ class KrakenFeed:
                 book.apply_tokens(message.bids, message.asks, *tokens)
             dropped_bids, dropped_asks = book.truncate()
             dropped = (
-                [(p, _ZERO_SIZE) for p in dropped_bids],
-                [(p, _ZERO_SIZE) for p in dropped_asks],
+                [(p, _ZERO_SIZE) for p in dropped_bids] if dropped_bids else [],
+                [(p, _ZERO_SIZE) for p in dropped_asks] if dropped_asks else [],
             )
         verified = message.checksum is not None
         if verified and book.checksum() != message.checksum:
@@ -328,15 +328,18 @@ class KrakenFeed:
                 )
             )
         else:
+            bids, asks = message.bids, message.asks
             out.events.append(
                 BookDelta(
                     EXCHANGE,
                     symbol,
-                    (*message.bids, *dropped[0]),
-                    (*message.asks, *dropped[1]),
+                    tuple(bids + dropped[0]) if dropped[0] else tuple(bids),
+                    tuple(asks + dropped[1]) if dropped[1] else tuple(asks),
                     message.ts_ns,
                     recv_ns,
-                    checksum=message.checksum,
+                    None,
+                    None,
+                    message.checksum,
                 )
             )
         self._last_ts[("book", symbol)] = message.ts_ns
