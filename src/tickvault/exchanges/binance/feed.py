@@ -31,6 +31,7 @@ from tickvault.exchanges.binance.decode import (
     parse_depth_snapshot,
 )
 from tickvault.exchanges.binance.symbols import EXCHANGE, SymbolMap
+from tickvault.exchanges.trade_ids import TradeIdTracker
 from tickvault.model import BookSnapshot, DecodeError, Gap, Instrument, Ticker, decimal_str
 
 NS_PER_MS = 1_000_000
@@ -58,6 +59,7 @@ class BinanceFeed:
         # combined-stream envelope) with the same results as the general decoder; it gives up
         # (None) before touching any state on anything else. Off only in tests comparing both.
         self.fast_path = True
+        self._trade_ids = TradeIdTracker(EXCHANGE)
 
     # -- FeedState ---------------------------------------------------------------------
 
@@ -69,6 +71,8 @@ class BinanceFeed:
                 return fast
         decoded = self.decoder.decode(raw, recv_ns)
         out = FeedOutput(events=decoded.events, errors=decoded.errors)
+        if decoded.events:
+            self.counters.sequence_gaps += self._trade_ids.check(decoded.events, out.gaps)
         if decoded.errors:
             self._count_errors(decoded.errors)
         if decoded.stream is not None:
@@ -123,6 +127,7 @@ class BinanceFeed:
 
     def on_disconnect(self, recv_ns: int) -> FeedOutput:
         out = FeedOutput()
+        self._trade_ids.reset()
         for (symbol, channel), last_ns in self._last_seen.items():
             out.gaps.append(Gap(EXCHANGE, symbol, channel, last_ns, recv_ns, "disconnect"))
             self._last_seen[(symbol, channel)] = recv_ns

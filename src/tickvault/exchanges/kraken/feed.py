@@ -38,6 +38,7 @@ from tickvault.exchanges.kraken.wire import (
     seconds_text_ns,
 )
 from tickvault.exchanges.numbers import CACHE_MAX, plain_decimal
+from tickvault.exchanges.trade_ids import TradeIdTracker
 from tickvault.model import (
     BookDelta,
     BookSnapshot,
@@ -157,6 +158,7 @@ class KrakenFeed:
         # results as the general decoder; on anything else it gives up (None) before touching
         # state. Off only in tests comparing both.
         self.fast_path = True
+        self._trade_ids = TradeIdTracker(EXCHANGE, channel="trade")
 
     # --- FeedState ------------------------------------------------------------------------
 
@@ -168,6 +170,8 @@ class KrakenFeed:
                 return fast
         decoded = decode_message(raw, recv_ns, self.symbols)
         out = FeedOutput(events=decoded.events, errors=decoded.errors)
+        if decoded.events:
+            self.counters.sequence_gaps += self._trade_ids.check(decoded.events, out.gaps)
         for event in decoded.events:  # trades and tickers
             channel = "trade" if isinstance(event, Trade) else "ticker"
             self._last_ts[(channel, event.symbol)] = event.ts_ns
@@ -195,6 +199,7 @@ class KrakenFeed:
 
     def on_disconnect(self, recv_ns: int) -> FeedOutput:
         out = FeedOutput()
+        self._trade_ids.reset()
         for (channel, symbol), last_ns in sorted(self._last_ts.items()):
             out.gaps.append(Gap(EXCHANGE, symbol, channel, last_ns, recv_ns, "disconnect"))
         for symbol, book in sorted(self._books.items()):
