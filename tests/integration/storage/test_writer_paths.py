@@ -14,7 +14,8 @@ import psycopg
 from tickvault.config import WriterSettings
 from tickvault.model import Side, Trade, decimal_str
 from tickvault.storage.postgres import FeatureValue, PostgresStore
-from tickvault.storage.postgres.rows import SPECS, ts_text
+from tickvault.storage.postgres.copytext import ts_text
+from tickvault.storage.postgres.rows import SPECS
 
 from .helpers import JAN_2024_NS, NS, PLAIN, count, make_trades
 

@@ -241,9 +241,7 @@ class PostgresStore(RecordMethods):
     async def _write_batch(self, table: str, batch: list[Any]) -> None:
         spec = SPECS[table]
         try:
-            data = spec.encode(batch)
-            inserted = await self._with_retries(spec, batch, data)
-            del data
+            inserted = await self._with_retries(spec, batch)
             stats = self.stats.tables[table]
             stats.batches += 1
             stats.rows_inserted += inserted
@@ -267,20 +265,22 @@ class PostgresStore(RecordMethods):
                 raise StorageError("a write was cancelled; its rows are buffered again")
             raise StorageError(f"write failed: {describe_error(first)}") from first
 
-    async def _with_retries(self, spec: TableSpec, batch: list[Any], data: bytes) -> int:
+    async def _with_retries(self, spec: TableSpec, batch: list[Any]) -> int:
         attempt = 0
         stats = self.stats.tables[spec.table]
+        data: bytes | None = None  # COPY text, encoded once for every direct attempt
         while True:
             try:
                 if not self.timescaledb:
                     await self._ensure_partitions(spec, batch)
                 async with self._pool.connection() as conn:
                     if self.optimistic_copy and self._direct[spec.table]:
+                        data = data or spec.encode(batch)
                         if await copy_direct(conn, spec, data):
                             stats.direct_batches += 1
                             return len(batch)
                         stats.conflicts += 1
-                    inserted = await copy_staged(conn, spec, data)
+                    inserted = await copy_staged(conn, spec, batch)
                     stats.staged_batches += 1
                     self._direct[spec.table] = inserted == len(batch)
                     return inserted
