@@ -30,6 +30,7 @@ from tickvault.storage.postgres.ddl import NATURAL_KEYS
 from tickvault.storage.postgres.records import FeatureValue
 
 Row = tuple[Any, ...]
+DIRECT_CHUNK_ROWS = 2000  # rows encoded per COPY write on the direct path
 
 _TS = "(TIMESTAMPTZ '1970-01-01 00:00:00+00' + {col} * INTERVAL '1 microsecond')"
 
@@ -160,15 +161,22 @@ def feature_row(e: FeatureValue) -> Row:
     return (e.exchange, e.symbol, e.timeframe, e.name, _us(e.ts_ns), e.value)
 
 
-async def copy_direct(conn: psycopg.AsyncConnection[Any], spec: TableSpec, data: bytes) -> bool:
-    """COPY text into the table itself; False (and nothing written) if any row's key exists."""
+async def copy_direct(
+    conn: psycopg.AsyncConnection[Any], spec: TableSpec, batch: Sequence[Any]
+) -> bool:
+    """COPY text into the table itself; False (and nothing written) if any row's key exists.
+
+    The batch is encoded and sent in chunks, so PostgreSQL parses one chunk while Python
+    encodes the next, and no encoded copy of the whole batch is held.
+    """
     try:
         async with (
             conn.transaction(),
             conn.cursor() as cur,
             cur.copy(spec.copy_direct_sql()) as copy,
         ):
-            await copy.write(data)
+            for lo in range(0, len(batch), DIRECT_CHUNK_ROWS):
+                await copy.write(spec.encode(batch[lo : lo + DIRECT_CHUNK_ROWS]))
     except pg_errors.UniqueViolation:
         return False
     return True

@@ -268,15 +268,13 @@ class PostgresStore(RecordMethods):
     async def _with_retries(self, spec: TableSpec, batch: list[Any]) -> int:
         attempt = 0
         stats = self.stats.tables[spec.table]
-        data: bytes | None = None  # COPY text, encoded once for every direct attempt
         while True:
             try:
                 if not self.timescaledb:
                     await self._ensure_partitions(spec, batch)
                 async with self._pool.connection() as conn:
                     if self.optimistic_copy and self._direct[spec.table]:
-                        data = data or spec.encode(batch)
-                        if await copy_direct(conn, spec, data):
+                        if await copy_direct(conn, spec, batch):
                             stats.direct_batches += 1
                             return len(batch)
                         stats.conflicts += 1
