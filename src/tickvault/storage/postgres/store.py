@@ -1,23 +1,20 @@
 """``PostgresStore``: the asynchronous, batched, idempotent writer of every tickvault table.
 
 Market events (and feature values) are buffered per table and written in batches — when a
-table's buffer reaches ``writer.batch_rows``, and every ``writer.flush_interval_s``. A batch is
-encoded once as COPY text and written by ``COPY`` straight into the table; only if that hits a
-unique violation (a row already stored or repeated in the batch) is it written again, from the
-same bytes, through a staging table and ``INSERT .. SELECT .. ON CONFLICT`` (see ``rows.py``).
-After a batch that held duplicates the next batch of that table goes straight to the staged
-path (a replay is usually followed by more replay); one without duplicates re-enables COPY.
+table's buffer reaches ``writer.batch_rows``, and every ``writer.flush_interval_s`` — by
+``COPY`` straight into the table; only if that hits a unique violation (a row already stored,
+or twice in the batch) is the batch written through a staging table and ``INSERT .. ON
+CONFLICT`` instead (``rows.py``). After a batch with duplicates the next one of that table goes
+straight to staging (replays come in runs); a batch without duplicates re-enables COPY.
 
 Memory is bounded: rows buffered plus rows being written never exceed
 ``writer.max_buffered_rows``; ``write`` waits (backpressure) until a batch completes. Up to
-``_CONCURRENCY`` batches are written at once, so Python encodes the next batch while PostgreSQL
-inserts the previous one.
+``_CONCURRENCY`` batches are written at once, so Python encodes while PostgreSQL inserts.
 
 Durability contract: ``write`` only buffers. ``await store.flush()`` returns once every row
 handed to ``write`` before it is committed, or raises :class:`StorageError`; rows of a failed
 batch go back to the buffer, so a later ``flush`` tries them again. Failed writes are retried
-``writer.retries`` times with backoff on a fresh connection (a re-sent batch is harmless since
-the write is idempotent).
+``writer.retries`` times with backoff on a fresh connection (idempotency makes that harmless).
 """
 
 from __future__ import annotations
