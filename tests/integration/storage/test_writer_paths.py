@@ -12,7 +12,7 @@ from decimal import Decimal
 import psycopg
 
 from tickvault.config import WriterSettings
-from tickvault.model import Side, Trade, decimal_str
+from tickvault.model import BookSnapshot, Candle, Side, Ticker, Trade, decimal_str
 from tickvault.storage.postgres import FeatureValue, PostgresStore
 from tickvault.storage.postgres.copytext import ts_text
 from tickvault.storage.postgres.rows import SPECS
@@ -172,3 +172,48 @@ async def test_concurrent_batches_with_the_same_keys(db_url: str) -> None:
     stats = store.stats.tables["trades"]
     assert (stats.rows_inserted, stats.rows_duplicate) == (400, 400)
     assert stored_trades(db_url) == expected(trades)
+
+
+async def test_direct_and_staged_paths_store_the_same_values(
+    store: PostgresStore, db_url: str
+) -> None:
+    """Books, tickers and candles: a direct load and a staged one of the same events agree."""
+    d = Decimal
+    events = [
+        BookSnapshot("coinbase", "BTC-USD", (), ((d("42000.02"), d("0.00000010")),),
+                     JAN_2024_NS, JAN_2024_NS + 5, None, 2**40),
+        Ticker("coinbase", "BTC-USD", JAN_2024_NS, JAN_2024_NS, bid_price=d("1E+2"),
+               volume_24h=d("0.000000001")),
+        Candle("binance", "ETH-USDT", "1m", JAN_2024_NS, d("1.10"), d("2"), d("0.5"),
+               d("1.000"), d("12.50000000"), True, JAN_2024_NS, JAN_2024_NS, trade_count=7,
+               vwap=d("1.23456789012345678901234567890")),
+    ]  # fmt: skip
+    queries = {
+        "book_snapshots": "SELECT bid_prices::text, ask_prices::text, ask_sizes::text,"
+        " sequence, checksum, ts, recv_ts FROM book_snapshots",
+        "tickers": "SELECT bid_price::text, bid_size, volume_24h::text, ts FROM tickers",
+        "candles": "SELECT open::text, close::text, volume::text, vwap::text, quote_volume,"
+        " trade_count, closed, ts, event_ts FROM candles",
+    }
+
+    def snapshot() -> dict[str, list[tuple[object, ...]]]:
+        with psycopg.connect(db_url) as conn:
+            out = {t: conn.execute(q).fetchall() for t, q in queries.items()}  # type: ignore[call-overload]
+            for table in queries:
+                conn.execute(f"TRUNCATE {table}")
+        return out
+
+    await store.write(events)
+    await store.flush()
+    direct = snapshot()
+    await store.write([*events, *events])  # duplicates inside the batch: staged path
+    await store.flush()
+    staged = snapshot()
+    for table in queries:
+        stats = store.stats.tables[table]
+        assert (stats.direct_batches, stats.staged_batches) == (1, 1), table
+    assert direct == staged
+    assert direct["book_snapshots"][0][:5] == ("{}", "{42000.02}", "{0.00000010}", None, 2**40)
+    assert direct["tickers"][0][:3] == ("100", None, "0.000000001")
+    assert direct["candles"][0][:6] == ("1.10", "1.000", "12.50000000",
+                                        "1.23456789012345678901234567890", None, 7)  # fmt: skip
