@@ -1,19 +1,20 @@
 """``PostgresStore``: the asynchronous, batched, idempotent writer of every tickvault table.
 
 Market events (and feature values) are buffered per table and written in batches — when a
-table's buffer reaches ``writer.batch_rows``, and every ``writer.flush_interval_s`` — by binary
-COPY into a staging table and one ``INSERT .. SELECT .. ON CONFLICT`` (see ``rows.py``).
+table's buffer reaches ``writer.batch_rows``, and every ``writer.flush_interval_s`` — by
+``COPY`` straight into the table; only if that hits a unique violation (a row already stored,
+or twice in the batch) is the batch written through a staging table and ``INSERT .. ON
+CONFLICT`` instead (``rows.py``). After a batch with duplicates the next one of that table goes
+straight to staging (replays come in runs); a batch without duplicates re-enables COPY.
 
 Memory is bounded: rows buffered plus rows being written never exceed
 ``writer.max_buffered_rows``; ``write`` waits (backpressure) until a batch completes. Up to
-``_CONCURRENCY`` batches are written at once, so Python encodes the next batch while PostgreSQL
-inserts the previous one.
+``_CONCURRENCY`` batches are written at once, so Python encodes while PostgreSQL inserts.
 
 Durability contract: ``write`` only buffers. ``await store.flush()`` returns once every row
 handed to ``write`` before it is committed, or raises :class:`StorageError`; rows of a failed
 batch go back to the buffer, so a later ``flush`` tries them again. Failed writes are retried
-``writer.retries`` times with backoff on a fresh connection (a re-sent batch is harmless since
-the write is idempotent).
+``writer.retries`` times with backoff on a fresh connection (idempotency makes that harmless).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+import operator
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,7 +43,7 @@ from tickvault.storage.postgres.connection import (
 )
 from tickvault.storage.postgres.partitions import partition_start_us, us_to_datetime
 from tickvault.storage.postgres.records import FeatureValue
-from tickvault.storage.postgres.rows import EVENT_TABLES, SPECS, Row, TableSpec
+from tickvault.storage.postgres.rows import EVENT_TABLES, SPECS, TableSpec, copy_direct, copy_staged
 from tickvault.storage.postgres.schema import SCHEMA_VERSION
 from tickvault.storage.postgres.store_records import RecordMethods
 
@@ -60,6 +62,9 @@ class TableStats:
     rows_duplicate: int = 0  # rows committed as no-ops (already stored)
     batches: int = 0
     retries: int = 0
+    direct_batches: int = 0  # written by COPY straight into the table
+    staged_batches: int = 0  # written through the staging table (duplicates, or after them)
+    conflicts: int = 0  # direct COPYs rolled back by a unique violation, then staged
 
 
 @dataclass
@@ -87,7 +92,11 @@ class PostgresStore(RecordMethods):
         self.timescaledb = timescaledb
         self._intervals = partition_intervals  # table -> seconds (plain PostgreSQL only)
         self._known: dict[str, set[int]] = {t: set() for t in SPECS}  # partition starts (µs)
-        self._buffers: dict[str, list[Row]] = {t: [] for t in SPECS}
+        self._buffers: dict[str, list[Any]] = {t: [] for t in SPECS}  # events, not yet sent
+        # Try the direct COPY first? Off for a table after a batch with duplicates, back on
+        # after one without. ``optimistic_copy = False`` forces the staged path (benchmarks).
+        self._direct: dict[str, bool] = {t: True for t in SPECS}
+        self.optimistic_copy = True
         self._inflight: set[asyncio.Task[None]] = set()
         self._inflight_rows = 0
         self._errors: list[BaseException] = []
@@ -176,12 +185,16 @@ class PostgresStore(RecordMethods):
         """Buffer events (Trade, Candle, BookSnapshot, Ticker, FeatureValue) for writing."""
         self._raise_failed()
         touched: set[str] = set()
+        last_type: type | None = None
+        buffer: list[Any] = []
         for event in events:
-            table = EVENT_TABLES.get(type(event))
-            if table is None:
-                raise TypeError(f"PostgresStore cannot store {type(event).__name__} events")
-            self._buffers[table].append(SPECS[table].to_row(event))
-            touched.add(table)
+            if type(event) is not last_type:  # a call usually carries one kind of event
+                table = EVENT_TABLES.get(type(event))
+                if table is None:
+                    raise TypeError(f"PostgresStore cannot store {type(event).__name__} events")
+                last_type, buffer = type(event), self._buffers[table]
+                touched.add(table)
+            buffer.append(event)
         for table in touched:
             stats = self.stats.tables[table]
             buffer = self._buffers[table]
@@ -215,14 +228,14 @@ class PostgresStore(RecordMethods):
             await asyncio.wait(set(self._inflight))
         self._raise_failed()
 
-    async def _launch(self, table: str, batch: list[Row]) -> None:
+    async def _launch(self, table: str, batch: list[Any]) -> None:
         await self._slots.acquire()
         self._inflight_rows += len(batch)
         task = asyncio.create_task(self._write_batch(table, batch))
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
 
-    async def _write_batch(self, table: str, batch: list[Row]) -> None:
+    async def _write_batch(self, table: str, batch: list[Any]) -> None:
         spec = SPECS[table]
         try:
             inserted = await self._with_retries(spec, batch)
@@ -249,14 +262,23 @@ class PostgresStore(RecordMethods):
                 raise StorageError("a write was cancelled; its rows are buffered again")
             raise StorageError(f"write failed: {describe_error(first)}") from first
 
-    async def _with_retries(self, spec: TableSpec, batch: list[Row]) -> int:
+    async def _with_retries(self, spec: TableSpec, batch: list[Any]) -> int:
         attempt = 0
+        stats = self.stats.tables[spec.table]
         while True:
             try:
                 if not self.timescaledb:
                     await self._ensure_partitions(spec, batch)
                 async with self._pool.connection() as conn:
-                    return await _copy_insert(conn, spec, batch)
+                    if self.optimistic_copy and self._direct[spec.table]:
+                        if await copy_direct(conn, spec, batch):
+                            stats.direct_batches += 1
+                            return len(batch)
+                        stats.conflicts += 1
+                    inserted = await copy_staged(conn, spec, batch)
+                    stats.staged_batches += 1
+                    self._direct[spec.table] = inserted == len(batch)
+                    return inserted
             except _RETRYABLE as exc:
                 reason = describe_error(exc)
             except pg_errors.CheckViolation as exc:
@@ -278,15 +300,18 @@ class PostgresStore(RecordMethods):
                     f"{attempt + 1} attempts: {reason}"
                 )
             attempt += 1
-            self.stats.tables[spec.table].retries += 1
+            stats.retries += 1
             log.warning("retrying %s batch (attempt %d): %s", spec.table, attempt, reason)
             await asyncio.sleep(min(0.05 * 2**attempt, 5.0))
 
-    async def _ensure_partitions(self, spec: TableSpec, batch: list[Row]) -> None:
-        interval_s = self._intervals[spec.table]
-        i = spec.ts_index
-        step = interval_s * 1_000_000
-        starts = {row[i] - row[i] % step for row in batch}
+    async def _ensure_partitions(self, spec: TableSpec, batch: Sequence[Any]) -> None:
+        step = self._intervals[spec.table] * 1_000_000
+        times_us = [ts_ns // 1000 for ts_ns in map(operator.attrgetter(spec.ts_attr), batch)]
+        first, last = min(times_us), max(times_us)
+        if first - first % step == last - last % step:  # the usual case: one partition
+            starts = {first - first % step}
+        else:
+            starts = {t - t % step for t in times_us}
         missing = starts - self._known[spec.table]
         if not missing:
             return
@@ -352,18 +377,6 @@ class PostgresStore(RecordMethods):
             for known in self._known.values():
                 known.clear()
         return dropped
-
-
-async def _copy_insert(
-    conn: psycopg.AsyncConnection[Any], spec: TableSpec, batch: list[Row]
-) -> int:
-    async with conn.transaction(), conn.cursor() as cur:
-        async with cur.copy(spec.copy_sql()) as copy:
-            copy.set_types(spec.types)
-            for row in batch:
-                await copy.write_row(row)
-        await cur.execute(spec.insert_sql())
-        return max(cur.rowcount, 0)
 
 
 async def _read_schema(conn: psycopg.AsyncConnection[Any], url: str) -> tuple[bool, dict[str, int]]:
