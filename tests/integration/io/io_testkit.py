@@ -1,0 +1,222 @@
+"""Test kit for the I/O layer: a toy exchange (adapter + feed) and loopback aiohttp servers.
+
+The toy exchange speaks a deliberately tiny protocol so the tests exercise the generic
+mechanisms (rate limits, retries, reconnects, resync, resume) and nothing exchange-specific.
+Its messages are JSON: ``{"s": symbol, "id": n, "ts": ms, "p": price, "q": size}`` for a
+trade, ``{"resync": symbol}`` to ask for a book resync.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from decimal import Decimal
+
+from aiohttp import web
+
+from tickvault.exchanges.base import BackfillPage, FeedCounters, FeedOutput, RestRequest
+from tickvault.model import (
+    BookSnapshot,
+    Candle,
+    DecodeError,
+    Gap,
+    Instrument,
+    Side,
+    Trade,
+    parse_decimal,
+)
+
+MS = 1_000_000
+MINUTE_MS = 60_000
+
+
+def instrument(symbol: str) -> Instrument:
+    base, quote = symbol.split("-")
+    return Instrument("toy", symbol.replace("-", ""), symbol, base, quote)
+
+
+class ToyFeed:
+    def __init__(self, instruments: Sequence[Instrument]) -> None:
+        self.counters = FeedCounters()
+        self.symbols = [i.symbol for i in instruments]
+        self.last_ns: dict[str, int] = {}
+        self.snapshots: list[str] = []
+
+    def on_message(self, raw: bytes | str, recv_ns: int) -> FeedOutput:
+        self.counters.messages += 1
+        out = FeedOutput()
+        try:
+            msg = json.loads(raw)
+            if "resync" in msg:
+                out.resync.append(msg["resync"])
+                return out
+            ts_ns = int(msg["ts"]) * MS
+            out.events.append(
+                Trade(
+                    "toy",
+                    msg["s"],
+                    str(msg["id"]),
+                    parse_decimal(msg["p"]),
+                    parse_decimal(msg["q"]),
+                    Side.BUY,
+                    ts_ns,
+                    recv_ns,
+                )
+            )
+            self.last_ns[msg["s"]] = ts_ns
+        except (ValueError, KeyError, TypeError) as exc:
+            self.counters.decode_errors += 1
+            text = raw if isinstance(raw, str) else raw.decode()
+            out.errors.append(DecodeError("toy", "bad_message", str(exc), text, recv_ns))
+        return out
+
+    def on_rest_snapshot(self, symbol: str, raw: bytes | str, recv_ns: int) -> FeedOutput:
+        self.snapshots.append(symbol)
+        body = json.loads(raw)
+        bids = tuple((Decimal(p), Decimal(q)) for p, q in body["bids"])
+        asks = tuple((Decimal(p), Decimal(q)) for p, q in body["asks"])
+        return FeedOutput(events=[BookSnapshot("toy", symbol, bids, asks, recv_ns, recv_ns)])
+
+    def on_disconnect(self, recv_ns: int) -> FeedOutput:
+        gaps = [
+            Gap("toy", s, "trades", self.last_ns.get(s, recv_ns), recv_ns, "disconnect")
+            for s in self.symbols
+        ]
+        return FeedOutput(gaps=gaps)
+
+    def books(self) -> dict[str, tuple[list[tuple[str, str]], list[tuple[str, str]]]]:
+        return {}
+
+
+class ToyAdapter:
+    """A toy ExchangeAdapter; ``rest_resync`` picks REST snapshots or resync messages."""
+
+    name = "toy"
+
+    def __init__(self, *, rest_resync: bool = True, page_rows: int = 5) -> None:
+        self.rest_resync = rest_resync
+        self.page_rows = page_rows
+        self.feeds: list[ToyFeed] = []
+
+    def instruments_request(self) -> RestRequest:
+        return RestRequest("/instruments", {})
+
+    def parse_instruments(self, raw: bytes | str) -> list[Instrument]:
+        return [instrument(s) for s in json.loads(raw)]
+
+    def new_feed(self, instruments: Sequence[Instrument], book_depth: int) -> ToyFeed:
+        feed = ToyFeed(instruments)
+        self.feeds.append(feed)
+        return feed
+
+    def ws_url(self, base_url: str, symbols: Sequence[str], channels: Sequence[str]) -> str:
+        return f"{base_url}/ws?symbols={','.join(symbols)}"
+
+    def subscribe_messages(
+        self, instruments: Sequence[Instrument], channels: Sequence[str], book_depth: int
+    ) -> list[str]:
+        return [json.dumps({"op": "subscribe", "symbols": [i.symbol for i in instruments]})]
+
+    def book_snapshot_request(self, instrument: Instrument) -> RestRequest | None:
+        if not self.rest_resync:
+            return None
+        return RestRequest("/depth", {"symbol": instrument.exchange_symbol}, weight=5)
+
+    def resync_messages(self, instrument: Instrument, book_depth: int) -> list[str]:
+        return [json.dumps({"op": "resync", "symbol": instrument.symbol})]
+
+    # Backfill: candles every minute, trades every 20 s (ids = seconds / 20), both synthetic.
+    def backfill_request(
+        self, instrument: Instrument, kind: str, cursor: str | None, since_ns: int, until_ns: int
+    ) -> RestRequest:
+        start_ms = int(cursor) if cursor is not None else -(-since_ns // MS)
+        path = "/candles" if kind.startswith("candles") else "/trades"
+        params = {
+            "symbol": instrument.exchange_symbol,
+            "start": str(start_ms),
+            "end": str(until_ns // MS),
+            "limit": str(self.page_rows),
+        }
+        return RestRequest(path, params, weight=2)
+
+    def parse_backfill_page(
+        self,
+        instrument: Instrument,
+        kind: str,
+        raw: bytes | str,
+        cursor: str | None,
+        since_ns: int,
+        until_ns: int,
+        recv_ns: int,
+    ) -> BackfillPage:
+        rows = json.loads(raw)
+        events: list[Trade | Candle] = []
+        for row in rows:
+            ts_ns = row[0] * MS
+            if not since_ns <= ts_ns < until_ns:
+                continue
+            if kind == "trades":
+                events.append(
+                    Trade(
+                        "toy",
+                        instrument.symbol,
+                        str(row[1]),
+                        Decimal(row[2]),
+                        Decimal(row[3]),
+                        Side.SELL,
+                        ts_ns,
+                        recv_ns,
+                    )
+                )
+            else:
+                o, h, low, c, v = (Decimal(x) for x in row[1:6])
+                events.append(
+                    Candle(
+                        "toy", instrument.symbol, "1m", ts_ns, o, h, low, c, v, True, ts_ns, recv_ns
+                    )
+                )
+        full = len(rows) == self.page_rows
+        next_cursor = str(rows[-1][0] + 1) if full and rows[-1][0] * MS < until_ns else None
+        return BackfillPage(events=events, next_cursor=next_cursor)
+
+
+def toy_candles(start_ms: int, end_ms: int, limit: int) -> list[list[object]]:
+    first = -(-start_ms // MINUTE_MS) * MINUTE_MS
+    rows: list[list[object]] = []
+    for open_ms in range(first, end_ms, MINUTE_MS):
+        if len(rows) == limit:
+            break
+        n = open_ms // MINUTE_MS
+        price = 100 + n % 17
+        rows.append(
+            [
+                open_ms,
+                f"{price}.0",
+                f"{price + 1}.5",
+                f"{price - 1}.25",
+                f"{price}.5",
+                f"{n % 7}.001",
+            ]
+        )
+    return rows
+
+
+def toy_trades(start_ms: int, end_ms: int, limit: int) -> list[list[object]]:
+    step_ms = 20_000
+    first = -(-start_ms // step_ms) * step_ms
+    rows: list[list[object]] = []
+    for ts_ms in range(first, end_ms, step_ms):
+        if len(rows) == limit:
+            break
+        rows.append([ts_ms, ts_ms // step_ms, f"{ts_ms % 997}.1", "0.01"])
+    return rows
+
+
+async def serve(app: web.Application) -> tuple[str, Callable[[], Awaitable[None]]]:
+    """Start ``app`` on a free loopback port: (base URL, stop)."""
+    runner = web.AppRunner(app, shutdown_timeout=0.5)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    return f"http://{host}:{port}", runner.cleanup
