@@ -8,11 +8,13 @@ trade, ``{"resync": symbol}`` to ask for a book resync.
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Awaitable, Callable, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from decimal import Decimal
 
-from aiohttp import web
+from aiohttp import WSMsgType, web
 
 from tickvault.exchanges.base import BackfillPage, FeedCounters, FeedOutput, RestRequest
 from tickvault.model import (
@@ -220,3 +222,163 @@ async def serve(app: web.Application) -> tuple[str, Callable[[], Awaitable[None]
     await site.start()
     host, port = runner.addresses[0][:2]
     return f"http://{host}:{port}", runner.cleanup
+
+
+class ToyExchangeServer:
+    """WebSocket + REST endpoints of the toy exchange, with scripted misbehaviour.
+
+    A ticker makes one trade per symbol every ``interval_s`` (trade id = tick number, the same
+    for every connection, like a real market); each open connection streams every trade of its
+    symbols, so a consumer can tell exactly what it missed or received twice.
+    ``drop_after``/``silent_after`` (ticks sent) apply to the first connection only;
+    ``lifetime_s`` closes every connection after that long (Binance's 24 h, shortened).
+    """
+
+    def __init__(
+        self,
+        *,
+        interval_s: float = 0.02,
+        drop_after: int | None = None,
+        silent_after: int | None = None,
+        lifetime_s: float | None = None,
+        resync_after: int | None = None,
+        server_ping: bytes | None = None,
+        symbols: Sequence[str] = ("AAA-USD", "BBB-USD", "CCC-USD"),
+    ) -> None:
+        self.interval_s = interval_s
+        self.drop_after = drop_after
+        self.silent_after = silent_after
+        self.lifetime_s = lifetime_s
+        self.resync_after = resync_after
+        self.server_ping = server_ping
+        self.symbols = list(symbols)
+        self.opened: list[float] = []  # monotonic open time per connection
+        self.closed: list[float | None] = []
+        self.connection_symbols: list[list[str]] = []
+        self.received: list[str] = []  # text messages from clients
+        self.pongs: list[bytes] = []
+        self.depth_requests: list[str] = []
+        self.tick_ts_ms: list[int] = []  # time of each tick; index = trade id
+        self._tick = asyncio.Condition()
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/ws", self._ws)
+        app.router.add_get("/depth", self._depth)
+        app.router.add_get("/instruments", self._instruments)
+        app.cleanup_ctx.append(self._ticker)
+        return app
+
+    async def _ticker(self, app: web.Application) -> AsyncIterator[None]:
+        async def run() -> None:
+            while True:
+                await asyncio.sleep(self.interval_s)
+                async with self._tick:
+                    self.tick_ts_ms.append(time.time_ns() // MS)
+                    self._tick.notify_all()
+
+        task = asyncio.create_task(run())
+        yield
+        task.cancel()
+
+    async def _instruments(self, request: web.Request) -> web.Response:
+        return web.json_response(self.symbols)
+
+    async def _depth(self, request: web.Request) -> web.Response:
+        self.depth_requests.append(request.query["symbol"])
+        return web.json_response({"bids": [["9.5", "1"]], "asks": [["10.5", "2"]]})
+
+    async def _ws(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(autoping=self.server_ping is None)
+        await ws.prepare(request)
+        number = len(self.opened)
+        self.opened.append(time.monotonic())
+        self.closed.append(None)
+        symbols = request.query["symbols"].split(",")
+        self.connection_symbols.append(symbols)
+        reader = asyncio.create_task(self._read(ws))
+        first = number == 0
+        sent = 0
+        next_tick = len(self.tick_ts_ms)
+        try:
+            if self.server_ping is not None:
+                await ws.ping(self.server_ping)
+            while not ws.closed:
+                async with self._tick:
+                    await self._tick.wait_for(lambda n=next_tick: len(self.tick_ts_ms) > n)
+                if (
+                    self.lifetime_s is not None
+                    and time.monotonic() - self.opened[number] >= self.lifetime_s
+                ):
+                    await ws.close()
+                    break
+                if first and self.drop_after is not None and sent >= self.drop_after:
+                    assert request.transport is not None
+                    request.transport.close()  # no close frame: a network drop
+                    break
+                if first and self.silent_after is not None and sent >= self.silent_after:
+                    next_tick = len(self.tick_ts_ms)
+                    continue  # connected, answering pings, saying nothing
+                if first and self.resync_after is not None and sent == self.resync_after:
+                    await ws.send_str(json.dumps({"resync": symbols[0]}))
+                while next_tick < len(self.tick_ts_ms):
+                    for symbol in symbols:
+                        msg = {
+                            "s": symbol,
+                            "id": next_tick,
+                            "ts": self.tick_ts_ms[next_tick],
+                            "p": "1.5",
+                            "q": "2",
+                        }
+                        await ws.send_str(json.dumps(msg))
+                    next_tick += 1
+                    sent += 1
+        except (ConnectionResetError, RuntimeError):
+            pass
+        finally:
+            self.closed[number] = time.monotonic()
+            reader.cancel()
+        return ws
+
+    async def _read(self, ws: web.WebSocketResponse) -> None:
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT:
+                self.received.append(msg.data)
+            elif msg.type == WSMsgType.PONG:
+                self.pongs.append(msg.data)
+
+
+class ToyHistoryServer:
+    """REST history of the toy exchange (deterministic), failing with 500s once ``fail_after``
+    pages have been served, until ``heal()``."""
+
+    def __init__(self, symbols: Sequence[str] = ("AAA-USD", "BBB-USD")) -> None:
+        self.symbols = list(symbols)
+        self.log: list[tuple[str, str, int]] = []  # (path, symbol, start ms) of served pages
+        self.fail_after: int | None = None
+        self.fail_status = 500
+
+    def heal(self) -> None:
+        self.fail_after = None
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/instruments", self._instruments)
+        app.router.add_get("/candles", self._page)
+        app.router.add_get("/trades", self._page)
+        return app
+
+    async def _instruments(self, request: web.Request) -> web.Response:
+        return web.json_response(self.symbols)
+
+    async def _page(self, request: web.Request) -> web.Response:
+        if self.fail_after is not None and len(self.log) >= self.fail_after:
+            return web.Response(status=self.fail_status, text="maintenance")
+        query = request.query
+        start, end, limit = int(query["start"]), int(query["end"]), int(query["limit"])
+        self.log.append((request.path, query["symbol"], start))
+        make = toy_candles if request.path == "/candles" else toy_trades
+        return web.json_response(make(start, end, limit))
+
+
+ADAPTER = ToyAdapter(page_rows=10)  # what the registry entry "toy" points at in CLI tests

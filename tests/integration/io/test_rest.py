@@ -254,3 +254,19 @@ async def test_successful_responses_are_captured(serve_app: Serve, tmp_path: Pat
     assert [(r.exchange, r.kind, r.raw) for r in records] == [("toy", "rest", '{"ok": true}')] * 2
     assert records[0].url == f"{url}/ping?n=1"
     assert rest.counters.captured == 2
+
+
+def test_gcra_spreads_weight_and_honours_the_reported_weight() -> None:
+    from tickvault.exchanges.io.ratelimit import gcra, reported_tat
+
+    # 10 weight per second (100 ms each), burst 2: two at once, then one every 100 ms.
+    tat, now = 0, 1_000_000
+    granted, tat = gcra(tat, now, 1, 100_000, 2)
+    assert granted
+    granted, tat = gcra(tat, now, 1, 100_000, 2)
+    assert granted
+    refused, wait_us = gcra(tat, now, 1, 100_000, 2)
+    assert not refused and wait_us == 100_000
+    assert gcra(0, now, 50, 100_000, 2)[0]  # heavier than the burst: granted when full
+    # the exchange says 8 of 10 are used in the window ending at 2 s: 2 left, burst 2
+    assert reported_tat(1_500_000, 1_000_000, 10, 2, 8, 100_000) == 2_000_000

@@ -6,10 +6,10 @@ flush them, then save a checkpoint naming the next page. The checkpoint is saved
 flush, so an interrupted run loses nothing and a resumed run asks for exactly the next page: at
 worst the page in flight is written twice, which idempotent writes absorb.
 
-The stored cursor wraps the adapter's opaque cursor with the run's range
-(:class:`ResumeState`): a run resumes only a checkpoint that started at the same ``since``, a
-completed range is skipped, and a completed range whose ``until`` was earlier is extended from
-where it ended instead of being fetched again.
+A checkpoint records the run's range with the cursor. A run resumes a checkpoint that started at
+the same ``since``; a completed range is skipped; a completed range whose ``until`` was earlier is
+extended from where it ended instead of being fetched again. A different ``since`` (or
+``fresh``) starts over: the adapter's cursor means nothing outside the range it was made for.
 """
 
 from __future__ import annotations
@@ -19,25 +19,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import msgspec
-
 from tickvault.errors import ExchangeError, UsageError
 from tickvault.exchanges.base import ExchangeAdapter
 from tickvault.exchanges.io.rest import RestClient
-from tickvault.exchanges.io.sinks import CheckpointStore, ErrorSink, EventSink
+from tickvault.exchanges.io.sinks import Checkpoint, CheckpointStore, ErrorSink, EventSink
 from tickvault.model import Candle, Instrument, MarketEvent, bucket_start_ns, timeframe_ns
-
-
-class ResumeState(msgspec.Struct, frozen=True):
-    since_ns: int  # start of the requested range
-    from_ns: int  # where this segment started (``since_ns``, or the end of an earlier run)
-    until_ns: int
-    cursor: str | None  # the adapter's cursor of the next page
-    done: bool = False
-
-
-_encode = msgspec.json.Encoder().encode
-_decode = msgspec.json.Decoder(ResumeState).decode
 
 
 @dataclass(slots=True)
@@ -144,31 +130,38 @@ class Backfiller:
         self, instrument: Instrument, kind: str, since_ns: int, until_ns: int
     ) -> TaskProgress:
         symbol = instrument.symbol
-        state = None if self.fresh else await self._load(symbol, kind)
         progress = TaskProgress(self.exchange, symbol, kind, since_ns, until_ns, since_ns)
-        from_ns, cursor, last_ns = since_ns, None, None
-        if state is not None and state[0].since_ns == since_ns:
-            saved, last_ns = state
+        saved = (
+            None
+            if self.fresh
+            else await self.checkpoints.load_checkpoint(self.exchange, symbol, kind)
+        )
+        # Where this run starts: (adapter "since" for the first page, cursor, newest stored).
+        start_ns, cursor, last_ns = since_ns, None, None
+        if saved is not None and saved.since_ns == since_ns:
             progress.resumed = True
-            if saved.done and saved.until_ns >= until_ns:
+            last_ns = saved.last_ns
+            if saved.done and saved.until_ns is not None and saved.until_ns >= until_ns:
                 progress.position_ns, progress.done, progress.skipped = until_ns, True, True
                 self._report(progress)
                 return progress
-            if saved.done:  # extend a completed range instead of fetching it again
-                from_ns = saved.until_ns
+            if saved.done and saved.until_ns is not None:
+                start_ns = saved.until_ns  # extend a completed range
+            elif saved.cursor is not None:
+                cursor = saved.cursor  # the cursor names the position; "since" only filters
             else:
-                from_ns, cursor = saved.from_ns, saved.cursor
-            progress.position_ns = max(since_ns, (last_ns or since_ns - 1) + 1, from_ns)
-        if until_ns <= from_ns:
+                progress.resumed, last_ns = False, None
+            progress.position_ns = max(start_ns, last_ns + 1 if last_ns is not None else since_ns)
+        if until_ns <= start_ns:
             progress.done = True
             self._report(progress)
             return progress
         self._report(progress)
         while True:
-            request = self.adapter.backfill_request(instrument, kind, cursor, from_ns, until_ns)
+            request = self.adapter.backfill_request(instrument, kind, cursor, start_ns, until_ns)
             response = await self.rest.get(request)
             page = self.adapter.parse_backfill_page(
-                instrument, kind, response.text, cursor, from_ns, until_ns, response.recv_ns
+                instrument, kind, response.text, cursor, start_ns, until_ns, response.recv_ns
             )
             if page.events:
                 await self.sink.write(page.events)
@@ -176,36 +169,29 @@ class Backfiller:
                 newest = max(_event_ns(e) for e in page.events)
                 last_ns = newest if last_ns is None else max(last_ns, newest)
             if page.errors and self.errors is not None:
-                await self.errors.record_errors(page.errors)
+                await self.errors.quarantine(page.errors)
             done = page.next_cursor is None
             if not done and page.next_cursor == cursor:
                 raise ExchangeError(
                     f"{self.exchange} {symbol} {kind}: the page after cursor {cursor!r} "
                     "points back to itself; stopping instead of looping"
                 )
-            resume = ResumeState(since_ns, from_ns, until_ns, page.next_cursor, done)
-            await self.checkpoints.save(
-                self.exchange, symbol, kind, _encode(resume).decode(), last_ns
+            await self.checkpoints.save_checkpoint(
+                Checkpoint(
+                    self.exchange, symbol, kind, page.next_cursor, since_ns, until_ns, last_ns, done
+                )
             )
             progress.rows += len(page.events)
             progress.pages += 1
             progress.done = done
-            progress.position_ns = (
-                until_ns if done else max(progress.position_ns, (last_ns or 0) + 1)
-            )
+            if done:
+                progress.position_ns = until_ns
+            elif last_ns is not None:
+                progress.position_ns = max(progress.position_ns, last_ns + 1)
             self._report(progress)
             if done:
                 return progress
             cursor = page.next_cursor
-
-    async def _load(self, symbol: str, kind: str) -> tuple[ResumeState, int | None] | None:
-        checkpoint = await self.checkpoints.load(self.exchange, symbol, kind)
-        if checkpoint is None or checkpoint.cursor is None:
-            return None
-        try:
-            return _decode(checkpoint.cursor), checkpoint.last_ts_ns
-        except msgspec.DecodeError:
-            return None  # written by something else: start over rather than guess
 
     def _report(self, progress: TaskProgress) -> None:
         if self.progress is not None:

@@ -132,7 +132,7 @@ class Collector:
                 if merged.gaps:
                     await self.sinks.gaps.record_gaps(merged.gaps)
                 if merged.errors:
-                    await self.sinks.errors.record_errors(merged.errors)
+                    await self.sinks.errors.quarantine(merged.errors)
                     self.counters.errors_out += len(merged.errors)
             finally:
                 for _ in batch:

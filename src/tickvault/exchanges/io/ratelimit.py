@@ -70,12 +70,14 @@ class RateBudget(ABC):
         self._jitter = random.Random()
 
     @abstractmethod
-    async def try_acquire(self, weight: int) -> tuple[bool, float, int]:
-        """(granted, seconds to wait when refused, exchange window index at the grant)."""
+    async def try_acquire(self, weight: int) -> tuple[bool, float]:
+        """(granted, seconds to wait when refused)."""
 
     @abstractmethod
-    async def observe_used(self, window: int, used_weight: int) -> None:
-        """The exchange reported ``used_weight`` spent in its window ``window``."""
+    async def observe_used(self, used_weight: int) -> None:
+        """The exchange reported ``used_weight`` spent in its current window. Applied to the
+        window current when the answer arrives: if the exchange counted it in the previous
+        one, we are cautious for a moment rather than over the limit."""
 
     @abstractmethod
     async def pause(self, seconds: float) -> None:
@@ -85,14 +87,14 @@ class RateBudget(ABC):
     async def paused_for(self) -> float:
         """Seconds until a pause ends (0 when not paused)."""
 
-    async def acquire(self, weight: int, counters: IoCounters | None = None) -> int:
-        """Wait until ``weight`` is available, take it, and return the window index."""
+    async def acquire(self, weight: int, counters: IoCounters | None = None) -> None:
+        """Wait until ``weight`` is available and take it."""
         while True:
-            granted, wait_s, window = await self.try_acquire(weight)
+            granted, wait_s = await self.try_acquire(weight)
             if granted:
                 if counters is not None:
                     counters.weight_requested += weight
-                return window
+                return
             # A little jitter so waiting clients do not all ask again at the same instant.
             delay = wait_s + self._jitter.uniform(0.0005, 0.005)
             if counters is not None:
@@ -113,23 +115,22 @@ class LocalBudget(RateBudget):
         self._tat_us = 0
         self._paused_until_us = 0
 
-    async def try_acquire(self, weight: int) -> tuple[bool, float, int]:
+    async def try_acquire(self, weight: int) -> tuple[bool, float]:
         now_us = time.time_ns() // 1000
         if self._paused_until_us > now_us:
-            return False, (self._paused_until_us - now_us) / 1e6, 0
+            return False, (self._paused_until_us - now_us) / 1e6
         granted, value = gcra(self._tat_us, now_us, weight, self.interval_us, self.burst)
         if not granted:
-            return False, value / 1e6, 0
+            return False, value / 1e6
         self._tat_us = value
-        return True, 0.0, now_us // self.window_us
+        return True, 0.0
 
-    async def observe_used(self, window: int, used_weight: int) -> None:
+    async def observe_used(self, used_weight: int) -> None:
         now_us = time.time_ns() // 1000
-        if now_us // self.window_us == window:
-            floor_us = reported_tat(
-                now_us, self.window_us, self.limit, self.burst, used_weight, self.interval_us
-            )
-            self._tat_us = max(self._tat_us, floor_us)
+        floor_us = reported_tat(
+            now_us, self.window_us, self.limit, self.burst, used_weight, self.interval_us
+        )
+        self._tat_us = max(self._tat_us, floor_us)
 
     async def pause(self, seconds: float) -> None:
         self._paused_until_us = max(
@@ -145,35 +146,33 @@ local t = redis.call('TIME')
 local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 """
 
-# KEYS pause key, tat key; ARGV weight, interval µs, burst, window µs.
-# Returns {1, 0, window index} or {0, µs to wait, 0}. Mirrors gcra() above.
+# KEYS pause key, tat key; ARGV weight, interval µs, burst.
+# Returns {1, 0} or {0, µs to wait}. Mirrors gcra() above.
 _ACQUIRE = (
     _NOW
     + """
 local paused_until = tonumber(redis.call('GET', KEYS[1]) or '0')
-if paused_until > now_us then return {0, paused_until - now_us, 0} end
+if paused_until > now_us then return {0, paused_until - now_us} end
 local weight = tonumber(ARGV[1])
 local interval = tonumber(ARGV[2])
 local allowance = math.max(tonumber(ARGV[3]), weight)
 local tat = math.max(tonumber(redis.call('GET', KEYS[2]) or '0'), now_us)
 local new_tat = tat + weight * interval
 local allow_at = new_tat - allowance * interval
-if allow_at > now_us then return {0, allow_at - now_us, 0} end
+if allow_at > now_us then return {0, allow_at - now_us} end
 redis.call('SET', KEYS[2], string.format('%d', new_tat), 'PX', math.ceil((new_tat - now_us) / 1000) + 1000)
-return {1, 0, math.floor(now_us / tonumber(ARGV[4]))}
+return {1, 0}
 """
 )
 
-# KEYS tat key; ARGV window index, window µs, limit, burst, used, interval µs. Mirrors
-# reported_tat(); ignored when the exchange's window has moved on since the grant.
+# KEYS tat key; ARGV window µs, limit, burst, used, interval µs. Mirrors reported_tat().
 _OBSERVE = (
     _NOW
     + """
-local window_us = tonumber(ARGV[2])
+local window_us = tonumber(ARGV[1])
 local window = math.floor(now_us / window_us)
-if window ~= tonumber(ARGV[1]) then return 0 end
-local interval = tonumber(ARGV[6])
-local floor_tat = (window + 1) * window_us + (tonumber(ARGV[4]) - (tonumber(ARGV[3]) - tonumber(ARGV[5]))) * interval
+local interval = tonumber(ARGV[5])
+local floor_tat = (window + 1) * window_us + (tonumber(ARGV[3]) - (tonumber(ARGV[2]) - tonumber(ARGV[4]))) * interval
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if floor_tat > tat then
   redis.call('SET', KEYS[1], string.format('%d', floor_tat), 'PX', math.ceil((floor_tat - now_us) / 1000) + 1000)
@@ -224,17 +223,16 @@ class RedisBudget(RateBudget):
         self._pause = self._redis.register_script(_PAUSE)
         self._paused_for = self._redis.register_script(_PAUSED_FOR)
 
-    async def try_acquire(self, weight: int) -> tuple[bool, float, int]:
-        granted, wait_us, window = await self._acquire(
-            keys=[self._pause_key, self._tat_key],
-            args=[weight, self.interval_us, self.burst, self.window_us],
+    async def try_acquire(self, weight: int) -> tuple[bool, float]:
+        granted, wait_us = await self._acquire(
+            keys=[self._pause_key, self._tat_key], args=[weight, self.interval_us, self.burst]
         )
-        return bool(granted), int(wait_us) / 1e6, int(window)
+        return bool(granted), int(wait_us) / 1e6
 
-    async def observe_used(self, window: int, used_weight: int) -> None:
+    async def observe_used(self, used_weight: int) -> None:
         await self._observe(
             keys=[self._tat_key],
-            args=[window, self.window_us, self.limit, self.burst, used_weight, self.interval_us],
+            args=[self.window_us, self.limit, self.burst, used_weight, self.interval_us],
         )
 
     async def pause(self, seconds: float) -> None:

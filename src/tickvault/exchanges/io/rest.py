@@ -101,7 +101,7 @@ class RestClient:
         failures = 0
         while True:
             await self._check_ban()
-            window = await self.budget.acquire(request.weight, self.counters)
+            await self.budget.acquire(request.weight, self.counters)
             self.counters.rest_requests += 1
             problem: str
             retry_after: float | None = None
@@ -116,7 +116,7 @@ class RestClient:
                 problem = f"connection failed ({type(exc).__name__}: {exc})"
             else:
                 recv_ns = time.time_ns()
-                await self._observe_weight(response, window)
+                await self._observe_weight(response)
                 status = response.status_code
                 retry_after = parse_retry_after(response.headers.get("retry-after"))
                 if status < 300:
@@ -148,7 +148,7 @@ class RestClient:
             self.counters.captured += 1
         return RestResponse(url=url, status=response.status_code, text=text, recv_ns=recv_ns)
 
-    async def _observe_weight(self, response: httpx.Response, window: int) -> None:
+    async def _observe_weight(self, response: httpx.Response) -> None:
         header = self.policy.weight_header
         if header is None:
             return
@@ -159,7 +159,7 @@ class RestClient:
         self.counters.weight_used = used
         # Compared as is against our (smaller) budget: the exchange's count includes traffic we
         # cannot see, and the headroom stays headroom.
-        await self.budget.observe_used(window, used)
+        await self.budget.observe_used(used)
 
     async def _rate_limited(self, status: int, retry_after: float | None, backoff: Backoff) -> None:
         wait_s = retry_after if retry_after is not None else backoff.next_delay() + 1.0

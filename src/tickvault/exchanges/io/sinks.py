@@ -1,7 +1,8 @@
 """What the I/O layer needs from storage, as small Protocols.
 
-The PostgreSQL/Redis store implements them (directly or through a thin adapter); tests and the
-command line use the small implementations in :mod:`tickvault.exchanges.io.stores`.
+Method names follow the PostgreSQL store (``write``/``flush``, ``record_gaps``, ``quarantine``,
+``load_checkpoint``/``save_checkpoint``) so it plugs in as is; tests and the command line use the
+small implementations in :mod:`tickvault.exchanges.io.stores`.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
+
+import msgspec
 
 from tickvault.model import DecodeError, Gap, MarketEvent
 
@@ -24,29 +27,33 @@ class EventSink(Protocol):
 
 
 class GapSink(Protocol):
-    async def record_gaps(self, gaps: Sequence[Gap]) -> None: ...
+    async def record_gaps(self, gaps: Sequence[Gap]) -> object: ...
 
 
 class ErrorSink(Protocol):
-    async def record_errors(self, errors: Sequence[DecodeError]) -> None:
-        """Messages that could not be decoded, kept whole (the quarantine)."""
+    async def quarantine(self, records: Sequence[DecodeError]) -> object:
+        """Messages that could not be decoded, kept whole with their reason."""
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class Checkpoint:
-    cursor: str | None  # opaque resume position; None once the stream's range is complete
-    last_ts_ns: int | None  # newest event time written so far
+class Checkpoint(msgspec.Struct, frozen=True):
+    """Backfill progress of one stream: everything in [since_ns, until_ns) up to ``cursor`` is
+    stored; ``done`` once the whole range is. Same fields as the PostgreSQL store's record."""
+
+    exchange: str
+    symbol: str
+    kind: str  # ``trades`` or ``candles:<timeframe>``
+    cursor: str | None  # the adapter's opaque cursor of the next page
+    since_ns: int | None = None
+    until_ns: int | None = None
+    last_ns: int | None = None  # newest event time stored so far
+    done: bool = False
 
 
 class CheckpointStore(Protocol):
-    """Backfill progress per (exchange, symbol, kind); ``kind`` is ``trades``/``candles:1m``."""
+    async def load_checkpoint(self, exchange: str, symbol: str, kind: str) -> Checkpoint | None: ...
 
-    async def load(self, exchange: str, symbol: str, kind: str) -> Checkpoint | None: ...
-
-    async def save(
-        self, exchange: str, symbol: str, kind: str, cursor: str | None, last_ts_ns: int | None
-    ) -> None: ...
+    async def save_checkpoint(self, cp: Checkpoint) -> None: ...
 
 
 @dataclass(slots=True)

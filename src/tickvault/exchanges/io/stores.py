@@ -47,8 +47,8 @@ class MemorySink:
     async def record_gaps(self, gaps: Sequence[Gap]) -> None:
         self.gaps.extend(gaps)
 
-    async def record_errors(self, errors: Sequence[DecodeError]) -> None:
-        self.errors.extend(errors)
+    async def quarantine(self, records: Sequence[DecodeError]) -> None:
+        self.errors.extend(records)
 
 
 class JsonlSink:
@@ -75,8 +75,8 @@ class JsonlSink:
     async def record_gaps(self, gaps: Sequence[Gap]) -> None:
         self._lines(gaps)
 
-    async def record_errors(self, errors: Sequence[DecodeError]) -> None:
-        self._lines(errors)
+    async def quarantine(self, records: Sequence[DecodeError]) -> None:
+        self._lines(records)
 
     def close(self) -> None:
         self._handle.close()
@@ -87,43 +87,31 @@ class MemoryCheckpoints:
         self.saved: dict[tuple[str, str, str], Checkpoint] = {}
         self.saves = 0
 
-    async def load(self, exchange: str, symbol: str, kind: str) -> Checkpoint | None:
+    async def load_checkpoint(self, exchange: str, symbol: str, kind: str) -> Checkpoint | None:
         return self.saved.get((exchange, symbol, kind))
 
-    async def save(
-        self, exchange: str, symbol: str, kind: str, cursor: str | None, last_ts_ns: int | None
-    ) -> None:
-        self.saved[(exchange, symbol, kind)] = Checkpoint(cursor, last_ts_ns)
+    async def save_checkpoint(self, cp: Checkpoint) -> None:
+        self.saved[(cp.exchange, cp.symbol, cp.kind)] = cp
         self.saves += 1
 
 
 class RedisCheckpoints:
-    """Checkpoints as one Redis hash per stream: ``<prefix>:backfill:<exchange>:<symbol>:<kind>``."""
+    """Checkpoints as JSON in Redis, one key per stream: ``<prefix>:backfill:<ex>:<sym>:<kind>``."""
 
     def __init__(self, redis_url: str, *, key_prefix: str = "tv") -> None:
         self._redis = aioredis.Redis.from_url(redis_url)
         self._prefix = f"{key_prefix}:backfill"
+        self._decode = msgspec.json.Decoder(Checkpoint).decode
 
     def _key(self, exchange: str, symbol: str, kind: str) -> str:
         return f"{self._prefix}:{exchange}:{symbol}:{kind}"
 
-    async def load(self, exchange: str, symbol: str, kind: str) -> Checkpoint | None:
-        found = await self._redis.hgetall(self._key(exchange, symbol, kind))  # type: ignore[misc]
-        if not found:
-            return None
-        cursor = _text(found.get(b"cursor", b""))
-        last = _text(found.get(b"last_ts_ns", b""))
-        return Checkpoint(cursor=cursor or None, last_ts_ns=int(last) if last else None)
+    async def load_checkpoint(self, exchange: str, symbol: str, kind: str) -> Checkpoint | None:
+        found = await self._redis.get(self._key(exchange, symbol, kind))
+        return None if found is None else self._decode(found)
 
-    async def save(
-        self, exchange: str, symbol: str, kind: str, cursor: str | None, last_ts_ns: int | None
-    ) -> None:
-        mapping = {"cursor": cursor or "", "last_ts_ns": "" if last_ts_ns is None else last_ts_ns}
-        await self._redis.hset(self._key(exchange, symbol, kind), mapping=mapping)  # type: ignore[misc,arg-type]
+    async def save_checkpoint(self, cp: Checkpoint) -> None:
+        await self._redis.set(self._key(cp.exchange, cp.symbol, cp.kind), msgspec.json.encode(cp))
 
     async def aclose(self) -> None:
         await self._redis.aclose()
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

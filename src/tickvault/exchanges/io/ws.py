@@ -98,6 +98,7 @@ class WsSession:
         )
         self._stop = asyncio.Event()
         self.connections_opened = 0
+        self.stop_grace_s = 5.0
 
     def stop(self) -> None:
         self._stop.set()
@@ -134,10 +135,13 @@ class WsSession:
                 await self._emit(lost.on_disconnect(time.time_ns()))
                 current, task = new, self._serve_task(new, rollover=True)
         finally:
+            # Close first: the reader hands over the message in hand (waiting for queue room if
+            # need be), then ends on ConnectionClosed. Cancel only if it does not.
+            await self._close(current)
+            await asyncio.wait({task}, timeout=self.stop_grace_s)
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-            await self._close(current)
 
     def _serve_task(self, conn: _Connection, *, rollover: bool) -> asyncio.Task[Outcome]:
         return asyncio.create_task(self._serve(conn, rollover=rollover))
@@ -183,7 +187,8 @@ class WsSession:
             except InvalidURI as exc:
                 raise ExchangeError(f"{self.exchange}: bad WebSocket URL: {exc}") from None
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._stop.wait()
         return None
 
     async def _open(self) -> _Connection:
@@ -224,7 +229,10 @@ class WsSession:
                     return Outcome.LIFETIME
                 timeout_s = min(timeout_s, left_s)
             try:
-                raw = await asyncio.wait_for(conn.ws.recv(), timeout_s)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+                # that arrives as a message does, and the task would then never stop.
+                async with asyncio.timeout(timeout_s):
+                    raw = await conn.ws.recv()
             except TimeoutError:
                 if deadline_s is not None and time.monotonic() >= deadline_s:
                     return Outcome.LIFETIME
