@@ -60,8 +60,8 @@ class IngestSink:
     async def record_gaps(self, gaps: Sequence[Gap]) -> None:
         await self._put(IngestItem(gaps=gaps))
 
-    async def record_errors(self, errors: Sequence[DecodeError]) -> None:
-        await self._put(IngestItem(errors=errors))
+    async def quarantine(self, records: Sequence[DecodeError]) -> None:
+        await self._put(IngestItem(errors=records))
 
 
 @dataclass
