@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TypeVar, cast
 
+import msgspec
+
 from tickvault.model import (
     BookDelta,
     BookSnapshot,
@@ -43,6 +45,9 @@ CHANNEL_OF: dict[type, str] = {
     BookDelta: "book",
     Ticker: "ticker",
 }
+
+# Gap channels as FeedSettings names them (the Kraken feed reports its own "trade"/"candle").
+GAP_CHANNELS = {"trade": "trades", "candle": "candles", "ohlc": "candles", "ticker": "ticker"}
 
 # (exchange, channel) -> events; (exchange, symbol, channel) -> [events, newest ts_ns]
 ChannelCounts = dict[tuple[str, str], int]
@@ -157,6 +162,12 @@ class Stages:
                 _bump(counts.rejects, (error.exchange, "decode", error.reason))
                 out.quarantine.append(QuarantineRecord.from_decode_error(error))
         if gaps:
+            gaps = [
+                msgspec.structs.replace(g, channel=GAP_CHANNELS[g.channel])
+                if g.channel in GAP_CHANNELS and GAP_CHANNELS[g.channel] != g.channel
+                else g
+                for g in gaps
+            ]
             quality.observe_gaps(gaps, now_ns)
             out.gaps.extend(gaps)
             for gap in gaps:

@@ -8,6 +8,7 @@ Stage labels follow docs/operations.md: ``decode`` (events out of the collectors
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,14 @@ from tickvault.runner.stages import BatchCounts, StageOutput
 if TYPE_CHECKING:
     from tickvault.runner.app import Runner
     from tickvault.runner.feeds import IngestSink
+
+
+def by_exchange(items: Iterable[tuple[tuple[str, ...], int]]) -> dict[str, int]:
+    """Counts keyed (exchange, ...) summed per exchange; pass ``counts.items()``."""
+    out: dict[str, int] = {}
+    for key, n in items:
+        out[key[0]] = out.get(key[0], 0) + n
+    return out
 
 
 def _add(total: dict[tuple[str, ...], int], key: tuple[str, ...], n: int) -> None:
