@@ -72,9 +72,9 @@ async def run_pipeline(
     tmp: Path,
     *,
     rate: float = 600.0,
-    feed_s: float = 1.5,
+    feed_s: float = 1.0,
     during: During | None = None,
-    settle_s: float = 1.2,
+    settle_s: float = 1.0,
 ) -> Run:
     """Collect for ``feed_s`` (then ``during``), pause the market, let the last messages in,
     and stop the runner (its drain is part of what is tested)."""

@@ -4,13 +4,19 @@ Coinbase and Kraken send a snapshot, then deltas; Binance's feed already emits t
 snapshots. Storage keeps snapshots only (``book_snapshots``), so the runner keeps an L2 book per
 stream from the validated snapshot + deltas and emits its top ``depth`` levels at most once per
 ``interval_ns`` of exchange time per stream (the newest state wins), plus once more on
-:meth:`flush` at shutdown. A feed snapshot replaces the state and passes through unchanged.
+:meth:`flush` at shutdown. A feed snapshot replaces the state and is stored cut to ``depth``.
+Rebuilding needs the snapshot the deltas apply to: Kraken's feed keeps its deltas within the
+subscribed depth; Coinbase's deltas cover the whole book, so the runner asks that feed for
+full snapshots (``feeds.FULL_BOOK_VENUES``).
 """
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable
 from decimal import Decimal
+
+import msgspec
 
 from tickvault.model import BookDelta, BookSnapshot, Level
 
@@ -55,6 +61,10 @@ class BookKeeper:
                 book.asks = dict(event.asks)
                 book.emitted_ns = event.ts_ns
                 touched.pop(key, None)
+                if len(event.bids) > self.depth or len(event.asks) > self.depth:
+                    event = msgspec.structs.replace(
+                        event, bids=event.bids[: self.depth], asks=event.asks[: self.depth]
+                    )
                 out.append(event)
                 continue
             found = self._books.get(key)
@@ -85,8 +95,9 @@ class BookKeeper:
     def _snapshot(self, key: tuple[str, str], book: _Book, last: BookDelta) -> BookSnapshot:
         book.dirty = False
         book.emitted_ns = last.ts_ns
-        bids = sorted(book.bids.items(), reverse=True)[: self.depth]
-        asks = sorted(book.asks.items())[: self.depth]
+        depth = self.depth
+        bids = [(p, book.bids[p]) for p in heapq.nlargest(depth, book.bids)]
+        asks = [(p, book.asks[p]) for p in heapq.nsmallest(depth, book.asks)]
         return BookSnapshot(
             key[0],
             key[1],

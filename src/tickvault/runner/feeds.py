@@ -30,6 +30,12 @@ from tickvault.exchanges.io import (
 from tickvault.exchanges.io.instruments import fetch_instruments
 from tickvault.model import DecodeError, Gap, Instrument, MarketEvent
 
+# Feeds whose book deltas cover the whole book while their snapshot event is cut to
+# ``book_depth``: a consumer rebuilding books from the events (the runner's BookKeeper) needs
+# the whole snapshot, so they are asked for this depth; the keeper stores the top levels only.
+FULL_BOOK_VENUES = {"coinbase"}
+FULL_BOOK_DEPTH = 1_000_000
+
 
 @dataclass(slots=True)
 class IngestItem:
@@ -169,7 +175,7 @@ async def _open_feed(
         Sinks(ingest, ingest, ingest),
         base_url=endpoints.ws_url,
         policy=policy or ws_policy(exchange),
-        book_depth=feed.book_depth,
+        book_depth=FULL_BOOK_DEPTH if exchange in FULL_BOOK_VENUES else feed.book_depth,
         rest=rest,
         queue_size=collector_queue,
         batch_max=collector_batch,
