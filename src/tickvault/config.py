@@ -104,6 +104,21 @@ class FeedSettings(BaseModel):
         return value
 
 
+class IndicatorSettings(BaseModel):
+    """Indicators of ``tickvault run``, on every closed bar of every timeframe (features table,
+    Redis); EMA-cross and RSI-threshold signals fire when their indicators are on."""
+
+    sma: list[int] = [20, 50]
+    ema: list[int] = [12, 26]
+    rsi: int | None = 14
+    macd: tuple[int, int, int] | None = (12, 26, 9)
+    bollinger: tuple[int, float] | None = (20, 2.0)
+    atr: int | None = 14
+    vwap: bool = True
+    obv: bool = True
+    source: Literal["derived", "exchange"] = "derived"  # bars the indicators are computed from
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TICKVAULT_",
@@ -125,6 +140,7 @@ class Settings(BaseSettings):
     endpoints: dict[str, ExchangeEndpoints] = Field(default_factory=_default_endpoints)
     feeds: list[FeedSettings] = []
     timeframes: list[str] = ["1m", "5m", "15m", "1h", "4h", "1d"]
+    indicators: IndicatorSettings = IndicatorSettings()
 
     @field_validator("timeframes")
     @classmethod

@@ -30,6 +30,7 @@ def _register() -> None:
     import tickvault.cli.embedded_cmd
     import tickvault.cli.monitoring_cmd
     import tickvault.cli.replay_cmd
+    import tickvault.cli.run_cmd
     import tickvault.cli.sim_cmd
     import tickvault.cli.storage_cmd
     import tickvault.cli.tune_cmd  # noqa: F401

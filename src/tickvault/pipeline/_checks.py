@@ -40,10 +40,14 @@ def _times(ts_ns: int, future_ns: int, floor_ns: int) -> Failure | None:
 
 
 def _levels(levels: object, side: str) -> tuple[Failure | None, list[Decimal]]:
-    """Check one side's levels; also return the prices of levels with size > 0."""
+    """Check one side's levels; also return the prices of levels with size > 0.
+
+    A delta may carry several updates of one price in order (Coinbase ``l2_data``): the last
+    one is the level's state, so a price set and then removed in the same message is not live.
+    """
     if not isinstance(levels, tuple):
         return ("missing_field", f"{side} is not a tuple of levels"), []
-    live: list[Decimal] = []
+    sizes: dict[Decimal, Decimal] = {}
     for level in levels:
         if not isinstance(level, tuple) or len(level) != 2:
             return ("missing_field", f"{side} level {level!r} is not (price, size)"), []
@@ -52,9 +56,8 @@ def _levels(levels: object, side: str) -> tuple[Failure | None, list[Decimal]]:
             return ("bad_price", f"{side} price {price!r} is not a positive decimal"), []
         if not _is_decimal(size) or size < _ZERO:
             return ("bad_size", f"{side} size {size!r} at {price} is negative or not a decimal"), []
-        if size:
-            live.append(price)
-    return None, live
+        sizes[price] = size
+    return None, [price for price, size in sizes.items() if size]
 
 
 def check_book(book: BookSnapshot | BookDelta, future_ns: int, floor_ns: int) -> Failure | None:

@@ -20,24 +20,60 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
 
 from tickvault.errors import StorageError
-from tickvault.model import BookDelta, BookSnapshot, Candle, MarketEvent, Ticker, Trade
+from tickvault.model import BookDelta, BookSnapshot, Candle, Gap, Ticker, Trade
+from tickvault.pipeline.records import Feature, QualityScore
+from tickvault.pipeline.records import Signal as PipelineSignal
+from tickvault.storage.postgres.records import (
+    FeatureValue,
+    QualityMetric,
+    QuarantineRecord,
+    Signal,
+)
 
 log = logging.getLogger(__name__)
 
-_Batch = list[Trade | Candle | BookSnapshot | BookDelta | Ticker]
+# Every record type a runner sink may carry. A spilled batch is a list of (type name, record)
+# pairs, so untagged structs (the storage records) come back as what they were.
+SPILLABLE: dict[str, type[msgspec.Struct]] = {
+    t.__name__ if t is not PipelineSignal else "PipelineSignal": t
+    for t in (
+        Trade, Candle, BookSnapshot, BookDelta, Ticker, Gap, FeatureValue, QualityMetric,
+        QuarantineRecord, Signal, Feature, QualityScore, PipelineSignal,
+    )
+}  # fmt: skip
+_NAME_OF: dict[type[msgspec.Struct], str] = {t: n for n, t in SPILLABLE.items()}
+_Batch = list[Any]
 _encoder = msgspec.msgpack.Encoder(decimal_format="string")
-_decoder = msgspec.msgpack.Decoder(_Batch)
+_pairs_decoder = msgspec.msgpack.Decoder(list[tuple[str, msgspec.Raw]])
+# Files written before records other than market events went through a sink.
+_legacy_decoder = msgspec.msgpack.Decoder(list[Trade | Candle | BookSnapshot | BookDelta | Ticker])
+
+
+def encode_batch(batch: Sequence[Any]) -> bytes:
+    """MessagePack of a batch; raises TypeError for a record type that cannot be spilled."""
+    try:
+        return _encoder.encode([(_NAME_OF[type(item)], item) for item in batch])
+    except KeyError as exc:
+        raise TypeError(f"cannot spill {exc.args[0].__name__} records") from None
+
+
+def decode_batch(payload: bytes) -> _Batch:
+    try:
+        pairs = _pairs_decoder.decode(payload)
+    except msgspec.ValidationError:
+        return list(_legacy_decoder.decode(payload))
+    return [msgspec.msgpack.decode(raw, type=SPILLABLE[name]) for name, raw in pairs]
 
 
 class Sink(Protocol):
     name: str
 
-    async def write(self, events: Sequence[MarketEvent]) -> None: ...
+    async def write(self, events: Sequence[Any]) -> None: ...
 
 
 @dataclass
@@ -83,7 +119,7 @@ class ResilientSink:
     def healthy(self) -> bool:
         return not self._backlog
 
-    async def write(self, events: Sequence[MarketEvent]) -> None:
+    async def write(self, events: Sequence[Any]) -> None:
         """Deliver now if the sink is healthy, else queue behind the backlog. Never raises
         StorageError: an outage is absorbed here."""
         batch: _Batch = list(events)
@@ -106,7 +142,7 @@ class ResilientSink:
             self._backlog.append(batch)
             self.stats.memory_rows += len(batch)
             return
-        payload = _encoder.encode(batch)
+        payload = encode_batch(batch)
         path = self.spill_dir / f"{time.time_ns():020d}-{next(self._seq):08d}.spill"
         tmp = path.with_suffix(".tmp")
         with open(tmp, "wb") as handle:
@@ -133,7 +169,7 @@ class ResilientSink:
             if not self._backlog:
                 return True
             item = self._backlog[0]
-            batch = _decoder.decode(item.read_bytes()) if isinstance(item, Path) else item
+            batch = decode_batch(item.read_bytes()) if isinstance(item, Path) else item
             try:
                 await self.sink.write(batch)
             except StorageError:

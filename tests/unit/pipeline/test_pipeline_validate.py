@@ -168,6 +168,13 @@ def test_zero_sizes_delete_levels_and_are_valid() -> None:
     assert Validator().validate([event], NOW_NS).accepted == [event]
 
 
+def test_delta_levels_updated_twice_count_as_their_last_update() -> None:
+    # Coinbase l2_data may set a price and remove it again in one message: not live, not crossed.
+    event = delta(bids=(("0.35170000", "1"), ("0.36", "5"), ("0.36", "0")))
+    assert Validator().validate([event], NOW_NS).accepted == [event]
+    check_one(delta(bids=(("0.36", "0"), ("0.36", "5"))), "crossed_book")
+
+
 @pytest.mark.parametrize(
     ("fields", "reason"),
     [

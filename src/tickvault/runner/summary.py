@@ -1,0 +1,218 @@
+"""The end-of-run summary, and the stored-quality view behind ``tickvault quality``.
+
+Counters come from the runner; rows per table, gaps and quality come from PostgreSQL (what
+was actually stored, not what was meant to be); the sample query reads the latest derived
+candles through the Redis cache, falling back to PostgreSQL on a miss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import psycopg
+from rich.console import Console
+from rich.table import Table
+
+from tickvault.model import Candle, CandleSource, timeframe_ns
+from tickvault.runner.routing import QUALITY_METRIC_PREFIX
+from tickvault.runner.stats import by_exchange
+from tickvault.storage.redis_cache import CachedReader, RedisCache
+
+if TYPE_CHECKING:
+    from tickvault.runner.app import Runner
+
+TABLES = (
+    "trades", "candles", "book_snapshots", "tickers", "features", "signals", "quarantine",
+    "gaps", "quality_metrics", "instruments",
+)  # fmt: skip
+COMPONENTS = ("completeness", "validity", "timeliness", "consistency", "uniqueness")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredQuality:
+    exchange: str
+    symbol: str
+    channel: str
+    ts: datetime
+    score: float
+    worst: str
+    components: dict[str, float]
+    events: int
+
+
+@dataclass
+class Summary:
+    elapsed_s: float
+    messages: dict[str, int]
+    stages: dict[str, dict[str, int]]  # stage -> exchange -> events out
+    rejects: dict[tuple[str, ...], int]
+    quality: list[StoredQuality]
+    rows: dict[str, int]
+    gaps: dict[str, int]  # status -> count
+    latency_ms: dict[str, tuple[float, float]]  # sink -> (p50, p99)
+    sample_title: str = ""
+    sample: list[Candle] = field(default_factory=list)
+    cache_hit: bool | None = None
+
+
+def stored_quality(conn: psycopg.Connection[Any]) -> list[StoredQuality]:
+    """The newest stored score of every stream, worst component first-class."""
+    rows = conn.execute(
+        "SELECT DISTINCT ON (exchange, symbol, metric) exchange, symbol, metric, ts, value, detail"
+        " FROM quality_metrics WHERE metric LIKE %s ORDER BY exchange, symbol, metric, ts DESC",
+        (QUALITY_METRIC_PREFIX + "%",),
+    ).fetchall()
+    out = []
+    for exchange, symbol, metric, ts, value, detail in rows:
+        detail = detail or {}
+        components = {c: float(detail[c]) for c in COMPONENTS if c in detail}
+        out.append(
+            StoredQuality(
+                exchange, symbol, metric.removeprefix(QUALITY_METRIC_PREFIX), ts, float(value),
+                str(detail.get("worst", "?")), components, int(detail.get("events", 0)),
+            )
+        )  # fmt: skip
+    return out
+
+
+def _read_storage(url: str) -> tuple[dict[str, int], dict[str, int], list[StoredQuality]]:
+    with psycopg.connect(url, connect_timeout=10) as conn:
+        rows = {t: int(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]) for t in TABLES}  # type: ignore[index]
+        gaps: dict[str, int] = dict(
+            conn.execute("SELECT status, count(*) FROM gaps GROUP BY 1").fetchall()
+        )
+        return rows, gaps, stored_quality(conn)
+
+
+def _sample(runner: Runner, url: str, redis_url: str) -> tuple[str, list[Candle], bool | None]:
+    if not runner.feeds or not runner.feeds[0].instruments:
+        return "", [], None
+    exchange, symbol = runner.feeds[0].exchange, runner.feeds[0].instruments[0].symbol
+    # The longest timeframe with at least five bars in this run, else the shortest.
+    frames = sorted(runner.settings.timeframes, key=timeframe_ns)
+    fitting = [t for t in frames if timeframe_ns(t) * 5 <= runner.stats.elapsed_s * 1e9]
+    timeframe = fitting[-1] if fitting else frames[0]
+
+    def from_postgres(ex: str, sym: str, tf: str, n: int) -> list[Candle]:
+        with psycopg.connect(url, connect_timeout=10) as conn:
+            rows = conn.execute(
+                "SELECT ts, open, high, low, close, volume, closed FROM candles WHERE exchange = %s"
+                " AND symbol = %s AND timeframe = %s AND source = 'derived' ORDER BY ts DESC"
+                " LIMIT %s",
+                (ex, sym, tf, n),
+            ).fetchall()
+        return [
+            Candle(ex, sym, tf, _ns(ts), o, h, lo, c, v, closed, _ns(ts), 0, CandleSource.DERIVED)
+            for ts, o, h, lo, c, v, closed in reversed(rows)
+        ]
+
+    cache = RedisCache(redis_url, runner.settings.cache)
+    try:
+        reader = CachedReader(cache, from_postgres)
+        candles = reader.latest_candles(exchange, symbol, timeframe, 5)
+        hit = reader.stats.hits > 0
+        runner.metrics.cache_lookup("candles", hit)
+    finally:
+        cache.close()
+    title = f"latest {timeframe} derived candles of {exchange} {symbol} ({'Redis' if hit else 'PostgreSQL'})"
+    return title, candles, hit
+
+
+def _ns(ts: datetime) -> int:
+    delta = ts - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400_000_000 + delta.seconds * 1_000_000 + delta.microseconds) * 1000
+
+
+async def collect(runner: Runner) -> Summary:
+    assert runner.urls is not None
+    url, redis_url = runner.urls.database_url, runner.urls.redis_url
+    rows, gaps, quality = await asyncio.to_thread(_read_storage, url)
+    title, sample, hit = await asyncio.to_thread(_sample, runner, url, redis_url)
+    stats = runner.stats
+    stages = {
+        "decode": by_exchange(stats.collected.items()),
+        "validate": by_exchange(stats.validated.items()),
+        "transform": by_exchange(stats.transformed.items()),
+    }
+    for writer in runner.writers:
+        stages[writer.stage] = by_exchange(writer.stats.channels.items())
+    latency = {}
+    for writer in runner.writers:
+        samples = np.fromiter(writer.stats.latency_ns, dtype=np.int64)
+        if samples.size:
+            p50, p99 = np.percentile(samples, [50, 99]) / 1e6
+            latency[writer.backend] = (float(p50), float(p99))
+    return Summary(
+        elapsed_s=stats.elapsed_s,
+        messages={f.exchange: f.counters.ws_messages for f in runner.feeds},
+        stages=stages,
+        rejects=dict(stats.rejects),
+        quality=quality,
+        rows=rows,
+        gaps=gaps,
+        latency_ms=latency,
+        sample_title=title,
+        sample=sample,
+        cache_hit=hit,
+    )
+
+
+def quality_table(quality: list[StoredQuality], *, components: bool = True) -> Table:
+    """Worst streams first; ``components=False`` for a narrow table (the run summary)."""
+    short = ("complete", "valid", "timely", "consistent", "unique")
+    table = Table("exchange", "symbol", "channel", "score", "worst", header_style="bold cyan")
+    if components:
+        for name in short:
+            table.add_column(name)
+        table.add_column("events")
+        table.add_column("as of")
+    for q in sorted(quality, key=lambda q: (q.score, q.exchange, q.symbol, q.channel)):
+        row = [q.exchange, q.symbol, q.channel, f"{q.score:.3f}",
+               f"{q.worst} {q.components.get(q.worst, float('nan')):.2f}"]  # fmt: skip
+        if components:
+            row += [f"{q.components.get(c, float('nan')):.3f}" for c in COMPONENTS]
+            row += [f"{q.events:,}", q.ts.astimezone(UTC).strftime("%H:%M:%S")]
+        table.add_row(*row)
+    return table
+
+
+def render(summary: Summary, console: Console) -> None:
+    total = sum(summary.messages.values())
+    console.rule("summary")
+    console.print(
+        f"{summary.elapsed_s:.1f} s, {total:,} messages in "
+        f"({total / max(summary.elapsed_s, 1e-9):,.0f}/s): "
+        + ", ".join(f"{ex} {n:,}" for ex, n in summary.messages.items())
+    )
+    exchanges = list(summary.messages)
+    stages = Table("events out", *exchanges, "total", header_style="bold cyan")
+    for stage, per in summary.stages.items():
+        stages.add_row(
+            stage, *(f"{per.get(ex, 0):,}" for ex in exchanges), f"{sum(per.values()):,}"
+        )
+    console.print(stages)
+    if summary.rejects:
+        rejects = Table("exchange", "stage", "reason", "rejected", header_style="bold cyan")
+        for (ex, stage, reason), n in sorted(summary.rejects.items()):
+            rejects.add_row(ex, stage, reason, f"{n:,}")
+        console.print(rejects)
+    else:
+        console.print("rejects: none")
+    console.print(quality_table(summary.quality, components=False))
+    console.print("rows: " + ", ".join(f"{t} {n:,}" for t, n in summary.rows.items()))
+    found = sum(summary.gaps.values())
+    repaired = summary.gaps.get("repaired", 0)
+    console.print(f"gaps: {found} found, {repaired} repaired ({dict(summary.gaps) or 'none'})")
+    for sink, (p50, p99) in summary.latency_ms.items():
+        console.print(f"exchange time → stored in {sink}: p50 {p50:,.0f} ms, p99 {p99:,.0f} ms")
+    if summary.sample:
+        table = Table("open (UTC)", "open", "high", "low", "close", "volume",
+                      title=summary.sample_title, header_style="bold cyan")  # fmt: skip
+        for c in summary.sample:
+            opened = datetime.fromtimestamp(c.open_ns / 1e9, UTC).strftime("%H:%M:%S")
+            table.add_row(opened, *(str(v) for v in (c.open, c.high, c.low, c.close, c.volume)))
+        console.print(table)

@@ -1,0 +1,102 @@
+"""``tickvault run --sim`` as a process: metrics while it runs, SIGTERM drains, then
+``tickvault quality`` reads the stored scores."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+from typer.testing import CliRunner
+
+from tickvault.cli import _register, app
+from tickvault.storage.embedded import free_port
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+TICKVAULT = str(Path(sys.executable).with_name("tickvault"))
+
+
+def _metric(text: str, name: str, **labels: str) -> float:
+    """Sum of the samples of ``name`` whose labels include ``labels``."""
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        if all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_sigterm_drains_and_quality_reads_the_stored_scores(
+    database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "TICKVAULT_DATABASE_URL": database_url,
+        "TICKVAULT_REDIS_URL": redis_url,
+        "TICKVAULT_DATA_DIR": str(tmp_path),
+        "TICKVAULT_METRICS_PORT": str(port),
+        "TICKVAULT_CONFIG": str(tmp_path / "none.toml"),
+        "COLUMNS": "200",  # rich wraps tables to the terminal; there is none here
+    }
+    (tmp_path / "none.toml").write_text("")
+    cmd = [TICKVAULT, "run", "--sim", "--quiet", "--duration", "120", "--sim-rate", "500",
+           "--symbols", "BTC-USDT", "--quality-interval", "1"]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        metrics = ""
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline:
+            time.sleep(0.3)
+            try:
+                metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+            except httpx.HTTPError:
+                continue
+            stored = _metric(metrics, "tickvault_events_out_total", stage="write_postgres")
+            if stored > 0 and _metric(metrics, "tickvault_quality_score") > 0:
+                break
+        else:
+            raise AssertionError("the run never stored anything")
+        for name, labels in (
+            ("tickvault_events_out_total", {"stage": "validate", "channel": "trades"}),
+            ("tickvault_events_out_total", {"stage": "write_redis"}),
+            ("tickvault_messages_received_total", {"exchange": "kraken"}),
+            ("tickvault_batch_size_rows_count", {"stage": "stages"}),
+            ("tickvault_write_latency_seconds_count", {"sink": "postgres"}),
+            ("tickvault_stream_freshness_seconds", {"stage": "stored"}),
+            ("tickvault_storage_up", {"backend": "redis"}),
+        ):
+            assert _metric(metrics, name, **labels) > 0, (name, labels)
+        assert "tickvault_queue_depth_items" in metrics
+        ready = httpx.get(f"http://127.0.0.1:{port}/ready", timeout=5)
+        assert ready.status_code == 200, ready.text
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = out.decode()
+    assert proc.returncode == 0, text[-3000:]
+    assert "SIGTERM: draining" in text and "summary" in text, text[-3000:]
+    assert not list(tmp_path.rglob("*.spill"))
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT count(*), count(DISTINCT exchange) FROM trades").fetchone()
+        assert row is not None and row[0] > 0 and row[1] == 3
+
+    # In process (the CLI's imports cost seconds per process on a loaded machine).
+    _register()
+    result = CliRunner().invoke(
+        app, ["quality", "--config", str(tmp_path / "none.toml")], env=env, terminal_width=200
+    )
+    assert result.exit_code == 0, result.output
+    quality = result.output
+    for word in ("binance", "coinbase", "kraken", "BTC-USDT", "trades", "worst"):
+        assert word in quality, quality
