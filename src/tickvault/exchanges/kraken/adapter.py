@@ -74,13 +74,13 @@ class KrakenAdapter:
     def subscribe_messages(
         self, instruments: Sequence[Instrument], channels: Sequence[str], book_depth: int
     ) -> list[str]:
+        # No heartbeat subscription: Kraken v2 sends heartbeats by itself once any channel is
+        # subscribed, and refuses a request for them.
         symbols = _ws_symbols(instruments)
-        messages = [
+        return [
             _message("subscribe", {**_channel_params(channel, book_depth), "symbol": symbols}, n)
             for n, channel in enumerate(channels, start=1)
         ]
-        messages.append(_message("subscribe", {"channel": "heartbeat"}, len(messages) + 1))
-        return messages
 
     def book_snapshot_request(self, instrument: Instrument) -> RestRequest | None:
         return None  # the socket sends the snapshot; resync by resubscribing
