@@ -119,6 +119,19 @@ class IndicatorSettings(BaseModel):
     source: Literal["derived", "exchange"] = "derived"  # bars the indicators are computed from
 
 
+class QualitySettings(BaseModel):
+    """Rolling window of ``tickvault run``'s quality scores (``tickvault_quality_score``)."""
+
+    window_s: float = Field(300.0, gt=0, description="scores cover this much recent data")
+    slot_s: float = Field(10.0, gt=0, description="the window rolls in steps this long")
+
+    @model_validator(mode="after")
+    def _slot_within_window(self) -> QualitySettings:
+        if self.slot_s > self.window_s:
+            raise ValueError("slot_s must not exceed window_s")
+        return self
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TICKVAULT_",
@@ -141,6 +154,7 @@ class Settings(BaseSettings):
     feeds: list[FeedSettings] = []
     timeframes: list[str] = ["1m", "5m", "15m", "1h", "4h", "1d"]
     indicators: IndicatorSettings = IndicatorSettings()
+    quality: QualitySettings = QualitySettings()
 
     @field_validator("timeframes")
     @classmethod

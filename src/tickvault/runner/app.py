@@ -315,6 +315,8 @@ class Runner:
 
 
 def stage_config(settings: Settings) -> StageConfig:
+    from tickvault.model import NS_PER_S
+    from tickvault.pipeline.quality import QualityConfig
     from tickvault.runner.stats import indicator_config
 
     depth = max((f.book_depth for f in settings.feeds), default=10)
@@ -322,6 +324,10 @@ def stage_config(settings: Settings) -> StageConfig:
         timeframes=tuple(settings.timeframes),
         indicators=indicator_config(settings),
         book_depth=depth,
+        quality=QualityConfig(
+            window_ns=int(settings.quality.window_s * NS_PER_S),
+            slot_ns=int(settings.quality.slot_s * NS_PER_S),
+        ),
     )
 
 

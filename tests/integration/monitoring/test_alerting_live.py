@@ -6,100 +6,29 @@ and dashboards against the real exporters."""
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import shutil
-import subprocess
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 import yaml
+from live_kit import (
+    Spawn,
+    alertmanager_config,
+    binary,
+    prometheus_config,
+    short_rules,
+    wait_for,
+)
 from prometheus_client import CollectorRegistry
 from promql import EXPORTER_METRICS
 
 from tickvault.monitoring.metrics import Metrics
 from tickvault.monitoring.server import MonitoringServer
 from tickvault.storage.embedded import free_port
-
-DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
-
-
-def binary(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.skip(f"{name} is not installed (scripts/bootstrap.sh installs it)")
-    return path
-
-
-@pytest.fixture
-def spawn(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
-    """Start server processes; each is stopped (by its own pid) at the end of the test."""
-    procs: list[subprocess.Popen[bytes]] = []
-
-    def start(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        log = open(tmp_path / f"{Path(args[0]).name}-{len(procs)}.log", "wb")  # noqa: SIM115
-        proc = subprocess.Popen(
-            args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
-        )
-        log.close()
-        procs.append(proc)
-        return proc
-
-    yield start
-    for proc in procs:
-        proc.terminate()
-    for proc in procs:
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
-async def wait_for(
-    session: aiohttp.ClientSession, url: str, ok: Callable[[Any], bool], timeout_s: float
-) -> Any:
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            async with session.get(url) as resp:
-                last = await resp.json() if "json" in resp.content_type else await resp.text()
-                if resp.status == 200 and ok(last):
-                    return last
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.25)
-    raise AssertionError(f"timed out waiting on {url}; last answer: {str(last)[-3000:]}")
-
-
-def short_for_rules(out_dir: Path) -> None:
-    """The real rule files, with every ``for:`` shortened so a live test takes seconds."""
-    out_dir.mkdir()
-    for path in (DEPLOY / "prometheus" / "rules").glob("*.yml"):
-        data = yaml.safe_load(path.read_text())
-        for group in data["groups"]:
-            for rule in group["rules"]:
-                if "for" in rule:
-                    rule["for"] = "1s"
-        (out_dir / path.name).write_text(yaml.safe_dump(data))
-
-
-def alertmanager_config(webhook_url: str) -> dict[str, Any]:
-    """The real config, with webhooks pointed at the test's server and short group timers."""
-    config: dict[str, Any] = yaml.safe_load(
-        (DEPLOY / "alertmanager" / "alertmanager.yml").read_text()
-    )
-    routes = [config["route"], *config["route"]["routes"]]
-    for route in routes:
-        route.update(group_wait="0s", group_interval="1s")
-    for receiver in config["receivers"]:
-        for hook in receiver["webhook_configs"]:
-            hook["url"] = webhook_url
-    return config
 
 
 def sample_names(text: str) -> set[str]:
@@ -115,7 +44,7 @@ async def tickvault_server() -> AsyncIterator[MonitoringServer]:
 
 async def test_metric_to_prometheus_to_alertmanager_to_webhook(
     tmp_path: Path,
-    spawn: Callable[..., subprocess.Popen[bytes]],
+    spawn: Spawn,
     tickvault_server: MonitoringServer,
 ) -> None:
     prometheus, alertmanager = binary("prometheus"), binary("prometheus-alertmanager")
@@ -125,29 +54,10 @@ async def test_metric_to_prometheus_to_alertmanager_to_webhook(
     am_yml.write_text(
         yaml.safe_dump(alertmanager_config(f"http://127.0.0.1:{tickvault_server.port}/alerts"))
     )
-    short_for_rules(tmp_path / "rules")
+    short_rules(tmp_path / "rules")
     prom_yml = tmp_path / "prometheus.yml"
     prom_yml.write_text(
-        yaml.safe_dump(
-            {
-                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                "rule_files": [str(tmp_path / "rules" / "*.yml")],
-                "alerting": {
-                    "alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]
-                },
-                "scrape_configs": [
-                    {
-                        "job_name": "tickvault",
-                        "static_configs": [
-                            {
-                                "targets": [f"127.0.0.1:{tickvault_server.port}"],
-                                "labels": {"service": "collector"},
-                            }
-                        ],
-                    }
-                ],
-            }
-        )
+        yaml.safe_dump(prometheus_config(tmp_path / "rules", am_port, tickvault_server.port))
     )
     spawn(
         alertmanager,
@@ -217,7 +127,7 @@ async def test_metric_to_prometheus_to_alertmanager_to_webhook(
 
 
 async def test_exporters_provide_the_series_rules_and_dashboards_use(
-    spawn: Callable[..., subprocess.Popen[bytes]], pg_server_url: str, redis_server_url: str
+    spawn: Spawn, pg_server_url: str, redis_server_url: str
 ) -> None:
     node = binary("prometheus-node-exporter")
     pg = binary("prometheus-postgres-exporter")
