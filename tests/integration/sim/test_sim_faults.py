@@ -211,3 +211,21 @@ async def test_injected_418_slow_responses_and_validation(session: aiohttp.Clien
         async with session.get(f"{base}/_sim/faults") as r:
             body = await r.json()
         assert body["applied"]["binance:ban_418"] == 1 and "stall" in body["kinds"]
+
+
+async def test_delete_faults_withdraws_queued_bad_values(
+    live_sim: Simulator, session: aiohttp.ClientSession
+) -> None:
+    before = len(live_sim.truth_trades("binance", "BTC-USDT"))
+    live_sim.inject(Fault("binance", "bad_values", count=100_000, mode="negative_price"))
+    async with session.delete(f"{live_sim.endpoints['binance'].rest_url}/_sim/faults") as r:
+        assert r.status == 200
+    ws = await _binance_stream(session, live_sim, "btcusdt@trade")
+    for _ in range(5):
+        await recv_json(ws)
+    await ws.close()
+    later = live_sim.truth_trades("binance", "BTC-USDT")[before:]
+    assert len(later) >= 5
+    # at most the trades generated between inject and delete carry the fault
+    assert sum(1 for t in later if t["injected"]) < len(later)
+    assert not any(t["injected"] for t in later[-5:])

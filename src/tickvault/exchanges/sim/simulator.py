@@ -178,6 +178,13 @@ class Simulator:
         self.faults.arm(fault)
         return fault
 
+    def clear_faults(self) -> None:
+        """Disarm every fault, including bad values queued for trades not yet generated."""
+        self.faults.clear()
+        for per_exchange in self.markets.values():
+            for market in per_exchange.values():
+                market.pending_bad.clear()
+
     # -- ground truth ----------------------------------------------------------------------
     def market(self, exchange: str, symbol: str) -> Market:
         try:
@@ -276,7 +283,7 @@ class Simulator:
             return json_response({"armed": [f.to_json() for f in armed]})
 
         async def clear_faults(request: web.Request) -> web.Response:
-            self.faults.clear()
+            self.clear_faults()
             return json_response({"cleared": True})
 
         async def truth(request: web.Request) -> web.Response:
