@@ -6,28 +6,55 @@ Prints p50/p99 of the ``Vault`` calls (SQL + Arrow/polars frame) and of the bare
 the same rows (the baseline, measured in the same run), with their ratio. Without ``--url`` a
 throwaway embedded server is started.
 
-Redis: ``redis_cases`` is the hook for the hot-cache variant (the same two reads served from
-Redis); it returns no cases until the cache exists, and its cases are printed with the rest.
+Redis (``redis_cases``): the same two reads served from the hot cache — the latest 500 bars
+(``RedisCache.latest_candles``: ZRANGE + decoding into Candles) and the last day's 1,440 bars
+(ZRANGEBYSCORE + decoding) — plus the bare ZRANGE of the 500 members, and the HTTP API
+(``tickvault api``'s app, in a thread of this process, over loopback with a keep-alive
+connection): ``/v1/candles/latest?n=500`` (a Redis hit) and ``/v1/candles`` for one day
+(PostgreSQL). Without ``--redis-url`` a throwaway embedded Redis is started.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import shutil
 import statistics
+import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from decimal import Decimal
+from http.client import HTTPConnection
+from pathlib import Path
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from bench._server import bench_database
-from tickvault.config import TimescaleSettings
+from tickvault.api.serve import build
+from tickvault.config import CacheSettings, Settings, TimescaleSettings
 from tickvault.model import Candle
+from tickvault.monitoring.metrics import Metrics
 from tickvault.query import Vault
+from tickvault.storage.embedded import EmbeddedRedis
 from tickvault.storage.postgres import PostgresStore, reader
+from tickvault.storage.redis_cache import RedisCache
+from tickvault.storage.redis_keys import decode
+from tickvault.storage.urls import StorageUrls
 
 START_NS = 1_704_067_200 * 1_000_000_000
 MIN_NS = 60 * 1_000_000_000
 Case = tuple[str, Callable[[], object]]
+
+
+def bar(symbol: str, m: int) -> Candle:
+    o = Decimal(f"{40000 + m % 997}.{m % 100:02d}")
+    ts = START_NS + m * MIN_NS
+    return Candle("binance", symbol, "1m", ts, o, o + 5, o - 5, o + 1, Decimal("12.5"), True,
+                  ts + MIN_NS, ts + MIN_NS)  # fmt: skip
 
 
 async def load(url: str, days: int) -> None:
@@ -36,16 +63,92 @@ async def load(url: str, days: int) -> None:
     ) as store:
         for symbol in ("BTC-USDT", "ETH-USDT", "SOL-USDT"):  # neighbours in the same index
             for m in range(days * 1440):
-                o = Decimal(f"{40000 + m % 997}.{m % 100:02d}")
-                ts = START_NS + m * MIN_NS
-                await store.write([Candle("binance", symbol, "1m", ts, o, o + 5, o - 5, o + 1,
-                                          Decimal("12.5"), True, ts + MIN_NS, ts + MIN_NS)])  # fmt: skip
+                await store.write([bar(symbol, m)])
         await store.flush()
 
 
-def redis_cases(args: argparse.Namespace, last_day: tuple[str, str]) -> list[Case]:
-    """Hook: (label, call) pairs reading the same candles from the Redis cache. None yet."""
-    return []
+PREFIX = "tvbench"  # keys of their own, in case --redis-url names a server in use
+
+
+def redis_cases(
+    args: argparse.Namespace, last_day: tuple[str, str], url: str, stack: contextlib.ExitStack
+) -> list[Case]:
+    """(label, call) pairs reading the same candles from Redis, directly and over HTTP."""
+    redis_url = args.redis_url or stack.enter_context(_embedded_redis())
+    settings = CacheSettings(candles_kept=1440, key_prefix=PREFIX)
+    cache = RedisCache(redis_url, settings)
+    stack.callback(cache.close)
+    first = (args.days - 1) * 1440
+    cache.write_events([bar("BTC-USDT", m) for m in range(first, first + 1440)])
+    key = cache.keys.candles("binance", "BTC-USDT", "1m")
+    stack.callback(cache.client.delete, key)
+    lo_ms, hi_ms = (int(datetime.fromisoformat(t).replace(tzinfo=UTC).timestamp() * 1000)
+                    for t in last_day)  # fmt: skip
+
+    def day() -> list[Candle]:
+        raw: list[bytes] = cache.client.zrangebyscore(key, lo_ms, f"({hi_ms}")  # type: ignore[assignment]
+        return [decode(member, Candle) for member in raw]
+
+    assert len(day()) == 1440 and len(cache.latest_candles("binance", "BTC-USDT", "1m", 500)) == 500
+    port = stack.enter_context(_api_server(url, redis_url, settings))
+    http = HTTPConnection("127.0.0.1", port)  # keep-alive: one connection for every request
+    stack.callback(http.close)
+
+    def get(path: str) -> bytes:
+        http.request("GET", path)
+        resp = http.getresponse()
+        body = resp.read()
+        assert resp.status == 200, body
+        return body
+
+    market = "exchange=binance&symbol=BTC-USDT&timeframe=1m"
+    latest_path = f"/v1/candles/latest?{market}&n=500"
+    day_path = f"/v1/candles?{market}&start={last_day[0]}&end={last_day[1]}"
+    assert b'"source":"redis","count":500' in get(latest_path)
+    assert b'"count":1440' in get(day_path)
+    return [
+        ("Redis ZRANGE bytes: latest 500", lambda: cache.client.zrange(key, -500, -1)),
+        ("Redis: latest 500", lambda: cache.latest_candles("binance", "BTC-USDT", "1m", 500)),
+        ("Redis: 1 day of 1m", day),
+        ("HTTP latest 500 (Redis)", lambda: get(latest_path)),
+        ("HTTP 1 day of 1m (PostgreSQL)", lambda: get(day_path)),
+    ]
+
+
+@contextlib.contextmanager
+def _embedded_redis() -> Iterator[str]:
+    root = Path(tempfile.mkdtemp(prefix="tickvault-bench-redis-", dir="/tmp"))
+    server = EmbeddedRedis(root, durable=False)
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _api_server(url: str, redis_url: str, cache: CacheSettings) -> Iterator[int]:
+    """The API app on an ephemeral loopback port, its event loop in a thread of its own."""
+    loop = asyncio.new_event_loop()
+    settings = Settings(database_url=url, redis_url=redis_url, cache=cache)
+    metrics = Metrics(CollectorRegistry(), process_metrics=False)
+    app, _ = build(settings, StorageUrls(url, redis_url, ()), metrics=metrics)
+    runner = web.AppRunner(app, access_log=None)
+
+    async def start() -> int:
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        return int(runner.addresses[0][1])
+
+    thread = threading.Thread(target=loop.run_forever, name="bench-api", daemon=True)
+    thread.start()
+    try:
+        yield asyncio.run_coroutine_threadsafe(start(), loop).result(30)
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
 
 
 def timed(call: Callable[[], object], repeat: int) -> tuple[float, float]:
@@ -66,10 +169,14 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=7, help="days of 1m candles per symbol")
     parser.add_argument("--repeat", type=int, default=200)
     parser.add_argument("--url", default=None, help="PostgreSQL server (default: embedded)")
+    parser.add_argument("--redis-url", default=None, help="Redis server (default: embedded)")
     args = parser.parse_args()
     day_start = f"2024-01-{args.days:02d}" if args.days <= 28 else "2024-01-28"
     day_end = f"2024-01-{args.days + 1:02d}" if args.days <= 28 else "2024-01-29"
-    with bench_database(args.url, TimescaleSettings(mode="off")) as url:
+    with (
+        bench_database(args.url, TimescaleSettings(mode="off")) as url,
+        contextlib.ExitStack() as stack,
+    ):
         asyncio.run(load(url, args.days))
         with Vault.connect(url=url) as vault:
             conn = vault._conn
@@ -87,13 +194,13 @@ def main() -> None:
                 ("Vault.latest_candles: 500",
                  lambda: vault.latest_candles("binance", "BTC-USDT", "1m", 500)),
             ]  # fmt: skip
-            cases += redis_cases(args, (day_start, day_end))
+            cases += redis_cases(args, (day_start, day_end), url, stack)
             results = {label: timed(call, args.repeat) for label, call in cases}
     print(f"{args.days} days x 3 symbols of 1m candles; {args.repeat} runs each")
     baseline = {"1 day": results[cases[0][0]][0], "latest": results[cases[2][0]][0]}
     for label, (p50, p99) in results.items():
         base = baseline["1 day"] if "1 day" in label else baseline["latest"]
-        print(f"{label:<30} p50 {p50:7.2f} ms   p99 {p99:7.2f} ms   {p50 / base:5.2f}x SQL fetch")
+        print(f"{label:<32} p50 {p50:7.2f} ms   p99 {p99:7.2f} ms   {p50 / base:5.2f}x SQL fetch")
 
 
 if __name__ == "__main__":

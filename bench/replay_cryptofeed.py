@@ -93,10 +93,10 @@ def top(feed: Any) -> dict[str, list[list[str]]]:
 
 async def run(feed: Any, messages: list[tuple[str, float]]) -> float:
     handler = feed.message_handler
-    start = time.perf_counter()
+    start = time.process_time()
     for raw, timestamp in messages:
         await handler(raw, None, timestamp)
-    return time.perf_counter() - start
+    return time.process_time() - start
 
 
 def main() -> None:

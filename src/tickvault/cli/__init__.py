@@ -25,6 +25,7 @@ err_console = Console(stderr=True)
 
 def _register() -> None:
     # One import per command module; each adds its commands to ``app``.
+    import tickvault.cli.api_cmd
     import tickvault.cli.backfill_cmd
     import tickvault.cli.embedded_cmd
     import tickvault.cli.monitoring_cmd

@@ -39,6 +39,9 @@ TRADE = (
         ('{"channel":"ohlc","type":"update","data":[{"symbol":"BTC/USD","interval":21600,'
          '"interval_begin":"2026-09-25T00:00:00Z","open":1,"high":1,"low":1,"close":1,"volume":1}]}',
          "unsupported_interval"),
+        ('[993,[["354.11","0.8","1618678142.²","s","l",""]],"trade","XMR/USD"]', "bad_timestamp"),
+        ('[993,[["354.11","0.8","١٦١٨.5","s","l",""]],"trade","XMR/USD"]', "bad_timestamp"),
+        ('[0,{"b":[["5710.70000","4.8","1557070785.037000"]],"c":"²"},"book-10","XBT/USD"]', "schema"),
         ('{"event":"surprise"}', "unknown_event"),
         ('[1,"x"]', "schema"),
     ],

@@ -24,6 +24,7 @@ import msgspec
 from tickvault.exchanges.binance import schemas
 from tickvault.exchanges.binance.book import DepthEvent
 from tickvault.exchanges.binance.symbols import EXCHANGE, SymbolMap
+from tickvault.exchanges.numbers import plain_decimal, remember
 from tickvault.model import (
     TIMEFRAMES,
     BookSnapshot,
@@ -75,18 +76,35 @@ class _Reject(Exception):
         self.symbol = symbol
 
 
+# Wire strings already validated by ``_dec`` (plain, finite, not negative). Books repeat the
+# same price and size strings, so most lookups hit; bounded by clearing (Decimals are immutable).
+VALID_DECIMALS: dict[str, Decimal] = {}
+
+
 def _dec(text: str) -> Decimal:
+    value = VALID_DECIMALS.get(text)
+    if value is not None:
+        return value
+    value = plain_decimal(text)  # the usual new string: valid and non-negative by its shape
+    if value is not None:
+        remember(VALID_DECIMALS, text, value)
+        return value
     try:
         value = parse_decimal(text)
     except ValueError as exc:
         raise _Reject("bad_decimal", str(exc)) from None
     if value < 0:
         raise _Reject("bad_decimal", f"negative value: {text!r}")
+    remember(VALID_DECIMALS, text, value)
     return value
 
 
-def _levels(levels: list[schemas.WireLevel]) -> list[Level]:
-    return [(_dec(price), _dec(size)) for price, size in levels]
+def decode_levels(levels: list[schemas.WireLevel]) -> list[Level]:
+    cache = VALID_DECIMALS
+    try:  # the common case: every string seen before, no Python call per value
+        return [(cache[price], cache[size]) for price, size in levels]
+    except KeyError:
+        return [(_dec(price), _dec(size)) for price, size in levels]
 
 
 @dataclass(slots=True)
@@ -197,8 +215,8 @@ class Decoder:
                 depth.last_update_id,
                 ts_ns,
                 recv_ns,
-                _levels(depth.bids),
-                _levels(depth.asks),
+                decode_levels(depth.bids),
+                decode_levels(depth.asks),
             )
             out.depth = (instrument.symbol, event)
             out.stream = (instrument.symbol, "book")
@@ -314,8 +332,8 @@ class Decoder:
         recv_ns: int,
         out: Decoded,
     ) -> None:
-        bids = _levels(msg.bids)
-        asks = _levels(msg.asks)
+        bids = decode_levels(msg.bids)
+        asks = decode_levels(msg.asks)
         out.events.append(
             BookSnapshot(
                 EXCHANGE,
@@ -343,6 +361,6 @@ def parse_depth_snapshot(raw: bytes | str) -> tuple[int, list[Level], list[Level
     (with the reason first: ``schema: ...``) when malformed."""
     try:
         msg = _decode(schemas.DEPTH_SNAPSHOT, raw)
-        return msg.last_update_id, _levels(msg.bids), _levels(msg.asks)
+        return msg.last_update_id, decode_levels(msg.bids), decode_levels(msg.asks)
     except _Reject as exc:
         raise ValueError(f"{exc.reason}: {exc.detail}") from None

@@ -58,10 +58,25 @@ class L2Book:
             self._best_ask = price
 
     def apply(self, bids: Iterable[Level], asks: Iterable[Level]) -> None:
+        """``set_bid``/``set_ask`` for every level, written out with locals (the hot loop)."""
+        levels, best, dirty = self.bids, self._best_bid, self._bid_dirty
         for price, size in bids:
-            self.set_bid(price, size)
+            if size:
+                levels[price] = size
+                if not dirty and (best is None or price > best):
+                    best = price
+            elif levels.pop(price, None) is not None and price == best:
+                dirty = True
+        self._best_bid, self._bid_dirty = best, dirty
+        levels, best, dirty = self.asks, self._best_ask, self._ask_dirty
         for price, size in asks:
-            self.set_ask(price, size)
+            if size:
+                levels[price] = size
+                if not dirty and (best is None or price < best):
+                    best = price
+            elif levels.pop(price, None) is not None and price == best:
+                dirty = True
+        self._best_ask, self._ask_dirty = best, dirty
 
     def best_bid(self) -> Decimal | None:
         if self._bid_dirty:

@@ -14,7 +14,10 @@ from datetime import date
 from decimal import Decimal
 from functools import lru_cache
 
+import msgspec
+
 from tickvault.exchanges.coinbase.symbols import SymbolMap
+from tickvault.exchanges.numbers import plain_decimal, remember
 from tickvault.model import Candle, DecodeError, Level, MarketEvent, Ticker, Trade, parse_decimal
 
 EXCHANGE = "coinbase"
@@ -30,8 +33,7 @@ class BadMessage(ValueError):
         self.symbol = symbol
 
 
-@dataclass(slots=True)
-class BookOp:
+class BookOp(msgspec.Struct, gc=False):
     """A snapshot (whole book) or an update (absolute new sizes; 0 removes) for one symbol."""
 
     symbol: str
@@ -102,8 +104,31 @@ def optional_decimal(text: str | None, what: str) -> Decimal | None:
     return None if text is None or text == "" else decimal(text, what)
 
 
+# Wire strings already validated: plain finite decimals, positive (prices) or not negative
+# (sizes). Books and trades repeat them, so most values are one dict lookup.
+POSITIVE: dict[str, Decimal] = {}
+NOT_NEGATIVE: dict[str, Decimal] = {}
+
+
 def level(price: str, size: str) -> Level:
     """A book level; prices must be positive and sizes non-negative (0 removes)."""
+    p = POSITIVE.get(price)
+    if p is None:
+        p = plain_decimal(price)
+        if p is None or not p:
+            return _checked_level(price, size)
+        remember(POSITIVE, price, p)
+    s = NOT_NEGATIVE.get(size)
+    if s is None:
+        s = plain_decimal(size)
+        if s is None:
+            return _checked_level(price, size)
+        remember(NOT_NEGATIVE, size, s)
+    return p, s
+
+
+def _checked_level(price: str, size: str) -> Level:
+    """``level`` for anything but the plain wire shape: the reference checks and errors."""
     p = decimal(price, "price")
     s = decimal(size, "size")
     if p <= 0 or s < 0:
@@ -112,6 +137,13 @@ def level(price: str, size: str) -> Level:
 
 
 def positive(text: str, what: str) -> Decimal:
+    value = POSITIVE.get(text)
+    if value is not None:
+        return value
+    value = plain_decimal(text)
+    if value:  # plain and not zero
+        remember(POSITIVE, text, value)
+        return value
     value = decimal(text, what)
     if value <= 0:
         raise BadMessage("bad_value", f"{what} {text!r} is not positive")
@@ -138,9 +170,20 @@ def _day_seconds(year: int, month: int, day: int) -> int:
     return (date(year, month, day).toordinal() - _EPOCH_ORDINAL) * 86400
 
 
+# "YYYY-MM-DDTHH:MM:SS" prefixes the full parser accepted -> epoch seconds (before any zone
+# offset). Messages of one second share the prefix, so most times skip the regex.
+_SECONDS: dict[str, int] = {}
+
+
 def parse_time_ns(text: str) -> int:
     """RFC 3339 UTC time (``2023-02-09T20:32:50.714964855Z``, up to 9 fraction digits, ``Z`` or
     ``±HH:MM``) -> integer ns. Written out by hand because ``datetime`` stops at microseconds."""
+    if len(text) > 21 and text[19] == "." and text[-1] == "Z":
+        seconds = _SECONDS.get(text[:19])
+        if seconds is not None:
+            fraction = text[20:-1]
+            if len(fraction) <= 9 and fraction.isdigit() and fraction.isascii():
+                return seconds * 1_000_000_000 + int(fraction.ljust(9, "0"))
     match = _RFC3339.fullmatch(text)
     if match is None:
         raise BadMessage("bad_time", f"not an RFC 3339 time: {text!r}")
@@ -152,6 +195,9 @@ def parse_time_ns(text: str) -> int:
     except ValueError:
         raise BadMessage("bad_time", f"no such date in {text!r}") from None
     seconds += int(hour) * 3600 + int(minute) * 60 + int(second)
+    if len(_SECONDS) >= 4096:
+        _SECONDS.clear()
+    _SECONDS[text[:19]] = seconds
     if zone not in ("Z", "z"):
         offset_s = int(zone[1:3]) * 3600 + int(zone[4:6]) * 60
         seconds -= offset_s if zone[0] == "+" else -offset_s

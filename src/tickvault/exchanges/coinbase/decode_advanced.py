@@ -92,22 +92,29 @@ def _l2(events: list[AdvL2Event], symbols: SymbolMap, ts_ns: int, out: Decoded) 
         out.book_ops.append(BookOp(symbol, event.type == "snapshot", bids, asks, ts_ns))
 
 
-def _trades(events: list[AdvTradesEvent], symbols: SymbolMap, recv_ns: int, out: Decoded) -> None:
+def trades_of(events: list[AdvTradesEvent], symbols: SymbolMap, recv_ns: int) -> list[Trade]:
+    """The trades of a ``market_trades`` message in time order; raises :class:`BadMessage`."""
+    trades = []
     for event in events:
         # Trades arrive newest first inside an event; emit them in time order.
         for trade in reversed(event.trades):
-            out.events.append(
+            trades.append(
                 Trade(
-                    exchange=EXCHANGE,
-                    symbol=symbol_for(symbols, trade.product_id),
-                    trade_id=trade.trade_id,
-                    price=positive(trade.price, "price"),
-                    size=positive(trade.size, "size"),
-                    side=taker_side(trade.side),
-                    ts_ns=parse_time_ns(trade.time),
-                    recv_ns=recv_ns,
+                    EXCHANGE,
+                    symbol_for(symbols, trade.product_id),
+                    trade.trade_id,
+                    positive(trade.price, "price"),
+                    positive(trade.size, "size"),
+                    taker_side(trade.side),
+                    parse_time_ns(trade.time),
+                    recv_ns,
                 )
             )
+    return trades
+
+
+def _trades(events: list[AdvTradesEvent], symbols: SymbolMap, recv_ns: int, out: Decoded) -> None:
+    out.events.extend(trades_of(events, symbols, recv_ns))
 
 
 def _tickers(

@@ -23,14 +23,25 @@ import msgspec
 
 from tickvault.exchanges.base import FeedCounters, FeedOutput
 from tickvault.exchanges.coinbase.book import L2Book
-from tickvault.exchanges.coinbase.decode import EXCHANGE, BookOp, Decoded, error
-from tickvault.exchanges.coinbase.decode_advanced import decode_advanced
+from tickvault.exchanges.coinbase.decode import (
+    EXCHANGE,
+    NOT_NEGATIVE,
+    POSITIVE,
+    BadMessage,
+    BookOp,
+    Decoded,
+    error,
+    level,
+    parse_time_ns,
+)
+from tickvault.exchanges.coinbase.decode_advanced import decode_advanced, trades_of
 from tickvault.exchanges.coinbase.decode_exchange import decode_exchange
-from tickvault.exchanges.coinbase.schemas import Probe
+from tickvault.exchanges.coinbase.schemas import AdvL2Message, AdvTradesMessage, Probe
 from tickvault.exchanges.coinbase.symbols import SymbolMap
-from tickvault.model import BookDelta, BookSnapshot, Candle, Gap, Instrument, Trade
+from tickvault.model import BookDelta, BookSnapshot, Candle, Gap, Instrument, Level, Trade
 
 _probe = msgspec.json.Decoder(Probe)
+_fast = msgspec.json.Decoder(AdvL2Message | AdvTradesMessage)
 
 
 def decode_message(raw: bytes | str, recv_ns: int, symbols: SymbolMap) -> Decoded:
@@ -90,16 +101,24 @@ class CoinbaseFeed:
         self._ex_trade_id: dict[str, tuple[int, int]] = {}  # symbol -> (trade_id, ts_ns)
         self._last_ns: dict[tuple[str, str], int] = {}  # (symbol, channel) -> last event ns
         self._candles = CandleCloser()
+        # The fast path decodes valid Advanced l2_data / market_trades envelopes in one pass
+        # with the same checks; on anything else it gives up (None) before touching state and
+        # the general decoder runs. Off only in tests comparing both.
+        self.fast_path = True
 
     # --- FeedState -----------------------------------------------------------------------
 
     def on_message(self, raw: bytes | str, recv_ns: int) -> FeedOutput:
         self.counters.messages += 1
+        if self.fast_path:
+            fast = self._fast_message(raw, recv_ns)
+            if fast is not None:
+                return fast
         decoded = decode_message(raw, recv_ns, self.symbols)
         out = FeedOutput(errors=decoded.errors)
         self.counters.decode_errors += len(decoded.errors)
         if decoded.sequence_num is not None:
-            self._check_connection_sequence(decoded, recv_ns, out)
+            self._check_connection_sequence(decoded.sequence_num, decoded.ts_ns, recv_ns, out)
         if decoded.book_resync_all:
             self._resync(list(self._books) + sorted(self._awaiting), recv_ns, out, None)
         elif decoded.book_resync:
@@ -154,14 +173,73 @@ class CoinbaseFeed:
     def _seen(self, symbol: str, channel: str, ts_ns: int) -> None:
         self._last_ns[(symbol, channel)] = ts_ns
 
-    def _check_connection_sequence(self, decoded: Decoded, recv_ns: int, out: FeedOutput) -> None:
-        number = decoded.sequence_num
+    def _fast_message(self, raw: bytes | str, recv_ns: int) -> FeedOutput | None:
+        """A valid Advanced ``l2_data`` or ``market_trades`` message, or None."""
+        try:
+            message = _fast.decode(raw)
+            ts_ns = parse_time_ns(message.timestamp)
+            if type(message) is AdvL2Message:
+                ops = self._fast_l2(message, ts_ns)
+                if ops is None:
+                    return None
+                trades: list[Trade] = []
+            else:
+                ops = []
+                trades = trades_of(message.events, self.symbols, recv_ns)
+        except (msgspec.DecodeError, UnicodeDecodeError, BadMessage):
+            return None
+        out = FeedOutput()
+        number = message.sequence_num
+        previous = self._sequence_num
+        if previous is not None and number == previous + 1:
+            self._sequence_num = number
+        else:
+            self._check_connection_sequence(number, ts_ns, recv_ns, out)
+        last_ns = self._last_ns
+        for trade in trades:
+            last_ns[(trade.symbol, "trades")] = trade.ts_ns
+        out.events.extend(trades)
+        for op in ops:
+            self._apply_book(op, recv_ns, out)
+        return out
+
+    def _fast_l2(self, message: AdvL2Message, ts_ns: int) -> list[BookOp] | None:
+        ops = []
+        positive_get = POSITIVE.get
+        not_negative_get = NOT_NEGATIVE.get
+        for event in message.events:
+            kind = event.type
+            if kind != "update" and kind != "snapshot":
+                return None
+            symbol = self.symbols.symbol(event.product_id)
+            if symbol is None:
+                return None
+            bids: list[Level] = []
+            asks: list[Level] = []
+            for update in event.updates:
+                price = positive_get(update.price_level)
+                size = not_negative_get(update.new_quantity)
+                if price is None or size is None:
+                    price, size = level(update.price_level, update.new_quantity)
+                side = update.side
+                if side == "bid":
+                    bids.append((price, size))
+                elif side == "offer":
+                    asks.append((price, size))
+                else:
+                    return None
+            ops.append(BookOp(symbol, kind == "snapshot", bids, asks, ts_ns))
+        return ops
+
+    def _check_connection_sequence(
+        self, number: int, ts_ns: int | None, recv_ns: int, out: FeedOutput
+    ) -> None:
         expected = None if self._sequence_num is None else self._sequence_num + 1
         self._sequence_num = number
         if expected is None or number == expected:
             return
         self.counters.sequence_gaps += 1
-        to_ns = decoded.ts_ns if decoded.ts_ns is not None else recv_ns
+        to_ns = ts_ns if ts_ns is not None else recv_ns
         for (symbol, channel), last_ns in sorted(self._last_ns.items()):
             out.gaps.append(
                 Gap(EXCHANGE, symbol, channel, last_ns, max(to_ns, last_ns), "sequence_gap")

@@ -155,6 +155,27 @@ class AdvCandlesEvent(msgspec.Struct, frozen=True):
     candles: list[AdvCandle]
 
 
+class AdvL2Message(msgspec.Struct, frozen=True, tag_field="channel", tag="l2_data"):
+    """An ``l2_data`` envelope decoded in one pass (the feed's fast path). Every field the
+    general path checks (``AdvEnvelope``, ``Probe``) is checked here the same way."""
+
+    timestamp: str
+    sequence_num: int
+    events: list[AdvL2Event]
+    client_id: str = ""
+    type: str | None = None
+
+
+class AdvTradesMessage(msgspec.Struct, frozen=True, tag_field="channel", tag="market_trades"):
+    """A ``market_trades`` envelope decoded in one pass (the feed's fast path)."""
+
+    timestamp: str
+    sequence_num: int
+    events: list[AdvTradesEvent]
+    client_id: str = ""
+    type: str | None = None
+
+
 class AdvProductIds(msgspec.Struct, frozen=True):
     """Lenient view of any event list, to name the books a rejected ``l2_data`` message hit."""
 

@@ -5,8 +5,8 @@ entries are newer), quantity 0 deletes the level (deleting an absent level is fi
 after each message cut each side back to the subscribed depth, because Kraken sends no
 delete for a level that merely falls out of scope. Only then is the checksum computed.
 
-Each side keeps a dict ``price -> (qty, checksum token)`` and an ascending list of prices
-(``bisect``); asks are best at the front, bids best at the back. The checksum token of a
+Each side keeps dicts ``price -> qty`` and ``price -> checksum token`` and an ascending list of
+prices (``bisect``); asks are best at the front, bids best at the back. The checksum token of a
 level is formatted once, when the level is written, so a checksum costs one join and one
 CRC32 rather than 40 decimal formattings.
 """
@@ -14,7 +14,7 @@ CRC32 rather than 40 decimal formattings.
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
 
 from tickvault.exchanges.kraken.checksum import CHECKSUM_LEVELS, checksum_of_tokens, level_token
@@ -24,24 +24,33 @@ _ZERO = Decimal(0)
 
 
 class _Side:
-    __slots__ = ("levels", "prices")
+    __slots__ = ("prices", "sizes", "tokens")
 
     def __init__(self) -> None:
-        self.levels: dict[Decimal, tuple[Decimal, str]] = {}
+        self.sizes: dict[Decimal, Decimal] = {}
+        self.tokens: dict[Decimal, str] = {}  # checksum token of each level
         self.prices: list[Decimal] = []  # ascending
 
     def clear(self) -> None:
-        self.levels.clear()
+        self.sizes.clear()
+        self.tokens.clear()
         self.prices.clear()
 
     def set(self, price: Decimal, qty: Decimal, token: str) -> None:
-        if price not in self.levels:
+        if price not in self.sizes:
             insort(self.prices, price)
-        self.levels[price] = (qty, token)
+        self.sizes[price] = qty
+        self.tokens[price] = token
 
     def delete(self, price: Decimal) -> None:
-        if self.levels.pop(price, None) is not None:
+        if self.sizes.pop(price, None) is not None:
+            del self.tokens[price]
             del self.prices[bisect_left(self.prices, price)]
+
+    def drop(self, prices: list[Decimal]) -> None:
+        for price in prices:
+            del self.sizes[price]
+            del self.tokens[price]
 
 
 class KrakenBook:
@@ -88,6 +97,32 @@ class KrakenBook:
                 else:
                     side.set(price, qty, self._token(price, qty))
 
+    def apply_tokens(
+        self,
+        bids: Sequence[Level],
+        asks: Sequence[Level],
+        bid_tokens: Sequence[str],
+        ask_tokens: Sequence[str],
+    ) -> None:
+        """:meth:`apply` with each level's checksum token given by the caller (the v1 fast path
+        takes them from the wire strings, which is what :func:`level_token` gives for them)."""
+        for side, levels, tokens in (
+            (self._bids, bids, bid_tokens),
+            (self._asks, asks, ask_tokens),
+        ):
+            sizes = side.sizes
+            side_tokens = side.tokens
+            prices = side.prices
+            for (price, qty), token in zip(levels, tokens, strict=True):
+                if qty:
+                    if price not in sizes:
+                        insort(prices, price)
+                    sizes[price] = qty
+                    side_tokens[price] = token
+                elif sizes.pop(price, None) is not None:
+                    del side_tokens[price]
+                    del prices[bisect_left(prices, price)]
+
     def truncate(self) -> tuple[list[Decimal], list[Decimal]]:
         """Cut each side to the depth; returns the prices dropped as (bids, asks)."""
         dropped_bids: list[Decimal] = []
@@ -96,14 +131,12 @@ class KrakenBook:
         if excess > 0:  # worst bids are the lowest, at the front
             dropped_bids = self._bids.prices[:excess]
             del self._bids.prices[:excess]
-            for price in dropped_bids:
-                del self._bids.levels[price]
+            self._bids.drop(dropped_bids)
         excess = len(self._asks.prices) - self.depth
         if excess > 0:  # worst asks are the highest, at the back
             dropped_asks = self._asks.prices[-excess:]
             del self._asks.prices[-excess:]
-            for price in dropped_asks:
-                del self._asks.levels[price]
+            self._asks.drop(dropped_asks)
         return dropped_bids, dropped_asks
 
     def _token(self, price: Decimal, qty: Decimal) -> str:
@@ -113,8 +146,8 @@ class KrakenBook:
         """Kraken's CRC32 of the current top 10 asks and bids (unsigned)."""
         asks = self._asks
         bids = self._bids
-        ask_tokens = [asks.levels[p][1] for p in asks.prices[:CHECKSUM_LEVELS]]
-        bid_tokens = [bids.levels[p][1] for p in reversed(bids.prices[-CHECKSUM_LEVELS:])]
+        ask_tokens = map(asks.tokens.__getitem__, asks.prices[:CHECKSUM_LEVELS])
+        bid_tokens = map(bids.tokens.__getitem__, bids.prices[: -CHECKSUM_LEVELS - 1 : -1])
         return checksum_of_tokens(ask_tokens, bid_tokens)
 
     def is_crossed(self) -> bool:
@@ -128,16 +161,16 @@ class KrakenBook:
         if limit is not None and limit <= 0:
             return []
         prices = self._bids.prices if limit is None else self._bids.prices[-limit:]
-        levels = self._bids.levels
-        return [(p, levels[p][0]) for p in reversed(prices)]
+        sizes = self._bids.sizes
+        return [(p, sizes[p]) for p in reversed(prices)]
 
     def asks(self, limit: int | None = None) -> list[Level]:
         """Asks best (lowest) first."""
         if limit is not None and limit <= 0:
             return []
         prices = self._asks.prices if limit is None else self._asks.prices[:limit]
-        levels = self._asks.levels
-        return [(p, levels[p][0]) for p in prices]
+        sizes = self._asks.sizes
+        return [(p, sizes[p]) for p in prices]
 
     def __len__(self) -> int:
         return len(self._bids.prices) + len(self._asks.prices)

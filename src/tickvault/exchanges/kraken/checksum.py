@@ -44,7 +44,7 @@ def level_token(
 
 def checksum_of_tokens(ask_tokens: Iterable[str], bid_tokens: Iterable[str]) -> int:
     """CRC32 (unsigned) of already-formatted tokens, asks best-first then bids best-first."""
-    return zlib.crc32("".join([*ask_tokens, *bid_tokens]).encode("ascii"))
+    return zlib.crc32(("".join(ask_tokens) + "".join(bid_tokens)).encode("ascii"))
 
 
 def book_checksum(

@@ -24,15 +24,25 @@ from tickvault.exchanges.kraken.wire import (
     error,
     seconds_text_ns,
 )
+from tickvault.exchanges.numbers import plain_decimal, remember
 from tickvault.model import Level, Side, Ticker, Trade, parse_decimal
 
 # float_hook keeps any stray JSON float exact; v1 should send none
 _decoder = msgspec.json.Decoder(float_hook=Decimal)
 _SIDES = {"b": Side.BUY, "s": Side.SELL}
 _QUIET_EVENTS = frozenset({"heartbeat", "systemStatus", "pong"})
+_PLAIN: dict[str, Decimal] = {}  # plain (hence non-negative) wire strings already parsed
 
 
 def _dec(value: Any, name: str, *, allow_zero: bool = True) -> Decimal:
+    if type(value) is str:  # the common plain shape, already validated or built directly
+        number = _PLAIN.get(value)
+        if number is None:
+            number = plain_decimal(value)
+            if number is not None:
+                remember(_PLAIN, value, number)
+        if number is not None and (allow_zero or number):
+            return number
     if not isinstance(value, str):
         raise WireError("schema", f"{name} must be a decimal string, got {value!r}")
     try:
@@ -90,7 +100,7 @@ def decode_array(data: bytes, raw: bytes | str, recv_ns: int, symbols: SymbolMap
         if kind == "book":
             out.books.append(_book(payloads, symbol, _suffix(channel), recv_ns))
         elif kind == "trade":
-            out.events.extend(_trades(payloads, symbol, recv_ns))
+            out.events.extend(trades_v1(payloads, symbol, recv_ns))
         elif kind == "ticker":
             out.events.append(_ticker(payloads, symbol, recv_ns))
         elif kind == "ohlc":
@@ -147,13 +157,16 @@ def _book(payloads: list[Any], symbol: str, depth: int, recv_ns: int) -> BookMes
         bids.extend(side_bids)
         ts_ns = max(ts_ns, asks_ns, bids_ns)
     checksum_text = payloads[-1].get("c")
-    if not isinstance(checksum_text, str) or not checksum_text.isdigit():
+    if not isinstance(checksum_text, str) or not (
+        checksum_text.isdigit() and checksum_text.isascii()
+    ):
         raise WireError("schema", f"book update checksum {checksum_text!r}")
     checksum = int(checksum_text)
     return BookMessage(symbol, False, bids, asks, checksum, ts_ns or recv_ns, depth, version=1)
 
 
-def _trades(payloads: list[Any], symbol: str, recv_ns: int) -> list[Trade]:
+def trades_v1(payloads: list[Any], symbol: str, recv_ns: int) -> list[Trade]:
+    """The trades of a v1 ``trade`` message; raises :class:`WireError`."""
     if len(payloads) != 1:
         raise WireError("schema", "trade message must hold one row list")
     trades = []
@@ -167,14 +180,14 @@ def _trades(payloads: list[Any], symbol: str, recv_ns: int) -> list[Trade]:
         trade_id = str(row[6]) if len(row) > 6 else f"{time_text}:{index}"
         trades.append(
             Trade(
-                exchange=EXCHANGE,
-                symbol=symbol,
-                trade_id=trade_id,
-                price=_dec(row[0], "price", allow_zero=False),
-                size=_dec(row[1], "volume", allow_zero=False),
-                side=side,
-                ts_ns=seconds_text_ns(time_text),
-                recv_ns=recv_ns,
+                EXCHANGE,
+                symbol,
+                trade_id,
+                _dec(row[0], "price", allow_zero=False),
+                _dec(row[1], "volume", allow_zero=False),
+                side,
+                seconds_text_ns(time_text),
+                recv_ns,
             )
         )
     return trades

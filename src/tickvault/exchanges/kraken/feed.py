@@ -25,9 +25,19 @@ import msgspec
 
 from tickvault.exchanges.base import FeedCounters, FeedOutput
 from tickvault.exchanges.kraken.book import KrakenBook
+from tickvault.exchanges.kraken.checksum import digits
 from tickvault.exchanges.kraken.decode import decode_message
+from tickvault.exchanges.kraken.decode_v1 import trades_v1
 from tickvault.exchanges.kraken.symbols import SymbolMap, price_decimals, qty_decimals
-from tickvault.exchanges.kraken.wire import EXCHANGE, BookMessage, CandleUpdate, error
+from tickvault.exchanges.kraken.wire import (
+    EXCHANGE,
+    BookMessage,
+    CandleUpdate,
+    WireError,
+    error,
+    seconds_text_ns,
+)
+from tickvault.exchanges.numbers import CACHE_MAX, plain_decimal
 from tickvault.model import (
     BookDelta,
     BookSnapshot,
@@ -42,6 +52,82 @@ from tickvault.model import (
 
 BOOK_DEPTHS = (10, 25, 100, 500, 1000)
 _ZERO_SIZE = Decimal(0)
+_ARRAY_START = ("[", b"[")
+_v1_decoder = msgspec.json.Decoder(float_hook=Decimal)  # as decode_v1's
+_UPDATE_KEYS = frozenset({"a", "b", "c"})
+# Plain (hence valid, non-negative) wire strings -> (Decimal, checksum digits): for such a
+# string ``digits`` of the text equals ``level_token``'s digits of its Decimal.
+_PLAIN: dict[str, tuple[Decimal, str]] = {}
+
+
+def _plain(text: str) -> tuple[Decimal, str] | None:
+    found = _PLAIN.get(text)
+    if found is None:
+        value = plain_decimal(text)
+        if value is None:
+            return None
+        if len(_PLAIN) >= CACHE_MAX:
+            _PLAIN.clear()
+        found = _PLAIN[text] = (value, digits(text))
+    return found
+
+
+def _v1_rows(rows: object, levels: list[Level], tokens: list[str]) -> int | None:
+    """Append the levels of one v1 side and their checksum tokens; the newest level time (ns),
+    or None when anything is not the plain shape (the general decoder then decides)."""
+    if type(rows) is not list:
+        return None
+    ts_ns = 0
+    plain_get = _PLAIN.get
+    for row in rows:
+        if type(row) is not list or len(row) < 3:
+            return None
+        price_text, qty_text, time_text = row[0], row[1], row[2]
+        if type(price_text) is not str or type(qty_text) is not str or type(time_text) is not str:
+            return None
+        price = plain_get(price_text) or _plain(price_text)
+        qty = plain_get(qty_text) or _plain(qty_text)
+        if price is None or qty is None:
+            return None
+        whole, _, fraction = time_text.partition(".")
+        if len(fraction) == 6 and whole.isdigit() and fraction.isdigit() and time_text.isascii():
+            row_ns = int(whole + fraction) * 1000  # the usual microsecond stamp
+        else:
+            try:
+                row_ns = seconds_text_ns(time_text)
+            except WireError:
+                return None
+        if row_ns > ts_ns:
+            ts_ns = row_ns
+        levels.append((price[0], qty[0]))
+        tokens.append(price[1] + qty[1])
+    return ts_ns
+
+
+def _v1_update(
+    payloads: list[object],
+) -> tuple[list[Level], list[Level], list[str], list[str], int, int] | None:
+    """A v1 book update's levels (asks and bids in wire order), tokens, time and checksum."""
+    if not payloads:
+        return None
+    bids: list[Level] = []
+    asks: list[Level] = []
+    bid_tokens: list[str] = []
+    ask_tokens: list[str] = []
+    ts_ns = 0
+    for payload in payloads:
+        if type(payload) is not dict or not payload.keys() <= _UPDATE_KEYS:
+            return None
+        for key, levels, tokens in (("a", asks, ask_tokens), ("b", bids, bid_tokens)):
+            if key in payload:
+                side_ns = _v1_rows(payload[key], levels, tokens)
+                if side_ns is None:
+                    return None
+                ts_ns = max(ts_ns, side_ns)
+    checksum_text = payloads[-1].get("c")  # type: ignore[attr-defined]
+    if type(checksum_text) is not str or not (checksum_text.isdigit() and checksum_text.isascii()):
+        return None
+    return bids, asks, bid_tokens, ask_tokens, ts_ns, int(checksum_text)
 
 
 def subscription_depth(book_depth: int) -> int:
@@ -67,11 +153,19 @@ class KrakenFeed:
         self._last_ts: dict[tuple[str, str], int] = {}  # (channel, symbol) -> last event ts
         self._bars: dict[tuple[str, str], Candle] = {}  # (symbol, timeframe) -> forming bar
         self.skipped_updates = 0  # book updates between a resync request and its snapshot
+        # The fast path handles valid v1 book updates and trades of a live book with the same
+        # results as the general decoder; on anything else it gives up (None) before touching
+        # state. Off only in tests comparing both.
+        self.fast_path = True
 
     # --- FeedState ------------------------------------------------------------------------
 
     def on_message(self, raw: bytes | str, recv_ns: int) -> FeedOutput:
         self.counters.messages += 1
+        if self.fast_path and raw[:1] in _ARRAY_START:
+            fast = self._fast_v1(raw, recv_ns)
+            if fast is not None:
+                return fast
         decoded = decode_message(raw, recv_ns, self.symbols)
         out = FeedOutput(events=decoded.events, errors=decoded.errors)
         for event in decoded.events:  # trades and tickers
@@ -124,6 +218,49 @@ class KrakenFeed:
     def book(self, symbol: str) -> KrakenBook | None:
         return self._books.get(symbol)
 
+    # --- fast path ------------------------------------------------------------------------
+
+    def _fast_v1(self, raw: bytes | str, recv_ns: int) -> FeedOutput | None:
+        """A valid v1 ``book-N`` update for a live v1 book, or a v1 ``trade`` message; or None."""
+        try:
+            message = _v1_decoder.decode(raw)
+        except msgspec.DecodeError:
+            return None
+        if type(message) is not list or len(message) < 4:
+            return None
+        channel = message[-2]
+        pair = message[-1]
+        if type(channel) is not str or type(pair) is not str:
+            return None
+        instrument = self.symbols.get(pair)
+        if instrument is None:
+            return None
+        symbol = instrument.symbol
+        if channel == "trade":
+            try:
+                trades = trades_v1(message[1:-2], symbol, recv_ns)
+            except WireError:
+                return None
+            last_ts = self._last_ts
+            for trade in trades:
+                last_ts[("trade", symbol)] = trade.ts_ns
+            return FeedOutput(trades)  # type: ignore[arg-type]
+        if not channel.startswith("book-") or not channel[5:].isdigit():
+            return None
+        book = self._books.get(symbol)
+        if book is None or not book.synced or book.price_decimals is not None:
+            return None
+        if book.qty_decimals is not None:
+            return None
+        parsed = _v1_update(message[1:-2])
+        if parsed is None:
+            return None
+        bids, asks, bid_tokens, ask_tokens, ts_ns, checksum = parsed
+        update = BookMessage(symbol, False, bids, asks, checksum, ts_ns or recv_ns, version=1)
+        out = FeedOutput()
+        self._on_book(update, raw, recv_ns, out, (bid_tokens, ask_tokens))
+        return out
+
     # --- books ----------------------------------------------------------------------------
 
     def _new_book(self, message: BookMessage) -> KrakenBook:
@@ -134,7 +271,12 @@ class KrakenFeed:
         return KrakenBook(depth, price_decimals(instrument), qty_decimals(instrument))
 
     def _on_book(
-        self, message: BookMessage, raw: bytes | str, recv_ns: int, out: FeedOutput
+        self,
+        message: BookMessage,
+        raw: bytes | str,
+        recv_ns: int,
+        out: FeedOutput,
+        tokens: tuple[list[str], list[str]] | None = None,
     ) -> None:
         symbol = message.symbol
         book = self._books.get(symbol)
@@ -154,11 +296,14 @@ class KrakenFeed:
                 )
             return
         else:
-            book.apply(message.bids, message.asks)
+            if tokens is None:
+                book.apply(message.bids, message.asks)
+            else:
+                book.apply_tokens(message.bids, message.asks, *tokens)
             dropped_bids, dropped_asks = book.truncate()
             dropped = (
-                [(p, _ZERO_SIZE) for p in dropped_bids],
-                [(p, _ZERO_SIZE) for p in dropped_asks],
+                [(p, _ZERO_SIZE) for p in dropped_bids] if dropped_bids else [],
+                [(p, _ZERO_SIZE) for p in dropped_asks] if dropped_asks else [],
             )
         verified = message.checksum is not None
         if verified and book.checksum() != message.checksum:
@@ -183,15 +328,18 @@ class KrakenFeed:
                 )
             )
         else:
+            bids, asks = message.bids, message.asks
             out.events.append(
                 BookDelta(
                     EXCHANGE,
                     symbol,
-                    (*message.bids, *dropped[0]),
-                    (*message.asks, *dropped[1]),
+                    tuple(bids + dropped[0]) if dropped[0] else tuple(bids),
+                    tuple(asks + dropped[1]) if dropped[1] else tuple(asks),
                     message.ts_ns,
                     recv_ns,
-                    checksum=message.checksum,
+                    None,
+                    None,
+                    message.checksum,
                 )
             )
         self._last_ts[("book", symbol)] = message.ts_ns

@@ -7,6 +7,8 @@ from datetime import datetime
 from decimal import Decimal
 from functools import lru_cache
 
+import msgspec
+
 from tickvault.model import NS_PER_S, DecodeError, Level, MarketEvent
 
 EXCHANGE = "kraken"
@@ -26,8 +28,7 @@ INTERVAL_TIMEFRAMES: dict[int, str] = {
 TIMEFRAME_INTERVALS = {tf: minutes for minutes, tf in INTERVAL_TIMEFRAMES.items()}
 
 
-@dataclass(slots=True)
-class BookMessage:
+class BookMessage(msgspec.Struct, gc=False):
     """Levels of one book message for one symbol, in wire order."""
 
     symbol: str
@@ -124,7 +125,9 @@ def rfc3339_ns(text: str) -> int:
 def seconds_text_ns(text: str) -> int:
     """``"1618678142.557535"`` (epoch seconds as a decimal string) -> epoch ns, exactly."""
     whole, _, fraction = text.partition(".")
-    if not whole.isdigit() or (fraction and not fraction.isdigit()) or len(fraction) > 9:
+    if not (whole.isdigit() and text.isascii()) or (fraction and not fraction.isdigit()):
+        raise WireError("bad_timestamp", f"not epoch seconds: {text!r}")
+    if len(fraction) > 9:
         raise WireError("bad_timestamp", f"not epoch seconds: {text!r}")
     return int(whole) * NS_PER_S + (int(fraction.ljust(9, "0")) if fraction else 0)
 
