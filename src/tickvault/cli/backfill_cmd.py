@@ -1,9 +1,17 @@
-"""``tickvault backfill``: page through an exchange's REST history into storage, resumably."""
+"""``tickvault backfill``: page through an exchange's REST history into storage, resumably.
+
+Default: events, instruments, quarantine and checkpoints go to PostgreSQL (the configured
+``database_url``, else the embedded server), the rate budget lives in Redis (same rule). With
+``--out FILE.jsonl`` events go to the file instead and checkpoints to Redis: no PostgreSQL
+needed.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -32,7 +40,10 @@ from tickvault.exchanges.io.instruments import fetch_instruments
 from tickvault.exchanges.io.policy import rest_policy
 from tickvault.exchanges.io.ratelimit import RedisBudget
 from tickvault.exchanges.io.rest import RestClient
+from tickvault.exchanges.io.sinks import CheckpointStore, ErrorSink, EventSink, InstrumentStore
+from tickvault.exchanges.io.storage import StoreSink
 from tickvault.exchanges.io.stores import JsonlSink, RedisCheckpoints
+from tickvault.storage.urls import resolve_urls
 
 console = Console()
 
@@ -70,6 +81,50 @@ def _redis_url(settings: Settings) -> str:
     return ensure_embedded(settings.data_dir, postgres=False, redis=True)["redis_url"]
 
 
+class _Target:
+    """Where one run writes: events, decode errors, checkpoints, instruments."""
+
+    def __init__(
+        self,
+        events: EventSink,
+        errors: ErrorSink,
+        checkpoints: CheckpointStore,
+        instruments: InstrumentStore | None,
+        redis_url: str,
+        where: str,
+    ) -> None:
+        self.events, self.errors, self.checkpoints = events, errors, checkpoints
+        self.instruments, self.redis_url, self.where = instruments, redis_url, where
+
+
+@contextlib.asynccontextmanager
+async def _target(settings: Settings, out: Path | None) -> AsyncIterator[_Target]:
+    if out is not None:
+        redis_url = _redis_url(settings)
+        sink, checkpoints = (
+            JsonlSink(out),
+            RedisCheckpoints(redis_url, key_prefix=_prefix(settings)),
+        )
+        try:
+            yield _Target(sink, sink, checkpoints, None, redis_url, str(out))
+        finally:
+            sink.close()
+            await checkpoints.aclose()
+        return
+    from tickvault.storage.postgres import PostgresStore
+    from tickvault.storage.postgres.connection import redact
+
+    urls = resolve_urls(settings)
+    store = await PostgresStore.open(urls.database_url, settings.writer, settings.timescale)
+    async with store:
+        target = StoreSink(store)
+        yield _Target(target, target, target, target, urls.redis_url, redact(urls.database_url))
+
+
+def _prefix(settings: Settings) -> str:
+    return settings.cache.key_prefix
+
+
 @app.command("backfill")
 def backfill(
     exchange: Annotated[str, typer.Option("--exchange", "-e", help="binance, coinbase, kraken")],
@@ -78,7 +133,8 @@ def backfill(
     kinds: Annotated[str, typer.Option(help="trades and/or candles:<tf>")] = "candles:1m",
     until: Annotated[str | None, typer.Option(help="end (exclusive); default now")] = None,
     out: Annotated[
-        Path | None, typer.Option(help="write events as JSON lines to this file")
+        Path | None,
+        typer.Option(help="write events as JSON lines to this file instead of PostgreSQL"),
     ] = None,
     fresh: Annotated[bool, typer.Option(help="ignore saved checkpoints")] = False,
     capture: Annotated[
@@ -100,11 +156,6 @@ def backfill(
     symbol_list = _split(symbols)
     if not symbol_list or not kind_list:
         raise UsageError("give at least one symbol and one kind")
-    if out is None:
-        raise UsageError(
-            "give --out FILE.jsonl: writing straight to PostgreSQL comes with the storage "
-            "integration of the backfill"
-        )
     adapter = get_adapter(exchange)
     endpoints = settings.endpoints.get(exchange)
     base_url = rest_url or (endpoints.rest_url if endpoints else None)
@@ -124,18 +175,13 @@ async def _run(
     kinds: list[str],
     since_ns: int,
     until_ns: int,
-    out: Path,
+    out: Path | None,
     fresh: bool,
     capture_dir: Path | None,
     concurrency: int,
 ) -> None:
     exchange = adapter.name
-    redis_url = _redis_url(settings)
-    prefix = settings.cache.key_prefix
     policy = rest_policy(exchange)
-    budget = RedisBudget(redis_url, exchange, policy.budget, policy.window_s, key_prefix=prefix)
-    checkpoints = RedisCheckpoints(redis_url, key_prefix=prefix)
-    sink = JsonlSink(out)
     capture = CaptureWriter(capture_dir, prefix=exchange) if capture_dir else None
     columns = (
         TextColumn("{task.description}"),
@@ -144,41 +190,50 @@ async def _run(
         _RowsColumn(),
         TimeRemainingColumn(),
     )
-    try:
-        with Progress(*columns, console=console) as bar:
-            tasks: dict[tuple[str, str], TaskID] = {}
+    async with _target(settings, out) as target:
+        budget = RedisBudget(
+            target.redis_url, exchange, policy.budget, policy.window_s, key_prefix=_prefix(settings)
+        )
+        try:
+            with Progress(*columns, console=console) as bar:
+                tasks: dict[tuple[str, str], TaskID] = {}
 
-            def report(p: TaskProgress) -> None:
-                key = (p.symbol, p.kind)
-                span_s = max(1e-9, (p.until_ns - p.since_ns) / 1e9)
-                if key not in tasks:
-                    tasks[key] = bar.add_task(f"{p.symbol} {p.kind}", total=span_s, rows=0)
-                state = " (done before)" if p.skipped else ""
-                bar.update(
-                    tasks[key],
-                    completed=p.fraction * span_s,
-                    rows=p.rows,
-                    description=f"{p.symbol} {p.kind}{state}",
-                )
+                def report(p: TaskProgress) -> None:
+                    key = (p.symbol, p.kind)
+                    span_s = max(1e-9, (p.until_ns - p.since_ns) / 1e9)
+                    if key not in tasks:
+                        tasks[key] = bar.add_task(f"{p.symbol} {p.kind}", total=span_s, rows=0)
+                    state = " (done before)" if p.skipped else ""
+                    bar.update(
+                        tasks[key],
+                        completed=p.fraction * span_s,
+                        rows=p.rows,
+                        description=f"{p.symbol} {p.kind}{state}",
+                    )
 
-            async with RestClient(exchange, base_url, budget, policy, capture=capture) as rest:
-                instruments = await fetch_instruments(adapter, rest, symbols)
-                runner = Backfiller(
-                    adapter,
-                    rest,
-                    sink,
-                    checkpoints,
-                    errors=sink,
-                    concurrency=concurrency,
-                    progress=report,
-                    fresh=fresh,
-                )
-                results = await runner.run(instruments, kinds, since_ns, until_ns)
-        total = sum(r.rows for r in results)
-        console.print(f"{exchange}: {total:,} rows written to {out}")
-    finally:
-        sink.close()
-        if capture is not None:
-            capture.close()
-        await checkpoints.aclose()
-        await budget.close()
+                async with RestClient(exchange, base_url, budget, policy, capture=capture) as rest:
+                    instruments = await fetch_instruments(
+                        adapter, rest, symbols, target.instruments
+                    )
+                    runner = Backfiller(
+                        adapter,
+                        rest,
+                        target.events,
+                        target.checkpoints,
+                        errors=target.errors,
+                        concurrency=concurrency,
+                        progress=report,
+                        fresh=fresh,
+                    )
+                    results = await runner.run(instruments, kinds, since_ns, until_ns)
+                    counters = rest.counters
+            total = sum(r.rows for r in results)
+            console.print(
+                f"{exchange}: {total:,} rows written to {target.where}; "
+                f"{counters.rest_requests:,} requests, {counters.rate_limited} rate-limited, "
+                f"{counters.bans} bans, {counters.budget_wait_s:.1f} s waiting for the budget"
+            )
+        finally:
+            if capture is not None:
+                capture.close()
+            await budget.close()

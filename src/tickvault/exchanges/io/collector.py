@@ -81,6 +81,14 @@ class Collector:
     def stop(self) -> None:
         self._stop.set()
 
+    def books(self) -> dict[str, tuple[list[tuple[str, str]], list[tuple[str, str]]]]:
+        """Every session's current books, {symbol: (bids, asks)} of decimal strings."""
+        books: dict[str, tuple[list[tuple[str, str]], list[tuple[str, str]]]] = {}
+        for session in self.sessions:
+            if session.feed is not None:
+                books.update(session.feed.books())
+        return books
+
     async def run(self) -> None:
         """Run every session until :meth:`stop`; then drain the queue and flush the sinks."""
         consumer = asyncio.create_task(self._consume())

@@ -21,6 +21,7 @@ class RestPolicy:
     backoff_base_s: float = 0.5
     backoff_cap_s: float = 30.0
     max_ban_wait_s: float = 900.0  # a longer 418 ban stops the run with RateLimitError
+    throttle_wait_s: float | None = None  # pause after an in-band throttle (None: the venue's)
 
     @property
     def budget(self) -> int:

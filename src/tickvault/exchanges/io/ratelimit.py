@@ -62,12 +62,20 @@ class RateBudget(ABC):
         if limit < 1 or window_s <= 0:
             raise ValueError("a budget needs limit >= 1 and window_s > 0")
         self.exchange = exchange
+        self._explicit_burst = burst
+        self.set_limit(limit, window_s)
+        self._jitter = random.Random()
+
+    def set_limit(self, limit: int, window_s: float) -> None:
+        """Change the rate (the exchange announced its limit, e.g. exchangeInfo.rateLimits).
+        The bucket's state is kept: only the flow from now on changes."""
+        if limit < 1 or window_s <= 0:
+            raise ValueError("a budget needs limit >= 1 and window_s > 0")
         self.limit = limit
         self.window_s = window_s
-        self.burst = burst if burst is not None else max(1, limit // 10)
+        self.burst = self._explicit_burst or max(1, limit // 10)
         self.window_us = round(window_s * 1_000_000)
         self.interval_us = max(1, self.window_us // limit)  # µs per unit of weight
-        self._jitter = random.Random()
 
     @abstractmethod
     async def try_acquire(self, weight: int) -> tuple[bool, float]:

@@ -4,7 +4,8 @@ Order of business for every request: wait for the budget (and any pause: a 429's
 ``Retry-After``, a 418 ban), send, read the weight the exchange reports, then
 
 * 2xx: capture the body (optional) and return it;
-* 429: pause the whole exchange for ``Retry-After`` (shared with other processes), try again;
+* 429 (or a throttle answer inside a 200 body, Kraken's ``EGeneral:Too many requests``): pause
+  the whole exchange for ``Retry-After`` (shared with other processes), try again;
 * 418: the IP is banned: pause until the ban ends, or raise :class:`RateLimitError` when the ban
   is longer than ``max_ban_wait_s`` (bans grow from minutes to days for repeat offenders);
 * 5xx, timeouts, connection errors: retry with jittered exponential backoff, up to
@@ -27,7 +28,8 @@ from tickvault.errors import ExchangeError, RateLimitError
 from tickvault.exchanges.base import RestRequest
 from tickvault.exchanges.capture import CaptureRecord, CaptureWriter
 from tickvault.exchanges.io.backoff import Backoff
-from tickvault.exchanges.io.counters import IoCounters, counters_for
+from tickvault.exchanges.io.counters import IoCounters, bump, counters_for
+from tickvault.exchanges.io.limits import Throttle, in_band_throttle
 from tickvault.exchanges.io.policy import RestPolicy
 from tickvault.exchanges.io.ratelimit import RateBudget
 
@@ -73,6 +75,7 @@ class RestClient:
         capture: CaptureWriter | None = None,
         http: httpx.AsyncClient | None = None,
         rng: random.Random | None = None,
+        throttle: Throttle | None = None,
     ) -> None:
         self.exchange = exchange
         self.base_url = base_url.rstrip("/")
@@ -83,6 +86,14 @@ class RestClient:
         self._owns_http = http is None
         self._http = http or httpx.AsyncClient(timeout=policy.timeout_s, follow_redirects=True)
         self._rng = rng
+        self._throttle = throttle if throttle is not None else in_band_throttle(exchange)
+        self.counters.weight_limit = policy.limit
+
+    def apply_limit(self, limit: int, window_s: float) -> None:
+        """The exchange announced its limit: budget ``limit × safety`` per ``window_s`` from now."""
+        self.policy = self.policy.with_(limit=limit, window_s=window_s)
+        self.budget.set_limit(self.policy.budget, window_s)
+        self.counters.weight_limit = limit
 
     async def __aenter__(self) -> RestClient:
         return self
@@ -120,7 +131,17 @@ class RestClient:
                 status = response.status_code
                 retry_after = parse_retry_after(response.headers.get("retry-after"))
                 if status < 300:
-                    return self._success(response, recv_ns)
+                    throttled_s = self._throttle(response.text) if self._throttle else None
+                    if throttled_s is None:
+                        bump(self.counters.rest_status, status)
+                        return self._success(response, recv_ns)
+                    bump(self.counters.rest_status, 429)  # a 429 in all but the status line
+                    self.counters.in_band_limited += 1
+                    if self.policy.throttle_wait_s is not None:
+                        throttled_s = self.policy.throttle_wait_s
+                    await self._rate_limited(429, throttled_s, backoff)
+                    continue
+                bump(self.counters.rest_status, status)
                 if status in (418, 429):
                     await self._rate_limited(status, retry_after, backoff)
                     continue

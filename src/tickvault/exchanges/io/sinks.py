@@ -11,9 +11,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-import msgspec
+from tickvault.model import DecodeError, Gap, Instrument, MarketEvent
 
-from tickvault.model import DecodeError, Gap, MarketEvent
+# Backfill progress of one stream: everything in [since_ns, until_ns) up to ``cursor`` is stored;
+# ``done`` once the whole range is. The PostgreSQL store's own record, so both sides agree.
+from tickvault.storage.postgres.records import Checkpoint
 
 
 class EventSink(Protocol):
@@ -36,24 +38,14 @@ class ErrorSink(Protocol):
         ...
 
 
-class Checkpoint(msgspec.Struct, frozen=True):
-    """Backfill progress of one stream: everything in [since_ns, until_ns) up to ``cursor`` is
-    stored; ``done`` once the whole range is. Same fields as the PostgreSQL store's record."""
-
-    exchange: str
-    symbol: str
-    kind: str  # ``trades`` or ``candles:<timeframe>``
-    cursor: str | None  # the adapter's opaque cursor of the next page
-    since_ns: int | None = None
-    until_ns: int | None = None
-    last_ns: int | None = None  # newest event time stored so far
-    done: bool = False
-
-
 class CheckpointStore(Protocol):
     async def load_checkpoint(self, exchange: str, symbol: str, kind: str) -> Checkpoint | None: ...
 
     async def save_checkpoint(self, cp: Checkpoint) -> None: ...
+
+
+class InstrumentStore(Protocol):
+    async def upsert_instruments(self, instruments: Sequence[Instrument]) -> int: ...
 
 
 @dataclass(slots=True)
@@ -63,3 +55,14 @@ class Sinks:
     events: EventSink
     gaps: GapSink
     errors: ErrorSink
+
+
+__all__ = [
+    "Checkpoint",
+    "CheckpointStore",
+    "ErrorSink",
+    "EventSink",
+    "GapSink",
+    "InstrumentStore",
+    "Sinks",
+]

@@ -34,14 +34,23 @@ from tickvault.errors import ExchangeError
 from tickvault.exchanges.base import ExchangeAdapter, FeedOutput, FeedState, RestRequest
 from tickvault.exchanges.capture import CaptureRecord, CaptureWriter
 from tickvault.exchanges.io.backoff import Backoff
-from tickvault.exchanges.io.counters import IoCounters, counters_for
+from tickvault.exchanges.io.counters import IoCounters, bump, counters_for
 from tickvault.exchanges.io.policy import WsPolicy
 from tickvault.exchanges.io.rest import RestClient
-from tickvault.model import Instrument
+from tickvault.model import BookDelta, BookSnapshot, Candle, Instrument, MarketEvent, Ticker, Trade
 
 log = logging.getLogger(__name__)
 
 Emit = Callable[[FeedOutput], Awaitable[None]]
+
+_CHANNELS: dict[type, str] = {
+    Trade: "trades", BookSnapshot: "book", BookDelta: "book", Ticker: "ticker", Candle: "candles",
+}  # fmt: skip
+
+
+def event_channel(events: Sequence[MarketEvent]) -> str:
+    """The tickvault channel a message belongs to, from its first event ("control" if none)."""
+    return _CHANNELS.get(type(events[0]), "other") if events else "control"
 
 
 class Outcome(enum.Enum):
@@ -59,6 +68,7 @@ class _Connection:
     opened_s: float  # monotonic
     first_message: asyncio.Event = field(default_factory=asyncio.Event)
     closing: bool = False
+    counted_open: bool = True  # still counted in ws_open
     last_send_s: float = 0.0
     send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     resyncing: set[str] = field(default_factory=set)
@@ -99,6 +109,12 @@ class WsSession:
         self._stop = asyncio.Event()
         self.connections_opened = 0
         self.stop_grace_s = 5.0
+        self._current: _Connection | None = None
+
+    @property
+    def feed(self) -> FeedState | None:
+        """The pure state of the connection delivering now (None before the first one)."""
+        return self._current.feed if self._current is not None else None
 
     def stop(self) -> None:
         self._stop.set()
@@ -110,6 +126,7 @@ class WsSession:
         current = await self._open_with_retry()
         if current is None:
             return
+        self._current = current
         task = self._serve_task(current, rollover=True)
         try:
             while True:
@@ -124,6 +141,7 @@ class WsSession:
                     if replaced is None:
                         return
                     current, task = replaced
+                    self._current = current
                     continue
                 lost = current.feed
                 await self._close(current)
@@ -132,8 +150,11 @@ class WsSession:
                     await self._emit(lost.on_disconnect(time.time_ns()))
                     return
                 self.counters.ws_reconnects += 1
+                reason = "timeout" if outcome is Outcome.SILENT else "closed"
+                bump(self.counters.reconnect_reasons, reason)
                 await self._emit(lost.on_disconnect(time.time_ns()))
                 current, task = new, self._serve_task(new, rollover=True)
+                self._current = current
         finally:
             # Close first: the reader hands over the message in hand (waiting for queue room if
             # need be), then ends on ConnectionClosed. Cancel only if it does not.
@@ -206,6 +227,7 @@ class WsSession:
         conn = _Connection(ws=ws, feed=feed, url=url, opened_s=time.monotonic())
         self.connections_opened += 1
         self.counters.ws_connects += 1
+        self.counters.ws_open += 1
         try:
             for message in self.adapter.subscribe_messages(
                 self.instruments, self.channels, self.book_depth
@@ -256,6 +278,7 @@ class WsSession:
             self.capture.write(CaptureRecord(recv_ns, self.exchange, "ws", conn.url, text))
             self.counters.captured += 1
         out = conn.feed.on_message(raw, recv_ns)
+        bump(self.counters.messages_by_channel, event_channel(out.events))
         if out.resync:
             await self._resync(conn, out.resync)
         await self._emit(out)
@@ -267,6 +290,7 @@ class WsSession:
             instrument = self._by_symbol.get(symbol)
             if instrument is None or symbol in conn.resyncing:
                 continue
+            bump(self.counters.resyncs_by_symbol, symbol)
             request = self.adapter.book_snapshot_request(instrument)
             if request is not None:
                 if self.rest is None:
@@ -297,6 +321,10 @@ class WsSession:
 
     async def _emit(self, out: FeedOutput) -> None:
         self.counters.gaps += len(out.gaps)
+        for gap in out.gaps:
+            bump(self.counters.gaps_by_stream, (gap.symbol, gap.channel, gap.reason))
+        for error in out.errors:
+            bump(self.counters.decode_errors, error.reason)
         if out.events or out.errors or out.gaps:
             await self._emit_out(out)
 
@@ -324,6 +352,9 @@ class WsSession:
 
     async def _close(self, conn: _Connection) -> None:
         conn.closing = True
+        if conn.counted_open:
+            conn.counted_open = False
+            self.counters.ws_open -= 1
         for task in list(conn.tasks):
             task.cancel()
         with contextlib.suppress(Exception):
