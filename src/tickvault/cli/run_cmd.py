@@ -105,6 +105,7 @@ async def _run(
                 progress.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await progress
+        console.print()
         if runner.urls is not None:
             where = "embedded" if runner.urls.embedded else "configured"
             console.print(f"storage: {where} ({', '.join(runner.urls.embedded) or 'URLs'})")
