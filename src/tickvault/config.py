@@ -132,6 +132,20 @@ class QualitySettings(BaseModel):
         return self
 
 
+class RepairSettings(BaseModel):
+    """Gap repair inside ``tickvault run`` (see docs/running.md)."""
+
+    enabled: bool = True
+    interval_s: float = Field(30.0, gt=0, description="seconds between repair rounds")
+    widen_s: float = Field(1.0, ge=0, description="each gap is refetched this much wider")
+    settle_s: float = Field(5.0, ge=0, description="wait this long after a gap's end")
+    max_attempts: int = Field(5, ge=1, description="automatic retries of a failed repair")
+    retry_base_s: float = Field(60.0, ge=0, description="first retry delay; doubles after")
+    restart_lookback_s: float = Field(6 * 3600, gt=0, description="longest hole after restart")
+    candle_scan_timeframe: str | None = "1m"  # bars scanned for holes; None: no scan
+    candle_scan_window_s: float = Field(3600, gt=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TICKVAULT_",
@@ -155,6 +169,7 @@ class Settings(BaseSettings):
     timeframes: list[str] = ["1m", "5m", "15m", "1h", "4h", "1d"]
     indicators: IndicatorSettings = IndicatorSettings()
     quality: QualitySettings = QualitySettings()
+    repair: RepairSettings = RepairSettings()
 
     @field_validator("timeframes")
     @classmethod

@@ -28,6 +28,7 @@ def _register() -> None:
     import tickvault.cli.api_cmd
     import tickvault.cli.backfill_cmd
     import tickvault.cli.embedded_cmd
+    import tickvault.cli.gaps_cmd
     import tickvault.cli.monitoring_cmd
     import tickvault.cli.replay_cmd
     import tickvault.cli.run_cmd

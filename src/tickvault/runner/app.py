@@ -38,6 +38,7 @@ from tickvault.model import MarketEvent
 from tickvault.monitoring.metrics import Metrics, get_metrics
 from tickvault.pipeline.records import QualityScore
 from tickvault.runner.feeds import Feed, IngestItem, IngestSink, close_feeds, open_feeds
+from tickvault.runner.repair import run_repairs
 from tickvault.runner.routing import score_row, split
 from tickvault.runner.sinks import PostgresSink, RedisSink, WriteItem, Writer
 from tickvault.runner.spill import ResilientSink
@@ -108,6 +109,8 @@ class Runner:
         self._stop = asyncio.Event()
         self._started = asyncio.Event()
         self._extra: list[tuple[str, TaskFactory]] = []
+        if settings.repair.enabled:  # gap repair from REST (runner/repair.py)
+            self.add_task("gap-repair", run_repairs)
 
     # -- control -----------------------------------------------------------------------------
 

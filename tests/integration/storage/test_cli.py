@@ -40,7 +40,9 @@ def test_init_status_and_queries(database_url: str, tmp_path: Path) -> None:
     e = env(database_url, tmp_path)
     first = runner.invoke(app, ["init"], env=e)
     assert first.exit_code == 0, first.output
-    assert "schema version 1 (applied 1)" in first.output and "native partitioning" in first.output
+    assert (
+        "schema version 2 (applied 1, 2)" in first.output and "native partitioning" in first.output
+    )
     again = runner.invoke(app, ["init"], env=e)
     assert "already current" in again.output
 
@@ -55,7 +57,7 @@ def test_init_status_and_queries(database_url: str, tmp_path: Path) -> None:
     asyncio.run(load())
     status = runner.invoke(app, ["status"], env=e)
     assert status.exit_code == 0, status.output
-    assert "TimescaleDB: off" in status.output and "schema version: 1" in status.output
+    assert "TimescaleDB: off" in status.output and "schema version: 2" in status.output
     assert "│ trades             │ 120  │ 2024-01-01T00:01:59+00:00" in status.output
 
     base = ["query", "candles", "-e", "binance", "-s", "BTC-USDT", "--start", "2024-01-01",

@@ -21,10 +21,10 @@ TABLES = (
 
 def test_init_is_idempotent_and_records_the_version(database_url: str) -> None:
     first = init_database(database_url, PLAIN)
-    assert first.applied == (1,) and first.version == SCHEMA_VERSION and not first.timescaledb
+    assert first.applied == (1, 2) and first.version == SCHEMA_VERSION and not first.timescaledb
     second = init_database(database_url, PLAIN)
     assert second.applied == () and second.version == SCHEMA_VERSION
-    assert count(database_url, "SELECT count(*) FROM tv_schema_version") == 1
+    assert count(database_url, "SELECT count(*) FROM tv_schema_version") == 2
     assert count(database_url, "SELECT max(version) FROM tv_schema_version") == SCHEMA_VERSION
     with psycopg.connect(database_url) as conn:
         for table in TABLES:

@@ -61,9 +61,11 @@ class GapRecord(msgspec.Struct, frozen=True):
     to_ns: int
     reason: str
     detected_ns: int
-    status: str  # open | repairing | repaired | unrepairable
+    status: str  # open | repairing | repaired | failed (retried later) | unrepairable
     repaired_ns: int | None = None
     detail: str | None = None
+    attempts: int = 0  # repairs tried that failed
+    attempted_ns: int | None = None  # when a repair was last started
 
 
 class QualityMetric(msgspec.Struct, frozen=True):
@@ -97,4 +99,4 @@ class Signal(msgspec.Struct, frozen=True):
     detail: dict[str, Any] | None = None
 
 
-GAP_STATUSES = ("open", "repairing", "repaired", "unrepairable")
+GAP_STATUSES = ("open", "repairing", "repaired", "failed", "unrepairable")

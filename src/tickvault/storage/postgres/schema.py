@@ -67,7 +67,21 @@ def _v1(timescaledb: bool, settings: TimescaleSettings) -> list[Statement]:
     return out
 
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "base schema", _v1),)
+def _v2(timescaledb: bool, settings: TimescaleSettings) -> list[Statement]:
+    # Gap repair: how often a repair was tried, when last, and "failed" (retried later).
+    return _split(
+        "ALTER TABLE gaps ADD COLUMN attempt_count integer NOT NULL DEFAULT 0,"
+        " ADD COLUMN attempted_at timestamptz;"
+        "ALTER TABLE gaps DROP CONSTRAINT gaps_status_check;"
+        "ALTER TABLE gaps ADD CONSTRAINT gaps_status_check CHECK (status IN"
+        " ('open', 'repairing', 'repaired', 'failed', 'unrepairable'));"
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "base schema", _v1),
+    Migration(2, "gap repair attempts", _v2),
+)
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from tickvault.config import TimescaleSettings, WriterSettings
 from tickvault.errors import StorageError
@@ -50,6 +50,10 @@ from tickvault.storage.postgres.store_records import RecordMethods
 log = logging.getLogger(__name__)
 
 _CONCURRENCY = 2  # batches written at once (the pool holds one more for record methods)
+# How long a write waits for a pooled connection. A healthy pool hands one over at once; a
+# longer wait means the server is unreachable, which callers (the runner's ResilientSink)
+# must learn in seconds, not after psycopg_pool's default 30 s per attempt.
+_CONNECTION_WAIT_S = 3.0
 _RETRYABLE = (psycopg.OperationalError, pg_errors.DeadlockDetected, pg_errors.SerializationFailure)
 
 Writable = Trade | Candle | BookSnapshot | Ticker | FeatureValue
@@ -132,6 +136,7 @@ class PostgresStore(RecordMethods):
             check=AsyncConnectionPool.check_connection,
             open=False,
             name="tickvault-writer",
+            timeout=_CONNECTION_WAIT_S,
         )
         try:
             await pool.open(wait=True, timeout=10)
@@ -279,6 +284,11 @@ class PostgresStore(RecordMethods):
                     stats.staged_batches += 1
                     self._direct[spec.table] = inserted == len(batch)
                     return inserted
+            except PoolTimeout:  # no server to retry against: report the outage now
+                raise StorageError(
+                    f"writing {len(batch)} rows to {spec.table} failed: PostgreSQL unreachable"
+                    f" (no connection within {_CONNECTION_WAIT_S:g} s)"
+                ) from None
             except _RETRYABLE as exc:
                 reason = describe_error(exc)
             except pg_errors.CheckViolation as exc:

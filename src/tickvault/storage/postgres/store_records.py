@@ -162,27 +162,33 @@ class RecordMethods:
     ) -> list[GapRecord]:
         rows = await self._fetch(
             "SELECT id, exchange, symbol, channel, from_ts, to_ts, reason, detected_at, status,"
-            " repaired_at, detail FROM gaps WHERE (%s::text IS NULL OR exchange = %s)"
+            " repaired_at, detail, attempt_count, attempted_at FROM gaps"
+            " WHERE (%s::text IS NULL OR exchange = %s)"
             " AND (%s::text IS NULL OR symbol = %s) AND (%s::text IS NULL OR status = %s)"
             " ORDER BY from_ts, id",
             (exchange, exchange, symbol, symbol, status, status),
         )
         return [
             GapRecord(r[0], r[1], r[2], r[3], _ns(r[4]) or 0, _ns(r[5]) or 0, r[6],
-                      _ns(r[7]) or 0, r[8], _ns(r[9]), r[10])
+                      _ns(r[7]) or 0, r[8], _ns(r[9]), r[10], r[11], _ns(r[12]))
             for r in rows
         ]  # fmt: skip
 
     async def mark_gap(
         self, gap_id: int, status: str = "repaired", detail: str | None = None
     ) -> None:
+        """Set a gap's status: ``repairing`` stamps the attempt time, ``failed`` counts one more
+        failed attempt, ``repaired`` stamps the repair time."""
         if status not in GAP_STATUSES:
             raise ValueError(f"unknown gap status {status!r}; known: {', '.join(GAP_STATUSES)}")
         done = await self._many(
             "gap status",
             "UPDATE gaps SET status = %s, detail = coalesce(%s, detail), repaired_at ="
-            " CASE WHEN %s = 'repaired' THEN now() ELSE repaired_at END WHERE id = %s",
-            [(status, detail, status, gap_id)],
+            " CASE WHEN %s = 'repaired' THEN now() ELSE repaired_at END,"
+            " attempt_count = attempt_count + CASE WHEN %s = 'failed' THEN 1 ELSE 0 END,"
+            " attempted_at = CASE WHEN %s = 'repairing' THEN now() ELSE attempted_at END"
+            " WHERE id = %s",
+            [(status, detail, status, status, status, gap_id)],
         )
         if done == 0:
             raise StorageError(f"no gap with id {gap_id}")
