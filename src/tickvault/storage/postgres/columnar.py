@@ -9,8 +9,8 @@ Decimal text is then cast to ``decimal128`` by Arrow's own parser, with the scal
 precise value (found with vectorized string kernels) — so values stay exact, as before.
 
 Measured against the alternatives (``bench/query.py``, docs/storage.md): ``adbc-driver-postgresql``
-(binary COPY into Arrow in C) and ``COPY … (FORMAT csv)`` read by ``pyarrow.csv`` were both slower
-here — COPY plans the query on every call and ADBC still hands ``numeric`` over as text.
+(binary COPY into Arrow in C; it still hands ``numeric`` over as text) and ``COPY … (FORMAT csv)``
+read by ``pyarrow.csv`` were both slower here, the COPY alone costing more than this whole fetch.
 """
 
 from __future__ import annotations
@@ -38,7 +38,11 @@ TS_TYPE = pa.timestamp("us", tz="UTC")
 
 
 def wrap_sql(columns: Columns, sql: str) -> str:
-    """``sql`` with numerics as text and times as integer µs (exact: PostgreSQL keeps µs)."""
+    """``sql`` with numerics as text and times as integer µs (exact: PostgreSQL keeps µs).
+
+    The inner query's ORDER BY carries through: a plain projection over a subquery keeps its
+    row order in PostgreSQL (the tests check the order of every read).
+    """
     select = []
     for name, kind in columns:
         if kind == "dec":
