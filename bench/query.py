@@ -2,13 +2,15 @@
 
     python -m bench.query [--days 7] [--repeat 200] [--url postgresql://...]
 
-Prints p50/p99 of the ``Vault`` calls (SQL + Arrow/polars frame) and of the bare SQL fetch of
-the same rows (the baseline, measured in the same run), with their ratio. Without ``--url`` a
+Prints p50/p99 of the ``Vault`` calls (SQL + polars frame, what a user gets) and of the bare SQL
+fetch of the same rows into Python tuples (the baseline, measured in the same run), with their
+ratio. Without ``--url`` a
 throwaway embedded server is started.
 
 Redis (``redis_cases``): the same two reads served from the hot cache — the latest 500 bars
-(``RedisCache.latest_candles``: ZRANGE + decoding into Candles) and the last day's 1,440 bars
-(ZRANGEBYSCORE + decoding) — plus the bare ZRANGE of the 500 members, and the HTTP API
+both as Candle events (``RedisCache.latest_candles``: ZRANGE + decoding) and as a polars frame
+(``RedisCache.latest_candles_frame``), and the last day's 1,440 bars (ZRANGEBYSCORE + the same
+two decodings) — plus the bare ZRANGE of the 500 members, and the HTTP API
 (``tickvault api``'s app, in a thread of this process, over loopback with a keep-alive
 connection): ``/v1/candles/latest?n=500`` (a Redis hit) and ``/v1/candles`` for one day
 (PostgreSQL). Without ``--redis-url`` a throwaway embedded Redis is started.
@@ -38,10 +40,10 @@ from tickvault.api.serve import build
 from tickvault.config import CacheSettings, Settings, TimescaleSettings
 from tickvault.model import Candle
 from tickvault.monitoring.metrics import Metrics
-from tickvault.query import Vault
+from tickvault.query import Vault, convert
 from tickvault.storage.embedded import EmbeddedRedis
 from tickvault.storage.postgres import PostgresStore, reader
-from tickvault.storage.redis_cache import RedisCache
+from tickvault.storage.redis_cache import RedisCache, candles_table
 from tickvault.storage.redis_keys import decode
 from tickvault.storage.urls import StorageUrls
 
@@ -85,11 +87,18 @@ def redis_cases(
     lo_ms, hi_ms = (int(datetime.fromisoformat(t).replace(tzinfo=UTC).timestamp() * 1000)
                     for t in last_day)  # fmt: skip
 
+    def day_raw() -> list[bytes]:
+        return cache.client.zrangebyscore(key, lo_ms, f"({hi_ms}")  # type: ignore[return-value]
+
     def day() -> list[Candle]:
-        raw: list[bytes] = cache.client.zrangebyscore(key, lo_ms, f"({hi_ms}")  # type: ignore[assignment]
-        return [decode(member, Candle) for member in raw]
+        return [decode(member, Candle) for member in day_raw()]
+
+    def day_frame() -> object:  # what latest_candles_frame does, for a time range
+        return convert(candles_table(day_raw()), "polars")
 
     assert len(day()) == 1440 and len(cache.latest_candles("binance", "BTC-USDT", "1m", 500)) == 500
+    assert len(day_frame()) == 1440  # type: ignore[arg-type]
+    assert len(cache.latest_candles_frame("binance", "BTC-USDT", "1m", 500)) == 500
     port = stack.enter_context(_api_server(url, redis_url, settings))
     http = HTTPConnection("127.0.0.1", port)  # keep-alive: one connection for every request
     stack.callback(http.close)
@@ -108,8 +117,16 @@ def redis_cases(
     assert b'"count":1440' in get(day_path)
     return [
         ("Redis ZRANGE bytes: latest 500", lambda: cache.client.zrange(key, -500, -1)),
-        ("Redis: latest 500", lambda: cache.latest_candles("binance", "BTC-USDT", "1m", 500)),
-        ("Redis: 1 day of 1m", day),
+        (
+            "Redis: latest 500 Candles",
+            lambda: cache.latest_candles("binance", "BTC-USDT", "1m", 500),
+        ),
+        (
+            "Redis: latest 500 frame",
+            lambda: cache.latest_candles_frame("binance", "BTC-USDT", "1m", 500),
+        ),
+        ("Redis: 1 day of 1m Candles", day),
+        ("Redis: 1 day of 1m frame", day_frame),
         ("HTTP latest 500 (Redis)", lambda: get(latest_path)),
         ("HTTP 1 day of 1m (PostgreSQL)", lambda: get(day_path)),
     ]

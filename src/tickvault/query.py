@@ -25,7 +25,7 @@ import pyarrow as pa
 from tickvault.config import Settings
 from tickvault.errors import StorageError, UsageError
 from tickvault.model import EXCHANGES, TIMEFRAMES, decimal_str, split_symbol
-from tickvault.storage.postgres import reader
+from tickvault.storage.postgres import columnar, reader
 from tickvault.storage.postgres.connection import (
     connect_sync,
     describe_error,
@@ -176,10 +176,11 @@ class Vault:
         if self.schema_version is None:
             raise missing_schema(self.url)
 
-    def _rows(self, sql: str, params: Any) -> list[tuple[Any, ...]]:
+    def _table(self, columns: Sequence[tuple[str, str]], sql: str, params: Any) -> pa.Table:
+        """Rows straight into Arrow columns (no Decimal/datetime per value; see columnar)."""
         self._require_schema()
         try:
-            return self._conn.execute(sql, params).fetchall()  # type: ignore[arg-type]
+            return columnar.fetch_table(self._conn, columns, sql, params)
         except psycopg.Error as exc:
             raise StorageError(f"query failed: {describe_error(exc)}") from None
 
@@ -199,7 +200,7 @@ class Vault:
         lo, hi = parse_range(start, end)
         sql = reader.candles_sql(self.timescaledb, timeframe, source, latest=False)
         params = reader.candle_params(exchange, symbol, timeframe, source, start=lo, end=hi)
-        return convert(to_arrow(reader.CANDLE_COLUMNS, self._rows(sql, params)), format)
+        return convert(self._table(reader.CANDLE_COLUMNS, sql, params), format)
 
     def latest_candles(
         self,
@@ -216,7 +217,7 @@ class Vault:
             raise UsageError("limit must be at least 1")
         sql = reader.candles_sql(self.timescaledb, timeframe, "auto", latest=True)
         params = reader.candle_params(exchange, symbol, timeframe, "auto", limit=limit)
-        return convert(to_arrow(reader.CANDLE_COLUMNS, self._rows(sql, params)), format)
+        return convert(self._table(reader.CANDLE_COLUMNS, sql, params), format)
 
     def trades(
         self,
@@ -229,8 +230,8 @@ class Vault:
     ) -> Any:
         check_market(exchange, symbol)
         lo, hi = parse_range(start, end)
-        rows = self._rows(reader.TRADES_SQL, (exchange, symbol, lo, hi))
-        return convert(to_arrow(reader.TRADE_COLUMNS, rows), format)
+        table = self._table(reader.TRADE_COLUMNS, reader.TRADES_SQL, (exchange, symbol, lo, hi))
+        return convert(table, format)
 
     def book(self, exchange: str, symbol: str, at: TimeLike, *, format: Format = "polars") -> Any:
         """The latest book snapshot at or before ``at``: one row per level, bids then asks."""

@@ -15,12 +15,16 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import msgspec
+import pyarrow as pa
 import redis
 import redis.asyncio as aioredis
 
 from tickvault.config import CacheSettings
 from tickvault.errors import StorageError
 from tickvault.model import BookSnapshot, Candle, MarketEvent, Ticker, Trade
+from tickvault.query import Format, convert
+from tickvault.storage.postgres.columnar import to_table
+from tickvault.storage.postgres.reader import CANDLE_COLUMNS
 from tickvault.storage.redis_keys import NS_PER_MS, Keys, decode, encode
 
 T = TypeVar("T")
@@ -109,6 +113,42 @@ def _candles_from(raw: Sequence[bytes]) -> list[Candle]:
     return [decode(item, Candle) for item in raw]
 
 
+class _CandleColumns(msgspec.Struct, tag="candle", gc=False):
+    """A cached Candle read as the frame's columns: decimals stay their exact JSON text.
+
+    Fields in ``reader.CANDLE_COLUMNS`` order (``open_ns`` for ``ts``); the event's other
+    fields (exchange, symbol, ts_ns, ...) are skipped by the decoder.
+    """
+
+    open_ns: int
+    open: str
+    high: str
+    low: str
+    close: str
+    volume: str
+    closed: bool
+    source: str = "exchange"
+    trade_count: int | None = None
+    quote_volume: str | None = None
+    vwap: str | None = None
+    buy_volume: str | None = None
+    sell_volume: str | None = None
+
+
+_columns_decoder = msgspec.json.Decoder(list[_CandleColumns])
+_TABLE_COLUMNS = (("ts", "ts_ns"), *CANDLE_COLUMNS[1:])
+
+
+def candles_table(raw: Sequence[bytes]) -> pa.Table:
+    """Cached candle members → the Arrow table ``Vault.candles`` returns (same columns/types).
+
+    One msgspec call decodes all members (no Decimal objects), ``astuple`` + ``zip`` transpose
+    in C and Arrow parses the decimal text: about 4x less work than building Candles.
+    """
+    bars = _columns_decoder.decode(b"[" + b",".join(raw) + b"]")
+    return to_table(_TABLE_COLUMNS, [msgspec.structs.astuple(b) for b in bars])
+
+
 def _storage_error(exc: Exception, url: str) -> StorageError:
     where = url.rsplit("@", 1)[-1]
     return StorageError(f"Redis at {where} failed: {exc}")
@@ -159,6 +199,20 @@ class RedisCache:
         except redis.RedisError as exc:
             raise _storage_error(exc, self.url) from None
         return _candles_from(raw)
+
+    def latest_candles_frame(
+        self, exchange: str, symbol: str, timeframe: str, n: int, *, format: Format = "polars"
+    ) -> Any:
+        """Up to ``n`` newest candles, oldest first, as a frame like ``Vault.latest_candles``.
+
+        The fast read for callers that want columns rather than Candle events.
+        """
+        key = self.keys.candles(exchange, symbol, timeframe)
+        try:
+            raw: list[bytes] = self.client.zrange(key, -n, -1)  # type: ignore[assignment]
+        except redis.RedisError as exc:
+            raise _storage_error(exc, self.url) from None
+        return convert(candles_table(raw), format)
 
     def latest(self, kind: type[T], key: str) -> T | None:
         raw: bytes | None = self.client.get(key)  # type: ignore[assignment]

@@ -5,10 +5,14 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 
+import msgspec
+import polars as pl
+import pyarrow as pa
 import redis
 
 from tickvault.config import CacheSettings
-from tickvault.model import BookSnapshot, Candle, Side, Ticker, Trade
+from tickvault.model import BookSnapshot, Candle, CandleSource, Side, Ticker, Trade
+from tickvault.storage.postgres.reader import CANDLE_COLUMNS
 from tickvault.storage.redis_cache import (
     AsyncRedisCache,
     CachedReader,
@@ -35,6 +39,34 @@ def test_candles_capped_ordered_and_exact(redis_url: str) -> None:
     assert got[-1].volume == Decimal("1.50000000") and str(got[-1].close) == "100.10"
     ttl = cache.client.ttl(cache.keys.candles("binance", "BTC-USDT", "1m"))
     assert 0 < ttl <= CacheSettings().candle_ttl_s
+
+
+def test_candle_frame_holds_the_same_exact_values_as_the_events(redis_url: str) -> None:
+    cache = RedisCache(redis_url, CacheSettings(candles_kept=5))
+    derived = msgspec.structs.replace(
+        candle(7, "99.123456789"),
+        source=CandleSource.DERIVED,
+        trade_count=42,
+        quote_volume=Decimal("148.6851"),
+        vwap=Decimal("99.1234"),
+        buy_volume=Decimal("1"),
+        sell_volume=Decimal("0.50000000"),
+    )
+    cache.write_events([*(candle(i, f"-{i}.5") for i in range(7)), derived])
+    events = cache.latest_candles("binance", "BTC-USDT", "1m", 4)
+    table = cache.latest_candles_frame("binance", "BTC-USDT", "1m", 4, format="arrow")
+    assert isinstance(table, pa.Table)
+    assert table.schema.names == [name for name, _ in CANDLE_COLUMNS]
+    assert table.schema.field("ts").type == pa.timestamp("us", tz="UTC")
+    assert table.schema.field("close").type == pa.decimal128(11, 9)
+    assert table.column("ts").cast(pa.int64()).to_pylist() == [c.open_ns // 1000 for c in events]
+    for name in ("open", "close", "volume", "closed", "trade_count", "vwap", "sell_volume"):
+        assert table.column(name).to_pylist() == [getattr(c, name) for c in events], name
+    assert table.column("source").to_pylist() == ["exchange"] * 3 + ["derived"]
+    frame = cache.latest_candles_frame("binance", "BTC-USDT", "1m", 4)
+    assert isinstance(frame, pl.DataFrame) and frame["close"].to_list()[-1] == derived.close
+    empty = cache.latest_candles_frame("binance", "ETH-USDT", "1m", 4, format="arrow")
+    assert empty.num_rows == 0 and empty.schema.names == table.schema.names
 
 
 def test_open_bar_update_replaces_not_duplicates(redis_url: str) -> None:

@@ -136,3 +136,26 @@ def test_times_parse_from_every_accepted_form() -> None:
 def test_missing_schema_is_reported(database_url: str) -> None:
     with Vault.connect(url=database_url) as v, pytest.raises(SchemaError, match="tickvault init"):
         v.trades("binance", "BTC-USDT", "2024-01-01", "2024-01-02")
+
+
+async def test_columnar_reads_keep_every_digit(store: PostgresStore, vault: Vault) -> None:
+    """Values round-trip exactly through the text → decimal128 path, or stay text if too wide."""
+    tiny, wide = D("0.000000000123456789"), D("123456789012345678901234567890.123456789")
+    ts = JAN_2024_NS
+    bars = [
+        Candle("binance", "BTC-USDT", "1m", ts, D("1.5"), D("2"), D("1"), tiny, D("3.25"),
+               True, ts + MIN, ts + MIN),
+        Candle("binance", "BTC-USDT", "1m", ts + MIN, D("1.5"), D("2"), D("1"), D("7"), wide,
+               True, ts + 2 * MIN, ts + 2 * MIN),
+    ]  # fmt: skip
+    await store.write(bars)
+    await store.flush()
+    table = vault.candles("binance", "BTC-USDT", "1m", "2024-01-01", "2024-01-02", format="arrow")
+    assert table.column("close").type == pa.decimal128(19, 18)
+    assert table.column("close").to_pylist() == [tiny, D("7")]
+    assert table.column("volume").to_pylist() == ["3.25", str(wide)]  # 39 digits: exact text
+    assert table.column("ts").to_pylist() == [
+        datetime(2024, 1, 1, tzinfo=UTC),
+        datetime(2024, 1, 1, 0, 1, tzinfo=UTC),
+    ]
+    assert vault.candles("binance", "BTC-USDT", "1m", "2025-01-01", "2025-01-02").height == 0

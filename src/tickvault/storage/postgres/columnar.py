@@ -1,0 +1,108 @@
+"""Query results straight into Arrow columns, without a Python object per value.
+
+The slow part of a read was never the server: it was the driver building a ``Decimal`` per
+``numeric`` and a ``datetime`` per ``timestamptz``, then Arrow walking those objects again
+(1,440 candles = 13k objects). Here the query is wrapped so PostgreSQL sends ``numeric`` as its
+exact text and times as integer microseconds; psycopg's C layer turns those into ``str``/``int``
+(cheap), rows are transposed with ``zip`` and each column becomes an Arrow array in one C call.
+Decimal text is then cast to ``decimal128`` by Arrow's own parser, with the scale of the most
+precise value (found with vectorized string kernels) — so values stay exact, as before.
+
+Measured against the alternatives (``bench/query.py``, docs/storage.md): ``adbc-driver-postgresql``
+(binary COPY into Arrow in C; it still hands ``numeric`` over as text) and ``COPY … (FORMAT csv)``
+read by ``pyarrow.csv`` were both slower here, the COPY alone costing more than this whole fetch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+import pyarrow as pa
+import pyarrow.compute as pc
+
+# (name, kind) as in reader.CANDLE_COLUMNS; kind ∈ ts, dec, text, int, bool, float
+Columns = Sequence[tuple[str, str]]
+
+_WIRE_TYPES = {
+    "ts": pa.int64(),  # microseconds since the epoch, see wrap_sql
+    "ts_ns": pa.int64(),  # nanoseconds since the epoch (cached events), shown as µs too
+    "dec": pa.string(),  # exact text, cast below
+    "text": pa.string(),
+    "int": pa.int64(),
+    "bool": pa.bool_(),
+    "float": pa.float64(),
+}
+TS_TYPE = pa.timestamp("us", tz="UTC")
+
+
+def wrap_sql(columns: Columns, sql: str) -> str:
+    """``sql`` with numerics as text and times as integer µs (exact: PostgreSQL keeps µs).
+
+    The inner query's ORDER BY carries through: a plain projection over a subquery keeps its
+    row order in PostgreSQL (the tests check the order of every read).
+    """
+    select = []
+    for name, kind in columns:
+        if kind == "dec":
+            select.append(f"{name}::text")
+        elif kind == "ts":
+            select.append(f"(extract(epoch FROM {name}) * 1000000)::int8")
+        else:
+            select.append(name)
+    return f"SELECT {', '.join(select)} FROM ({sql}) wire"
+
+
+def decimal_column(text: pa.Array) -> pa.Array:
+    """Exact decimal text → ``decimal128(p, s)``, ``s`` the largest scale present.
+
+    Beyond decimal128's 38 digits (or for NaN/Infinity) the text column is kept as it is,
+    rather than rounding.
+    """
+    if text.null_count == len(text):
+        return pa.nulls(len(text), pa.decimal128(1, 0))
+    # digits after the point = position of '.' in the reversed text (-1: none)
+    scale = max(pc.max(pc.find_substring(pc.utf8_reverse(text), ".")).as_py(), 0)
+    if scale > 38:
+        return text
+    try:
+        wide = pc.cast(text, pa.decimal128(38, scale))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return text  # too many digits for decimal128, or not a finite number
+    lo_hi = pc.min_max(wide)
+    digits = max(_int_digits(lo_hi["min"].as_py()), _int_digits(lo_hi["max"].as_py()), 1)
+    return pc.cast(wide, pa.decimal128(max(digits + scale, 1), scale))
+
+
+def _int_digits(value: Any) -> int:
+    """Digits before the point (0 for |value| < 1), as Decimal.as_tuple counts them."""
+    if value is None:
+        return 0
+    _sign, ds, exp = value.as_tuple()
+    return max(len(ds) + exp, 0) if ds != (0,) else 0
+
+
+def to_table(columns: Columns, rows: Sequence[Sequence[Any]]) -> pa.Table:
+    """Rows of a :func:`wrap_sql` query (or of cached events) → an Arrow table.
+
+    Times become UTC µs, decimal text exact ``decimal128`` (:func:`decimal_column`).
+    """
+    data: Sequence[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [()] * len(columns)
+    arrays: list[pa.Array] = []
+    for (_, kind), values in zip(columns, data, strict=True):
+        array = pa.array(values, _WIRE_TYPES[kind])
+        if kind == "dec":
+            array = decimal_column(array)
+        elif kind == "ts":
+            array = array.cast(TS_TYPE)
+        elif kind == "ts_ns":  # the safe cast refuses to drop a non-zero sub-µs part
+            array = array.cast(pa.timestamp("ns", tz="UTC")).cast(TS_TYPE)
+        arrays.append(array)
+    return pa.Table.from_arrays(arrays, names=[name for name, _ in columns])
+
+
+def fetch_table(conn: psycopg.Connection[Any], columns: Columns, sql: str, params: Any) -> pa.Table:
+    """Run ``sql`` (selecting ``columns``) and return its rows as an Arrow table."""
+    rows = conn.execute(wrap_sql(columns, sql), params).fetchall()
+    return to_table(columns, rows)
