@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 
 from tickvault.config import CacheSettings
 from tickvault.errors import StorageError
-from tickvault.model import BookSnapshot, Candle, MarketEvent, Ticker, Trade
+from tickvault.model import BookSnapshot, Candle, CandleSource, MarketEvent, Ticker, Trade
 from tickvault.query import Format, convert
 from tickvault.storage.postgres.columnar import to_table
 from tickvault.storage.postgres.reader import CANDLE_COLUMNS
@@ -41,8 +41,26 @@ class FeatureValue(msgspec.Struct, frozen=True):
     value: float
 
 
+# One bar per open time and stream, as the query API serves them: the exchange's own bar when
+# there is one, else the bar derived from trades. A derived bar never replaces an exchange bar of
+# the same open time (atomically, in the server); anything else replaces what was there.
+PUT_CANDLE_LUA = """
+if ARGV[3] == '1' then
+  for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[1])) do
+    if string.find(member, '"source":"exchange"', 1, true) then return 0 end
+  end
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[1])
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
+
+
 def _queue_events(
-    pipe: _Pipe, keys: Keys, settings: CacheSettings, events: Sequence[MarketEvent]
+    pipe: _Pipe,
+    keys: Keys,
+    settings: CacheSettings,
+    events: Sequence[MarketEvent],
 ) -> int:
     """Queue the writes for a batch; returns how many keys were touched."""
     candles: dict[tuple[str, int], Candle] = {}
@@ -50,7 +68,11 @@ def _queue_events(
     for event in events:
         if isinstance(event, Candle):
             key = keys.candles(event.exchange, event.symbol, event.timeframe)
-            candles[(key, event.open_ns)] = event  # later update of a bar wins
+            held = candles.get((key, event.open_ns))
+            if held is None or not (
+                event.source == CandleSource.DERIVED and held.source == CandleSource.EXCHANGE
+            ):
+                candles[(key, event.open_ns)] = event  # later update of a bar wins
         elif isinstance(event, Trade):
             _keep_newest(latest, keys.trade(event.exchange, event.symbol), event)
         elif isinstance(event, BookSnapshot):
@@ -60,8 +82,10 @@ def _queue_events(
     candle_keys: set[str] = set()
     for (key, open_ns), candle in candles.items():
         score = open_ns // NS_PER_MS
-        pipe.zremrangebyscore(key, score, score)
-        pipe.zadd(key, {encode(candle): score})
+        derived = "1" if candle.source == CandleSource.DERIVED else "0"
+        # EVAL, not EVALSHA: queues the same way in sync and asyncio pipelines, and the server
+        # caches the compiled script anyway.
+        pipe.eval(PUT_CANDLE_LUA, 1, key, score, encode(candle), derived)
         candle_keys.add(key)
     for key in candle_keys:
         pipe.zremrangebyrank(key, 0, -settings.candles_kept - 1)

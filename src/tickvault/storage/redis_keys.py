@@ -19,6 +19,10 @@ key                                                    type          content
 channel ``tv:signals``                                 pub/sub       every new signal (JSON)
 =====================================================  ============  ===============================
 
+A candle key holds one bar per open time, as the query API serves them: the exchange's own bar
+when there is one, else the bar derived from trades (a derived bar never replaces an exchange
+bar; see ``PUT_CANDLE_LUA`` in :mod:`tickvault.storage.redis_cache`).
+
 All keys carry a TTL (settings.cache): a stream that stops updating ages out of the cache
 instead of serving stale values forever.
 """

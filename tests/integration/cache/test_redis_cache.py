@@ -143,3 +143,27 @@ def test_async_writes_features_signals_pubsub(redis_url: str) -> None:
     assert message is not None and b"ema_cross" in message["data"]
     stored = sync.client.lrange(sync.keys.signals("binance", "BTC-USDT", "1m"), 0, -1)
     assert len(stored) == 1
+
+
+def test_derived_bar_never_replaces_the_exchange_bar(redis_url: str) -> None:
+    """One bar per open time, as the query API serves them: the exchange's when it has one."""
+    cache = RedisCache(redis_url)
+    exchange_bar = candle(1, "100.10")
+    derived_bar = msgspec.structs.replace(candle(1, "99.90"), source=CandleSource.DERIVED)
+    derived_next = msgspec.structs.replace(candle(2, "99.95"), source=CandleSource.DERIVED)
+    cache.write_events([exchange_bar])
+    cache.write_events([derived_bar, derived_next])  # later batch
+    cache.write_events([exchange_bar, derived_bar])  # same batch, derived written last
+    assert cache.latest_candles("binance", "BTC-USDT", "1m", 5) == [exchange_bar, derived_next]
+    exchange_next = candle(2, "99.97")
+    cache.write_events([exchange_next])  # an exchange bar replaces a derived one
+
+    async def from_async() -> list[Candle]:
+        client = AsyncRedisCache(redis_url)
+        try:
+            await client.write_events([derived_bar])
+            return await client.latest_candles("binance", "BTC-USDT", "1m", 5)
+        finally:
+            await client.close()
+
+    assert asyncio.run(from_async()) == [exchange_bar, exchange_next]
