@@ -23,7 +23,12 @@ from aiohttp import WSMsgType, web
 
 from tickvault.exchanges.sim.coinbase_advanced import AdvancedFeed
 from tickvault.exchanges.sim.coinbase_rest import CoinbaseRest, maker_side, px, sz
-from tickvault.exchanges.sim.hub import WsClient, accept
+from tickvault.exchanges.sim.hub import (
+    WsClient,
+    accept,
+    subscribed_channels,
+    track_subscription,
+)
 from tickvault.exchanges.sim.market import Market, SimTrade, Tick
 from tickvault.exchanges.sim.ratelimit import TokenBucket
 from tickvault.exchanges.sim.venue import Venue, json_response
@@ -179,16 +184,8 @@ class CoinbaseVenue(Venue, AdvancedFeed):
                 return
             for market in markets:
                 key = ("ex", name, market.spec.exchange_id)
-                if kind == "subscribe":
-                    self.subs.setdefault(key, set()).add(client)
-                    client.subscriptions.add(key)
-                    client.state.setdefault("symbols", set()).add(market.spec.symbol)
-                else:
-                    self.subs.get(key, set()).discard(client)
-                    client.subscriptions.discard(key)
-        channels: dict[str, list[str]] = {}
-        for _, name, product in sorted(client.subscriptions):
-            channels.setdefault(name, []).append(product)
+                track_subscription(self.subs, client, key, market.spec.symbol, kind == "subscribe")
+        channels = subscribed_channels(client)
         client.push(orjson.dumps({"type": "subscriptions", "channels": [
             {"name": n, "product_ids": p} for n, p in channels.items()]}).decode())  # fmt: skip
         if kind == "subscribe":

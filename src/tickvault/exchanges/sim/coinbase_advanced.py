@@ -13,7 +13,12 @@ import orjson
 
 from tickvault.exchanges.sim.candles import bars
 from tickvault.exchanges.sim.coinbase_rest import px, sz
-from tickvault.exchanges.sim.hub import Fanout, WsClient
+from tickvault.exchanges.sim.hub import (
+    Fanout,
+    WsClient,
+    subscribed_channels,
+    track_subscription,
+)
 from tickvault.exchanges.sim.market import Market, SimTrade, Tick
 from tickvault.exchanges.sim.wire import rfc3339_ns, rfc3339_us
 
@@ -105,16 +110,8 @@ class AdvancedFeed:
             return
         for market in markets:
             key = ("adv", channel, market.spec.exchange_id)
-            if kind == "subscribe":
-                self.subs.setdefault(key, set()).add(client)
-                client.subscriptions.add(key)
-                client.state.setdefault("symbols", set()).add(market.spec.symbol)
-            else:
-                self.subs.get(key, set()).discard(client)
-                client.subscriptions.discard(key)
-        summary: dict[str, list[str]] = {}
-        for _, name, product in sorted(client.subscriptions):
-            summary.setdefault(name, []).append(product)
+            track_subscription(self.subs, client, key, market.spec.symbol, kind == "subscribe")
+        summary = subscribed_channels(client)
         self._adv_send(
             {client},
             None,

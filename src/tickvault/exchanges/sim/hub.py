@@ -77,6 +77,32 @@ class WsClient:
             await self.ws.close(code=code)
 
 
+def track_subscription(
+    subs: dict[Any, set[WsClient]],
+    client: WsClient,
+    key: tuple[str, str, str],
+    symbol: str,
+    subscribe: bool,
+) -> None:
+    """(Un)subscribe ``client`` to ``key`` = (feed, channel, product) in both directions of the
+    book-keeping: who gets a channel's messages, and what the client holds."""
+    if subscribe:
+        subs.setdefault(key, set()).add(client)
+        client.subscriptions.add(key)
+        client.state.setdefault("symbols", set()).add(symbol)
+    else:
+        subs.get(key, set()).discard(client)
+        client.subscriptions.discard(key)
+
+
+def subscribed_channels(client: WsClient) -> dict[str, list[str]]:
+    """{channel: [product, ...]} of a client's (feed, channel, product) subscriptions."""
+    channels: dict[str, list[str]] = {}
+    for _, name, product in sorted(client.subscriptions):
+        channels.setdefault(name, []).append(product)
+    return channels
+
+
 class Fanout:
     """Sends one venue message to its subscribers, applying the armed message faults once per
     message (so ``count`` means messages, not messages x connections)."""
