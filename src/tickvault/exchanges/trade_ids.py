@@ -20,25 +20,26 @@ class TradeIdTracker:
         self.channel = channel
         self._last: dict[str, tuple[int, int]] = {}  # symbol -> (trade id, ts_ns)
 
+    def observe(self, symbol: str, trade_id: int, ts_ns: int) -> Gap | None:
+        """Note one trade; the gap it reveals, if its id jumps past the last one + 1."""
+        previous = self._last.get(symbol)
+        if previous is not None and trade_id <= previous[0]:
+            return None
+        self._last[symbol] = (trade_id, ts_ns)
+        if previous is None or trade_id == previous[0] + 1:
+            return None
+        return Gap(self.exchange, symbol, self.channel, previous[1], ts_ns, "sequence_gap")
+
     def check(self, events: Iterable[MarketEvent], gaps: list[Gap]) -> int:
         """Append a gap per jump found among ``events``; returns how many jumps."""
         jumps = 0
         for event in events:
             if type(event) is not Trade or not event.trade_id.isdigit():
                 continue
-            trade_id = int(event.trade_id)
-            previous = self._last.get(event.symbol)
-            if previous is not None and trade_id <= previous[0]:
-                continue
-            self._last[event.symbol] = (trade_id, event.ts_ns)
-            if previous is not None and trade_id > previous[0] + 1:
+            gap = self.observe(event.symbol, int(event.trade_id), event.ts_ns)
+            if gap is not None:
                 jumps += 1
-                gaps.append(
-                    Gap(
-                        self.exchange, event.symbol, self.channel,
-                        previous[1], event.ts_ns, "sequence_gap",
-                    )
-                )  # fmt: skip
+                gaps.append(gap)
         return jumps
 
     def reset(self) -> None:

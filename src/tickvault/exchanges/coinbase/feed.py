@@ -38,6 +38,7 @@ from tickvault.exchanges.coinbase.decode_advanced import decode_advanced, trades
 from tickvault.exchanges.coinbase.decode_exchange import decode_exchange
 from tickvault.exchanges.coinbase.schemas import AdvL2Message, AdvTradesMessage, Probe
 from tickvault.exchanges.coinbase.symbols import SymbolMap
+from tickvault.exchanges.trade_ids import TradeIdTracker
 from tickvault.model import BookDelta, BookSnapshot, Candle, Gap, Instrument, Level, Trade
 
 _probe = msgspec.json.Decoder(Probe)
@@ -98,7 +99,7 @@ class CoinbaseFeed:
         self._awaiting: set[str] = set()  # resync requested, no snapshot yet
         self._sequence_num: int | None = None
         self._ex_sequence: dict[tuple[str, str], int] = {}
-        self._ex_trade_id: dict[str, tuple[int, int]] = {}  # symbol -> (trade_id, ts_ns)
+        self._trade_ids = TradeIdTracker(EXCHANGE)  # trade_id is contiguous per product
         self._last_ns: dict[tuple[str, str], int] = {}  # (symbol, channel) -> last event ns
         self._candles = CandleCloser()
         # The fast path decodes valid Advanced l2_data / market_trades envelopes in one pass
@@ -131,7 +132,10 @@ class CoinbaseFeed:
                 continue
             self._ex_sequence[key] = item.sequence
             if item.trade_id is not None:
-                self._check_trade_id(item.symbol, item.trade_id, item.event.ts_ns, out)
+                gap = self._trade_ids.observe(item.symbol, item.trade_id, item.event.ts_ns)
+                if gap is not None:
+                    self.counters.sequence_gaps += 1
+                    out.gaps.append(gap)
             self._seen(item.symbol, item.channel, item.event.ts_ns)
             out.events.append(item.event)
         for event in decoded.events:
@@ -162,7 +166,7 @@ class CoinbaseFeed:
             out.resync.append(symbol)
         self._sequence_num = None
         self._ex_sequence.clear()
-        self._ex_trade_id.clear()  # the disconnect gap already covers missed trades
+        self._trade_ids.reset()  # the disconnect gap already covers missed trades
         return out
 
     def books(self) -> dict[str, tuple[list[tuple[str, str]], list[tuple[str, str]]]]:
@@ -247,13 +251,6 @@ class CoinbaseFeed:
         self._resync(
             list(self._books) + sorted(self._awaiting - set(self._books)), recv_ns, out, None
         )
-
-    def _check_trade_id(self, symbol: str, trade_id: int, ts_ns: int, out: FeedOutput) -> None:
-        previous = self._ex_trade_id.get(symbol)
-        self._ex_trade_id[symbol] = (trade_id, ts_ns)
-        if previous is not None and trade_id > previous[0] + 1:
-            self.counters.sequence_gaps += 1
-            out.gaps.append(Gap(EXCHANGE, symbol, "trades", previous[1], ts_ns, "sequence_gap"))
 
     def _resync(
         self, symbols: Iterable[str], recv_ns: int, out: FeedOutput, reason: str | None
