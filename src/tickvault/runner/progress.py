@@ -60,6 +60,8 @@ def render(runner: Runner, duration_s: float | None = None) -> Group:
             f"{writer.backend}: {state}, {writer.stats.batches:,} batches, queue "
             f"{writer.queue.qsize()}, backlog {s.backlog_rows:,} rows, spilled {s.spilled_bytes:,} B"
         )
+        if s.spill_error:
+            sinks.append(f"  spill failed {s.spill_failures:,}x: {s.spill_error}")
     footer = Text("queues: " + ", ".join(queues) + "\n" + "\n".join(sinks), style="dim")
     return Group(head, table, footer)
 

@@ -6,12 +6,19 @@ up to ``max_memory_rows``, then in spill files (MessagePack, one batch per file,
 background task retries the oldest batch until the server answers, then delivers the backlog in
 order. Writes are idempotent downstream (natural keys), so a batch delivered twice after a crash
 changes nothing. Spill files left by a killed process are replayed at the next start.
+
+When the spill folder's disk is full (or unwritable), a batch that would have been spilled
+stays in memory instead, past the bound: nothing handed to ``write`` is dropped. The failure is
+counted (``stats.spill_failures``), its reason kept in ``stats.spill_error`` and logged; a
+half-written spill file is removed. Rows still only in memory when ``drain`` gives up are logged
+as an error and left in ``stats.unsaved_rows``: they die with the process, loudly.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import itertools
 import logging
 import os
@@ -84,6 +91,9 @@ class SpillStats:
     spilled_total_bytes: int = 0  # bytes ever spilled
     failures: int = 0
     delivered_after_outage: int = 0
+    spill_failures: int = 0  # batches kept in memory because the spill folder refused them
+    spill_error: str = ""  # why, the last time: names the folder, the cause and the fix
+    unsaved_rows: int = 0  # rows neither delivered nor on disk when drain() gave up
 
 
 class ResilientSink:
@@ -107,6 +117,8 @@ class ResilientSink:
         self._lock = asyncio.Lock()
         self._retry_task: asyncio.Task[None] | None = None
         spill_dir.mkdir(parents=True, exist_ok=True)
+        for partial in spill_dir.glob("*.tmp"):  # a spill cut short by a crash: never counted
+            partial.unlink(missing_ok=True)
         for path in sorted(spill_dir.glob("*.spill")):  # left by an earlier process
             self._backlog.append(path)
             size = path.stat().st_size
@@ -145,14 +157,33 @@ class ResilientSink:
         payload = encode_batch(batch)
         path = self.spill_dir / f"{time.time_ns():020d}-{next(self._seq):08d}.spill"
         tmp = path.with_suffix(".tmp")
-        with open(tmp, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        tmp.rename(path)
+        try:
+            with open(tmp, "wb") as handle:
+                handle.write(payload)
+                handle.flush()
+                os.fsync(handle.fileno())
+            tmp.rename(path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            self._keep_in_memory(batch, exc)
+            return
         self._backlog.append(path)
         self.stats.spilled_bytes += len(payload)
         self.stats.spilled_total_bytes += len(payload)
+
+    def _keep_in_memory(self, batch: _Batch, exc: OSError) -> None:
+        """The spill folder refused a batch: hold it in memory, past the bound, and say why."""
+        self._backlog.append(batch)
+        self.stats.memory_rows += len(batch)
+        self.stats.spill_failures += 1
+        cause = exc.strerror or str(exc)
+        if exc.errno == errno.ENOSPC:
+            cause += " (disk full)"
+        self.stats.spill_error = (
+            f"{self.name}: cannot spill to {self.spill_dir}: {cause}; {self.stats.memory_rows:,}"
+            " rows held in memory instead; free space there or set another spill folder"
+        )
+        log.error("%s", self.stats.spill_error)
 
     def _ensure_retry(self) -> None:
         if self._backlog and (self._retry_task is None or self._retry_task.done()):
@@ -193,8 +224,15 @@ class ResilientSink:
         while self._backlog:
             if deadline is not None and time.monotonic() >= deadline:
                 await self._spill_memory()
+                self.stats.unsaved_rows = self.stats.memory_rows
+                if self.stats.unsaved_rows:
+                    log.error(
+                        "%s: %d rows were neither written nor spilled and are lost at exit: %s",
+                        self.name, self.stats.unsaved_rows, self.stats.spill_error,
+                    )  # fmt: skip
                 return False
             await asyncio.sleep(0.05)
+        self.stats.unsaved_rows = 0
         return True
 
     async def _spill_memory(self) -> None:

@@ -28,10 +28,22 @@ def connect_kwargs() -> dict[str, Any]:
     return {"connect_timeout": CONNECT_TIMEOUT_S, "options": "-c TimeZone=UTC"}
 
 
+DISK_FULL = "53100"  # SQLSTATE disk_full: the server could not extend a file
+DISK_FULL_FIX = (
+    "PostgreSQL's disk is full: free space on the volume of its data directory or tablespace"
+    " (or move it), then run the command again"
+)
+
+
 def describe_error(exc: BaseException) -> str:
-    """The first line of a driver error: the server's message, not a stack of context."""
+    """The first line of a driver error: the server's message, not a stack of context.
+
+    A full disk names its cause and the fix, whatever the statement that hit it."""
     text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    first = text[0] if text else type(exc).__name__
+    if getattr(exc, "sqlstate", None) == DISK_FULL:
+        return f"{DISK_FULL_FIX} ({first})"
+    return first
 
 
 def check_server_version(version: int) -> None:

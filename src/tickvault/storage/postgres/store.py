@@ -284,6 +284,14 @@ class PostgresStore(RecordMethods):
                     stats.staged_batches += 1
                     self._direct[spec.table] = inserted == len(batch)
                     return inserted
+            except pg_errors.DiskFull as exc:
+                # Not retried: a full disk does not empty itself in seconds. The COPY (or the
+                # staged insert) ran in one transaction, so nothing of the batch is stored; its
+                # rows go back to the buffer and a later flush, once there is space, writes them.
+                raise StorageError(
+                    f"writing {len(batch)} rows to {spec.table} failed, none stored: "
+                    f"{describe_error(exc)}"
+                ) from None
             except PoolTimeout:  # no server to retry against: report the outage now
                 raise StorageError(
                     f"writing {len(batch)} rows to {spec.table} failed: PostgreSQL unreachable"
