@@ -29,10 +29,14 @@ from tickvault.storage.postgres import columnar, reader
 from tickvault.storage.postgres.connection import (
     connect_sync,
     describe_error,
-    missing_schema,
     redact,
 )
-from tickvault.storage.postgres.schema import SCHEMA_VERSION, current_version, stored_mode
+from tickvault.storage.postgres.schema import (
+    SCHEMA_VERSION,
+    current_version,
+    require_current,
+    stored_mode,
+)
 
 TimeLike = datetime | date | str | int
 Format = Literal["polars", "pandas", "arrow"]
@@ -173,8 +177,7 @@ class Vault:
         self.close()
 
     def _require_schema(self) -> None:
-        if self.schema_version is None:
-            raise missing_schema(self.url)
+        require_current(self.schema_version, self.url)
 
     def _table(self, columns: Sequence[tuple[str, str]], sql: str, params: Any) -> pa.Table:
         """Rows straight into Arrow columns (no Decimal/datetime per value; see columnar)."""

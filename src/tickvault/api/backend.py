@@ -36,9 +36,8 @@ from tickvault.storage.postgres.connection import (
     check_server_version,
     connect_kwargs,
     describe_error,
-    missing_schema,
 )
-from tickvault.storage.postgres.schema import current_version, stored_mode
+from tickvault.storage.postgres.schema import current_version, require_current, stored_mode
 from tickvault.storage.redis_cache import CachedReader, RedisCache
 
 T = TypeVar("T")
@@ -116,8 +115,7 @@ class ApiBackend:
         try:
             with self.pool.connection() as conn:
                 if self._timescaledb is None:
-                    if current_version(conn) is None:
-                        raise missing_schema(self.database_url)
+                    require_current(current_version(conn), self.database_url)
                     self._timescaledb = stored_mode(conn)
                 return call(conn, *args)
         except PoolTimeout:

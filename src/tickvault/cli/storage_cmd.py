@@ -14,7 +14,7 @@ from rich.table import Table
 from tickvault.cli import app
 from tickvault.cli.common import ConfigOption, settings_from
 from tickvault.errors import StorageError, UsageError
-from tickvault.query import Vault, convert
+from tickvault.query import SCHEMA_VERSION, Vault, convert
 from tickvault.storage.postgres.connection import redact
 from tickvault.storage.postgres.schema import init_database
 from tickvault.storage.urls import resolve_urls
@@ -62,7 +62,12 @@ def status(config: ConfigOption = None) -> None:
     if st.schema_version is None:
         console.print("schema: none — run `tickvault init`")
         return
-    console.print(f"schema version: {st.schema_version}")
+    note = ""
+    if st.schema_version < SCHEMA_VERSION:
+        note = f" (this tickvault needs {SCHEMA_VERSION}: run `tickvault init`)"
+    elif st.schema_version > SCHEMA_VERSION:
+        note = f" (newer than this tickvault's {SCHEMA_VERSION}: upgrade tickvault)"
+    console.print(f"schema version: {st.schema_version}{note}")
     table = Table("table", "rows", "newest")
     for t in st.tables:
         rows = f"~{t.rows:,}" if t.estimated else f"{t.rows:,}"

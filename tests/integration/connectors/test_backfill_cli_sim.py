@@ -13,6 +13,7 @@ from connector_kit import assert_equals_truth, count, sim_config
 from typer.testing import CliRunner
 
 from tickvault.cli import _register, app
+from tickvault.errors import UsageError
 from tickvault.exchanges.sim import Simulator
 
 
@@ -57,3 +58,29 @@ def test_cli_backfill_into_postgres_from_config(
     assert "100.0%" in output and "rows written to" in output and "postgresql://" in output
     assert again.exit_code == 0 and "done before" in again.output
     assert count(db_url, "SELECT count(*) FROM instruments WHERE exchange = 'binance'") == 2
+
+
+def test_cli_backfill_unknown_symbol_is_a_usage_error(
+    tmp_path: Path, db_url: str, redis_url: str
+) -> None:
+    _register()
+    sim = Simulator(sim_config(symbols=["BTC-USDT"], exchanges=("binance",)))
+    with sim_thread(sim):
+        config = tmp_path / "tickvault.toml"
+        config.write_text(
+            f'database_url = "{db_url}"\nredis_url = "{redis_url}"\n'
+            f'data_dir = "{tmp_path / "data"}"\n\n[endpoints.binance]\n'
+            f'rest_url = "{sim.endpoints["binance"].rest_url}"\n'
+            f'ws_url = "{sim.endpoints["binance"].ws_url}"\n'
+        )
+        args = [
+            "backfill", "--config", str(config), "--exchange", "binance",
+            "--symbols", "BTC-USDT,DOGE-XYZ", "--kinds", "trades",
+            "--since", "2025-12-31T23:45", "--until", "2026-01-01",
+        ]  # fmt: skip
+        result = CliRunner().invoke(app, args)
+    # main() prints it as one line ("error: ...") and exits with the error's code
+    assert isinstance(result.exception, UsageError) and result.exception.exit_code == 2
+    assert str(result.exception) == "binance does not list DOGE-XYZ"
+    assert count(db_url, "SELECT count(*) FROM trades") == 0  # nothing fetched for anyone
+    assert count(db_url, "SELECT count(*) FROM ingest_checkpoints") == 0

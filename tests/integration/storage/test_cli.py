@@ -7,11 +7,13 @@ import sys
 from pathlib import Path
 
 import polars as pl
+import psycopg
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
 from tickvault.cli import _register, app, main
+from tickvault.errors import SchemaError
 from tickvault.storage.embedded import free_port
 from tickvault.storage.postgres import PostgresStore
 
@@ -93,6 +95,14 @@ def test_init_status_and_queries(database_url: str, tmp_path: Path) -> None:
           "2024-01-01"], 2, "unknown timeframe '2m'"),
         (["query", "trades", "-e", "binance", "-s", "BTC-USDT", "--start", "2024-01-01"], 3,
          "no tickvault schema; run `tickvault init`"),
+        (["query", "trades", "-e", "binance", "-s", "BTCUSDT", "--start", "2024-01-01"], 2,
+         "not canonical"),
+        (["backfill", "-e", "ftx", "-s", "BTC-USDT", "--since", "2024-01-01"], 2,
+         "unknown exchange 'ftx'"),
+        (["backfill", "-e", "binance", "-s", "BTC-USDT", "--since", "last tuesday"], 2,
+         "--since: 'last tuesday' is not a date"),
+        (["backfill", "-e", "binance", "-s", "BTC-USDT", "--since", "2024-02-01", "--until",
+          "2024-01-01"], 2, "--until must be later than --since"),
         (["status"], 0, ""),
     ],
 )  # fmt: skip
@@ -129,3 +139,57 @@ def test_bad_out_file_and_unreachable_database(
         "error: cannot connect to PostgreSQL at postgresql://postgres:***@"
     )
     assert proc.stderr.count("\n") == 1 and "secret" not in proc.stderr
+
+
+def _set_schema_version(url: str, version: int) -> None:
+    with psycopg.connect(url) as conn:
+        conn.execute("DELETE FROM tv_schema_version WHERE version > %s", (version,))
+        conn.execute(
+            "INSERT INTO tv_schema_version (version, name) VALUES (%s, 'test') "
+            "ON CONFLICT DO NOTHING",
+            (version,),
+        )
+
+
+def test_wrong_schema_version_is_one_line_naming_the_fix(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    query = ["query", "trades", "-e", "binance", "-s", "BTC-USDT", "--start", "2024-01-01"]
+    _set_schema_version(db_url, 1)  # an older tickvault's schema
+    code, err = run_main(query, db_url, tmp_path, monkeypatch, capsys)
+    assert code == 3 and err.count("\n") == 1 and "Traceback" not in err
+    assert "has schema version 1, this tickvault needs 2; run `tickvault init`" in err
+    code, _ = run_main(["status"], db_url, tmp_path, monkeypatch, capsys)
+    assert code == 0  # status still reports what is there, with the fix
+    status = runner.invoke(app, ["status"], env=env(db_url, tmp_path))
+    assert "schema version: 1 (this tickvault needs 2: run `tickvault init`)" in status.output
+
+    _set_schema_version(db_url, 99)  # written by a newer tickvault
+    for args in (query, ["init"]):
+        code, err = run_main(args, db_url, tmp_path, monkeypatch, capsys)
+        assert code == 3 and err.count("\n") == 1, err
+        assert "has schema version 99, newer than this tickvault's 2; upgrade tickvault" in err
+
+    async def open_store() -> None:
+        await PostgresStore.open(db_url, timed_flush=False)
+
+    import asyncio
+
+    with pytest.raises(SchemaError, match="newer than this tickvault's 2; upgrade tickvault"):
+        asyncio.run(open_store())
+
+
+def test_timescale_on_without_a_usable_extension(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    # The suite's server never preloads TimescaleDB: installed or not, mode "on" cannot work.
+    monkeypatch.setenv("TICKVAULT_TIMESCALE__MODE", "on")
+    code, err = run_main(["init"], database_url, tmp_path, monkeypatch, capsys)
+    assert code == 3 and err.startswith("error: ") and err.count("\n") == 1
+    assert "TimescaleDB" in err or "timescaledb" in err
+    assert 'set timescale.mode = "auto"' in err and "Traceback" not in err
+    with psycopg.connect(database_url) as conn:
+        tables = conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
+        assert tables.fetchone() == (0,)  # nothing half-created

@@ -22,11 +22,20 @@ from psycopg.types.json import Jsonb
 from tickvault.config import TimescaleSettings
 from tickvault.errors import SchemaError, StorageError
 from tickvault.storage.postgres import ddl, timescale
-from tickvault.storage.postgres.connection import connect_sync, describe_error
+from tickvault.storage.postgres.connection import (
+    connect_sync,
+    describe_error,
+    missing_schema,
+    redact,
+)
 from tickvault.storage.postgres.partitions import AHEAD_PARTITIONS, PARTITION_SQL
 from tickvault.storage.postgres.timescale import Statement
 
 _LOCK_KEY = 0x7476_5F69  # "tv_i": serializes concurrent migrations
+_TS_FIX = (
+    "install TimescaleDB on the server and add it to shared_preload_libraries, or set"
+    ' timescale.mode = "auto" (or "off") to use native partitioning'
+)
 
 
 @dataclass(frozen=True)
@@ -106,6 +115,22 @@ def current_version(conn: psycopg.Connection[Any]) -> int | None:
     return int(row[0]) if row and row[0] is not None else None
 
 
+def require_current(version: int | None, url: str) -> None:
+    """Raise a :class:`SchemaError` naming the fix unless the schema is this tickvault's."""
+    if version is None or version == 0:
+        raise missing_schema(url)
+    if version < SCHEMA_VERSION:
+        raise SchemaError(
+            f"database {redact(url)} has schema version {version}, this tickvault needs "
+            f"{SCHEMA_VERSION}; run `tickvault init` to upgrade it"
+        )
+    if version > SCHEMA_VERSION:
+        raise SchemaError(
+            f"database {redact(url)} has schema version {version}, newer than this "
+            f"tickvault's {SCHEMA_VERSION}; upgrade tickvault"
+        )
+
+
 def stored_mode(conn: psycopg.Connection[Any]) -> bool:
     row = conn.execute("SELECT value FROM tv_meta WHERE key = 'timescaledb'").fetchone()
     return bool(row and row[0] == "on")
@@ -121,7 +146,8 @@ def _choose_mode(conn: psycopg.Connection[Any], mode: str) -> tuple[bool, str]:
     if not available:
         if mode == "on":
             raise SchemaError(
-                "timescale.mode is 'on' but the server has no timescaledb extension installed"
+                "timescale.mode is 'on' but the server has no timescaledb extension installed; "
+                + _TS_FIX
             )
         return False, "TimescaleDB not installed on the server: using native partitioning"
     preload = conn.execute("SELECT current_setting('shared_preload_libraries')").fetchone()
@@ -129,14 +155,16 @@ def _choose_mode(conn: psycopg.Connection[Any], mode: str) -> tuple[bool, str]:
         # CREATE EXTENSION would end the session with a FATAL error: check first.
         message = "TimescaleDB installed but not in shared_preload_libraries"
         if mode == "on":
-            raise SchemaError(f"cannot enable TimescaleDB: {message}")
+            raise SchemaError(f"cannot enable TimescaleDB: {message}; {_TS_FIX}")
         return False, f"{message}: using native partitioning"
     try:
         with conn.transaction():  # a savepoint: a refused extension must not abort the migration
             conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
     except psycopg.Error as exc:
         if mode == "on":
-            raise SchemaError(f"cannot enable TimescaleDB: {describe_error(exc)}") from None
+            raise SchemaError(
+                f"cannot enable TimescaleDB: {describe_error(exc)}; {_TS_FIX}"
+            ) from None
         return False, f"TimescaleDB available but not usable ({describe_error(exc)})"
     return True, ""
 
@@ -153,10 +181,7 @@ def migrate(conn: psycopg.Connection[Any], settings: TimescaleSettings) -> InitR
             else:
                 use_ts = stored_mode(conn)
             if version is not None and version > SCHEMA_VERSION:
-                raise SchemaError(
-                    f"database schema is version {version}, newer than this tickvault "
-                    f"({SCHEMA_VERSION}); upgrade tickvault"
-                )
+                require_current(version, conn.info.dbname)
             applied: list[int] = []
             for migration in MIGRATIONS:
                 if version is not None and migration.version <= version:

@@ -44,7 +44,7 @@ from tickvault.storage.postgres.connection import (
 from tickvault.storage.postgres.partitions import partition_start_us, us_to_datetime
 from tickvault.storage.postgres.records import FeatureValue
 from tickvault.storage.postgres.rows import EVENT_TABLES, SPECS, TableSpec, copy_direct, copy_staged
-from tickvault.storage.postgres.schema import SCHEMA_VERSION
+from tickvault.storage.postgres.schema import require_current
 from tickvault.storage.postgres.store_records import RecordMethods
 
 log = logging.getLogger(__name__)
@@ -404,16 +404,7 @@ async def _read_schema(conn: psycopg.AsyncConnection[Any], url: str) -> tuple[bo
         raise missing_schema(url)
     cur = await conn.execute("SELECT max(version) FROM tv_schema_version")
     row = await cur.fetchone()
-    version = int(row[0]) if row and row[0] is not None else 0
-    if version != SCHEMA_VERSION:
-        raise (
-            missing_schema(url)
-            if version == 0
-            else StorageError(
-                f"database schema is version {version}, this tickvault needs {SCHEMA_VERSION}; "
-                "run `tickvault init`"
-            )
-        )
+    require_current(int(row[0]) if row and row[0] is not None else None, url)
     cur = await conn.execute("SELECT value = 'on' FROM tv_meta WHERE key = 'timescaledb'")
     row = await cur.fetchone()
     timescaledb = bool(row and row[0])
