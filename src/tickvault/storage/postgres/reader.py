@@ -15,6 +15,7 @@ from typing import Any
 import psycopg
 
 from tickvault.model import timeframe_ns
+from tickvault.storage.postgres.newest import NEWEST, newest
 from tickvault.storage.postgres.timescale import CAGG_TIMEFRAMES, cagg_name
 
 CANDLE_COLUMNS = (
@@ -173,25 +174,20 @@ class TableStatus:
 
 
 _EXACT_COUNT_LIMIT = 1_000_000
-_STATUS_TABLES = {
-    "trades": "ts", "candles": "ts", "book_snapshots": "ts", "tickers": "ts", "features": "ts",
-    "instruments": "updated_at", "quarantine": "recv_ts", "ingest_checkpoints": "updated_at",
-    "quality_metrics": "ts", "signals": "ts", "gaps": "detected_at", "audit_log": "ts",
-}  # fmt: skip
 
 
 def table_status(conn: psycopg.Connection[Any], timescaledb: bool) -> list[TableStatus]:
-    """Row count (estimated above a million rows) and newest timestamp of every table."""
+    """Row count (estimated above a million rows) and newest timestamp of every table; the
+    newest comes from the indexes (``newest.py``), so big tables stay quick."""
     out: list[TableStatus] = []
-    for table, column in _STATUS_TABLES.items():
+    for table in NEWEST:
         estimate = _estimate(conn, table, timescaledb)
         if estimate > _EXACT_COUNT_LIMIT:
             rows, estimated = estimate, True
         else:
             row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()  # type: ignore[call-overload]
             rows, estimated = (int(row[0]) if row else 0), False
-        newest = conn.execute(f"SELECT max({column}) FROM {table}").fetchone()  # type: ignore[call-overload]
-        out.append(TableStatus(table, rows, estimated, newest[0] if newest else None))
+        out.append(TableStatus(table, rows, estimated, newest(conn, table, timescaledb)))
     return out
 
 
