@@ -32,19 +32,25 @@ def sim_thread(sim: Simulator) -> Iterator[Simulator]:
         thread.join(5)
 
 
+def settings_file(tmp_path: Path, db_url: str, redis_url: str, sim: Simulator) -> Path:
+    """A tickvault.toml with the storage URLs and the simulator as Binance."""
+    config = tmp_path / "tickvault.toml"
+    config.write_text(
+        f'database_url = "{db_url}"\nredis_url = "{redis_url}"\n'
+        f'data_dir = "{tmp_path / "data"}"\n\n[endpoints.binance]\n'
+        f'rest_url = "{sim.endpoints["binance"].rest_url}"\n'
+        f'ws_url = "{sim.endpoints["binance"].ws_url}"\n'
+    )
+    return config
+
+
 def test_cli_backfill_into_postgres_from_config(
     tmp_path: Path, db_url: str, redis_url: str
 ) -> None:
     _register()
     sim = Simulator(sim_config(symbols=["BTC-USDT", "ETH-USDT"], exchanges=("binance",)))
     with sim_thread(sim):
-        config = tmp_path / "tickvault.toml"
-        config.write_text(
-            f'database_url = "{db_url}"\nredis_url = "{redis_url}"\n'
-            f'data_dir = "{tmp_path / "data"}"\n\n[endpoints.binance]\n'
-            f'rest_url = "{sim.endpoints["binance"].rest_url}"\n'
-            f'ws_url = "{sim.endpoints["binance"].ws_url}"\n'
-        )
+        config = settings_file(tmp_path, db_url, redis_url, sim)
         args = [
             "backfill", "--config", str(config), "--exchange", "binance",
             "--symbols", "BTC-USDT,ETH-USDT", "--kinds", "candles:1m,trades",
@@ -66,13 +72,7 @@ def test_cli_backfill_unknown_symbol_is_a_usage_error(
     _register()
     sim = Simulator(sim_config(symbols=["BTC-USDT"], exchanges=("binance",)))
     with sim_thread(sim):
-        config = tmp_path / "tickvault.toml"
-        config.write_text(
-            f'database_url = "{db_url}"\nredis_url = "{redis_url}"\n'
-            f'data_dir = "{tmp_path / "data"}"\n\n[endpoints.binance]\n'
-            f'rest_url = "{sim.endpoints["binance"].rest_url}"\n'
-            f'ws_url = "{sim.endpoints["binance"].ws_url}"\n'
-        )
+        config = settings_file(tmp_path, db_url, redis_url, sim)
         args = [
             "backfill", "--config", str(config), "--exchange", "binance",
             "--symbols", "BTC-USDT,DOGE-XYZ", "--kinds", "trades",

@@ -5,21 +5,26 @@ rebuilt from ``Trades`` (full history). A bar can straddle two pages, so the bar
 at the end of a page is not emitted: it travels, with the page cursor, to the next page.
 Buckets without trades between two traded buckets become flat bars at the previous close
 with zero volume, as Kraken's own ``OHLC`` reports them.
+
+The folding itself is :mod:`tickvault.trade_bars`, the same code (and exact 60-digit sums) as
+the pipeline's derived candles; this module adds the cursor and the flat bars. Every candle of
+a page carries that page's receive time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from decimal import Decimal
+from decimal import Decimal, localcontext
 
 import msgspec
 
-from tickvault.model import Candle, CandleSource, Side, Trade, bucket_start_ns, timeframe_ns
-
-_ZERO = Decimal(0)
+from tickvault.model import Candle, Trade, bucket_start_ns
+from tickvault.trade_bars import SUM_CONTEXT, Bar, BarBuilder, CandleOutput, bar_candle
 
 
 class OpenBar(msgspec.Struct, array_like=True):
+    """The open bar as the cursor carries it (its JSON form is stored in checkpoints)."""
+
     open_ns: int
     open: Decimal
     high: Decimal
@@ -31,6 +36,20 @@ class OpenBar(msgspec.Struct, array_like=True):
     sell_volume: Decimal
     trade_count: int
     last_ts_ns: int
+
+    def to_bar(self) -> Bar:
+        return Bar.of(
+            self.open_ns, (self.open, self.high, self.low, self.close),
+            (self.volume, self.quote_volume, self.buy_volume, self.sell_volume),
+            self.trade_count, self.last_ts_ns,
+        )  # fmt: skip
+
+    @classmethod
+    def of(cls, bar: Bar) -> OpenBar:
+        return cls(
+            bar.open_ns, bar.open, bar.high, bar.low, bar.close, bar.volume, bar.quote_volume,
+            bar.buy_volume, bar.sell_volume, bar.trade_count, bar.last_ts_ns,
+        )  # fmt: skip
 
 
 class CandleCursor(msgspec.Struct, array_like=True):
@@ -57,73 +76,37 @@ def decode_cursor(text: str) -> CandleCursor:
         raise ValueError(f"not a kraken candle cursor: {text!r} ({exc})") from None
 
 
-def _new_bar(trade: Trade, open_ns: int) -> OpenBar:
-    price = trade.price
-    bar = OpenBar(open_ns, price, price, price, price, _ZERO, _ZERO, _ZERO, _ZERO, 0, 0)
-    _add(bar, trade)
-    return bar
-
-
-def _add(bar: OpenBar, trade: Trade) -> None:
-    price, size = trade.price, trade.size
-    bar.high = max(bar.high, price)
-    bar.low = min(bar.low, price)
-    bar.close = price
-    bar.volume += size
-    bar.quote_volume += price * size
-    if trade.side is Side.BUY:
-        bar.buy_volume += size
-    elif trade.side is Side.SELL:
-        bar.sell_volume += size
-    bar.trade_count += 1
-    bar.last_ts_ns = max(bar.last_ts_ns, trade.ts_ns)
-
-
-def _flat(open_ns: int, close: Decimal) -> OpenBar:
-    return OpenBar(open_ns, close, close, close, close, _ZERO, _ZERO, _ZERO, _ZERO, 0, open_ns)
-
-
 def aggregate(
-    trades: Iterable[Trade], timeframe: str, bar: OpenBar | None
-) -> tuple[list[OpenBar], OpenBar | None]:
-    """Fold time-ordered trades into ``bar``; returns (finished bars, the still-open bar)."""
-    length = timeframe_ns(timeframe)
-    finished: list[OpenBar] = []
-    for trade in trades:
-        open_ns = bucket_start_ns(trade.ts_ns, timeframe)
-        if bar is None:
-            bar = _new_bar(trade, open_ns)
-        elif open_ns == bar.open_ns:
-            _add(bar, trade)
-        elif open_ns > bar.open_ns:
-            finished.append(bar)
-            for empty_ns in range(bar.open_ns + length, open_ns, length):
-                finished.append(_flat(empty_ns, bar.close))
-            bar = _new_bar(trade, open_ns)
-        # a trade older than the open bar (a repeated page edge) was already counted
-    return finished, bar
+    trades: Iterable[Trade],
+    timeframe: str,
+    bar: OpenBar | None,
+    *,
+    exchange: str,
+    symbol: str,
+    recv_ns: int,
+) -> tuple[list[Candle], OpenBar | None]:
+    """Fold time-ordered trades into ``bar``; returns (finished candles, each followed by the
+    flat bars of the empty buckets after it; the still-open bar). A trade older than the open
+    bar (a repeated page edge) was already counted and is left out."""
+    builder = BarBuilder(exchange, symbol, timeframe, None if bar is None else bar.to_bar())
+    out = CandleOutput()
+    with localcontext(SUM_CONTEXT):
+        for trade in trades:
+            builder.merge(Bar(bucket_start_ns(trade.ts_ns, timeframe), trade), out)
+    empty_after = {run.from_open_ns: run for run in out.empty}
+    length = builder.length_ns
+    finished: list[Candle] = []
+    for candle in out.closed:
+        finished.append(msgspec.structs.replace(candle, recv_ns=recv_ns))
+        run = empty_after.get(candle.open_ns + length)
+        if run is not None:
+            for open_ns in range(run.from_open_ns, run.to_open_ns, length):
+                flat = Bar.flat(open_ns, candle.close)
+                finished.append(bar_candle(flat, exchange, symbol, timeframe, True, recv_ns))
+    return finished, None if builder.bar is None else OpenBar.of(builder.bar)
 
 
 def to_candle(
     bar: OpenBar, symbol: str, timeframe: str, closed: bool, recv_ns: int, exchange: str
 ) -> Candle:
-    return Candle(
-        exchange=exchange,
-        symbol=symbol,
-        timeframe=timeframe,
-        open_ns=bar.open_ns,
-        open=bar.open,
-        high=bar.high,
-        low=bar.low,
-        close=bar.close,
-        volume=bar.volume,
-        closed=closed,
-        ts_ns=bar.last_ts_ns,
-        recv_ns=recv_ns,
-        source=CandleSource.DERIVED,
-        trade_count=bar.trade_count,
-        quote_volume=bar.quote_volume,
-        vwap=bar.quote_volume / bar.volume if bar.volume else None,
-        buy_volume=bar.buy_volume,
-        sell_volume=bar.sell_volume,
-    )
+    return bar_candle(bar.to_bar(), exchange, symbol, timeframe, closed, recv_ns)

@@ -277,14 +277,12 @@ def parse_backfill_page(
     seen_id = state.last_trade_id
     # a page may repeat the trade at its ``since`` edge: trade ids are sequential per pair
     fresh = [t for t in trades if t.ts_ns < until_ns and not _seen(t, seen_id)]
-    finished, bar = aggregate(fresh, timeframe, state.bar)
-    done = _done(trades, last_ns, state.since_ns, until_ns)
     symbol = instrument.symbol
-    events: list[MarketEvent] = [
-        to_candle(b, symbol, timeframe, True, recv_ns, EXCHANGE)
-        for b in finished
-        if b.open_ns < until_ns
-    ]
+    finished, bar = aggregate(
+        fresh, timeframe, state.bar, exchange=EXCHANGE, symbol=symbol, recv_ns=recv_ns
+    )
+    done = _done(trades, last_ns, state.since_ns, until_ns)
+    events: list[MarketEvent] = [c for c in finished if c.open_ns < until_ns]
     if done:
         if bar is not None:
             # complete when the page shows time at or beyond the bar's end; else still forming
