@@ -33,19 +33,19 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from tickvault.config import TimescaleSettings, WriterSettings
 from tickvault.errors import StorageError
-from tickvault.model import BookSnapshot, Candle, Ticker, Trade, timeframe_ns
+from tickvault.model import BookSnapshot, Candle, Ticker, Trade
 from tickvault.storage.postgres.connection import (
     check_server_version,
     connect_kwargs,
     describe_error,
-    missing_schema,
     redact,
 )
 from tickvault.storage.postgres.partitions import partition_start_us, us_to_datetime
 from tickvault.storage.postgres.records import FeatureValue
 from tickvault.storage.postgres.rows import EVENT_TABLES, SPECS, TableSpec, copy_direct, copy_staged
-from tickvault.storage.postgres.schema import require_current
+from tickvault.storage.postgres.store_maintenance import MaintenanceMethods
 from tickvault.storage.postgres.store_records import RecordMethods
+from tickvault.storage.postgres.stored_schema import read_stored_schema
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class WriterStats:
     partitions_created: int = 0
 
 
-class PostgresStore(RecordMethods):
+class PostgresStore(RecordMethods, MaintenanceMethods):
     """Open with ``await PostgresStore.open(url)``; use as ``async with``; close flushes."""
 
     def __init__(
@@ -141,7 +141,7 @@ class PostgresStore(RecordMethods):
         try:
             await pool.open(wait=True, timeout=10)
             async with pool.connection() as conn:
-                timescaledb, intervals = await _read_schema(conn, url)
+                schema = await read_stored_schema(conn, url)
         except psycopg.Error as exc:
             await pool.close()
             raise StorageError(
@@ -155,8 +155,8 @@ class PostgresStore(RecordMethods):
             pool,
             writer or WriterSettings(),
             timescale or TimescaleSettings(),
-            timescaledb,
-            intervals,
+            schema.timescaledb,
+            schema.partition_intervals,
         )
         if timed_flush:
             store._ticker = asyncio.create_task(store._timed_flush(), name="tickvault-flush")
@@ -350,70 +350,6 @@ class PostgresStore(RecordMethods):
             except StorageError as exc:  # surfaced again by the next write()/flush()
                 self._errors.append(exc)
                 log.warning("timed flush failed: %s", exc)
-
-    # -- maintenance -------------------------------------------------------------------------
-
-    async def refresh_derived_candles(
-        self,
-        timeframe: str,
-        start_ns: int,
-        end_ns: int,
-        exchange: str | None = None,
-        symbol: str | None = None,
-    ) -> int:
-        """Rebuild derived candles from stored trades for [start, end); returns bars changed."""
-        step_s = timeframe_ns(timeframe) // 1_000_000_000
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT tv_refresh_derived_candles(%s, %s, %s, %s, %s, %s)",
-                (
-                    timeframe,
-                    step_s,
-                    us_to_datetime(start_ns // 1000),
-                    us_to_datetime(-(-end_ns // 1000)),
-                    exchange,
-                    symbol,
-                ),
-            )
-            row = await cur.fetchone()
-        return int(row[0]) if row else 0
-
-    async def maintain(self) -> list[str]:
-        """Partitions ahead of time and retention by partition drop (plain PostgreSQL)."""
-        from tickvault.storage.postgres.schema import apply_policies, drop_expired_partitions
-
-        def run() -> list[str]:
-            with psycopg.connect(self.url, **connect_kwargs()) as conn, conn.transaction():
-                apply_policies(conn, self.timescaledb, self.timescale)
-                return [] if self.timescaledb else drop_expired_partitions(conn, self.timescale)
-
-        try:
-            dropped = await asyncio.to_thread(run)
-        except psycopg.Error as exc:
-            raise StorageError(f"storage maintenance failed: {describe_error(exc)}") from None
-        if dropped:
-            for known in self._known.values():
-                known.clear()
-        return dropped
-
-
-async def _read_schema(conn: psycopg.AsyncConnection[Any], url: str) -> tuple[bool, dict[str, int]]:
-    cur = await conn.execute("SELECT to_regclass('tv_schema_version') IS NOT NULL")
-    row = await cur.fetchone()
-    if not row or not row[0]:
-        raise missing_schema(url)
-    cur = await conn.execute("SELECT max(version) FROM tv_schema_version")
-    row = await cur.fetchone()
-    require_current(int(row[0]) if row and row[0] is not None else None, url)
-    cur = await conn.execute("SELECT value = 'on' FROM tv_meta WHERE key = 'timescaledb'")
-    row = await cur.fetchone()
-    timescaledb = bool(row and row[0])
-    intervals: dict[str, int] = {}
-    if not timescaledb:
-        cur = await conn.execute("SELECT parent, interval_s FROM tv_partitioning")
-        intervals = {str(p): int(s) for p, s in await cur.fetchall()}
-    await conn.rollback()
-    return timescaledb, intervals
 
 
 __all__ = ["PostgresStore", "TableStats", "WriterStats", "partition_start_us"]
