@@ -67,3 +67,22 @@ def test_columns_batched_equal_one_at_a_time() -> None:
         "NaN",
         "1",
     ]
+
+
+def test_no_gc_pauses_and_restores_the_collector() -> None:
+    import gc
+
+    from tickvault.storage.postgres.columnar import no_gc
+
+    assert gc.isenabled()
+    with pytest.raises(ValueError), no_gc():
+        assert not gc.isenabled()
+        raise ValueError("a failed read")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with no_gc():
+            pass
+        assert not gc.isenabled()  # left as the caller had it
+    finally:
+        gc.enable()

@@ -24,7 +24,7 @@ from tickvault.errors import StorageError
 from tickvault.model import BookSnapshot, Candle, CandleSource, MarketEvent, Ticker, Trade
 from tickvault.query import Format, convert
 from tickvault.storage import redis_frames as frames
-from tickvault.storage.postgres.columnar import to_table
+from tickvault.storage.postgres.columnar import no_gc, to_table
 from tickvault.storage.postgres.reader import CANDLE_COLUMNS
 from tickvault.storage.redis_keys import NS_PER_MS, Keys, decode, encode
 
@@ -136,7 +136,8 @@ def _queue_signal(
 
 
 def _candles_from(raw: Sequence[bytes]) -> list[Candle]:
-    return [decode(item, Candle) for item in raw]
+    with no_gc():  # see columnar.no_gc: no cycles here, and no full collection mid-read
+        return [decode(item, Candle) for item in raw]
 
 
 class _CandleColumns(msgspec.Struct, tag="candle", gc=False):
@@ -171,8 +172,9 @@ def candles_table(raw: Sequence[bytes]) -> pa.Table:
     One msgspec call decodes all members (no Decimal objects), ``astuple`` + ``zip`` transpose
     in C and Arrow parses the decimal text: about 4x less work than building Candles.
     """
-    bars = _columns_decoder.decode(b"[" + b",".join(raw) + b"]")
-    return to_table(_TABLE_COLUMNS, [msgspec.structs.astuple(b) for b in bars])
+    with no_gc():
+        bars = _columns_decoder.decode(b"[" + b",".join(raw) + b"]")
+        return to_table(_TABLE_COLUMNS, [msgspec.structs.astuple(b) for b in bars])
 
 
 def _storage_error(exc: Exception, url: str) -> StorageError:

@@ -15,7 +15,9 @@ read by ``pyarrow.csv`` were both slower here, the COPY alone costing more than 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import gc
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -149,8 +151,27 @@ def to_table(columns: Columns, rows: Sequence[Sequence[Any]]) -> pa.Table:
     return pa.Table.from_arrays(arrays, names=[name for name, _ in columns])
 
 
+@contextlib.contextmanager
+def no_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector around one read.
+
+    A read of 1,440 rows allocates ~20k tuples and strings, all alive until the table is built:
+    that triggered two generation-0 collections per read (0.2 ms) and, every ~150 reads, a full
+    collection of the whole process (50+ ms with polars/pandas/pyarrow loaded) — the p99 of a
+    read. Nothing a read allocates forms a reference cycle, so reference counting frees it all.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def fetch_table(conn: psycopg.Connection[Any], columns: Columns, sql: str, params: Any) -> pa.Table:
     """Run ``sql`` (selecting ``columns``) and return its rows as an Arrow table."""
-    # binary results: psycopg parses int8/bool/text frames cheaper than their text form
-    rows = conn.cursor(binary=True).execute(wrap_sql(columns, sql), params).fetchall()
-    return to_table(columns, rows)
+    with no_gc():
+        # binary results: psycopg parses int8/bool/text frames cheaper than their text form
+        rows = conn.cursor(binary=True).execute(wrap_sql(columns, sql), params).fetchall()
+        return to_table(columns, rows)
