@@ -9,8 +9,9 @@ throwaway embedded server is started.
 
 Redis (``redis_cases``): the same two reads served from the hot cache — the latest 500 bars
 both as Candle events (``RedisCache.latest_candles``: ZRANGE + decoding) and as a polars frame
-(``RedisCache.latest_candles_frame``), and the last day's 1,440 bars (ZRANGEBYSCORE + the same
-two decodings) — plus the bare ZRANGE of the 500 members, and the HTTP API
+(``RedisCache.latest_candles_frame``, served from the stream's stored Arrow frame), and the last
+day's 1,440 bars (``RedisCache.candles_frame``; and ZRANGEBYSCORE + decoding the members into
+Candles or columns, the work the stored frame saves) — plus the bare ZRANGE of the 500 members, and the HTTP API
 (``tickvault api``'s app, in a thread of this process, over loopback with a keep-alive
 connection): ``/v1/candles/latest?n=500`` (a Redis hit) and ``/v1/candles`` for one day
 (PostgreSQL). Without ``--redis-url`` a throwaway embedded Redis is started.
@@ -93,11 +94,16 @@ def redis_cases(
     def day() -> list[Candle]:
         return [decode(member, Candle) for member in day_raw()]
 
-    def day_frame() -> object:  # what latest_candles_frame does, for a time range
+    def day_frame() -> object:
+        return cache.candles_frame("binance", "BTC-USDT", "1m", lo_ms * 1_000_000,
+                                   hi_ms * 1_000_000)  # fmt: skip
+
+    def day_members_frame() -> object:  # the JSON members decoded into columns (no stored frame)
         return convert(candles_table(day_raw()), "polars")
 
     assert len(day()) == 1440 and len(cache.latest_candles("binance", "BTC-USDT", "1m", 500)) == 500
     assert len(day_frame()) == 1440  # type: ignore[arg-type]
+    assert len(day_members_frame()) == 1440  # type: ignore[arg-type]
     assert len(cache.latest_candles_frame("binance", "BTC-USDT", "1m", 500)) == 500
     port = stack.enter_context(_api_server(url, redis_url, settings))
     http = HTTPConnection("127.0.0.1", port)  # keep-alive: one connection for every request
@@ -127,6 +133,7 @@ def redis_cases(
         ),
         ("Redis: 1 day of 1m Candles", day),
         ("Redis: 1 day of 1m frame", day_frame),
+        ("Redis: 1 day of 1m from members", day_members_frame),
         ("HTTP latest 500 (Redis)", lambda: get(latest_path)),
         ("HTTP 1 day of 1m (PostgreSQL)", lambda: get(day_path)),
     ]

@@ -57,7 +57,9 @@ class TimescaleSettings(BaseModel):
 
 
 class CacheSettings(BaseModel):
-    candles_kept: int = Field(500, ge=1, description="latest N candles kept per stream")
+    candles_kept: int = Field(
+        1440, ge=1, description="latest N candles kept per stream (1440: a day of 1m bars)"
+    )
     candle_ttl_s: int = Field(3 * 86400, ge=1)
     latest_ttl_s: int = Field(3600, ge=1, description="TTL of latest trade, book, ticker")
     features_ttl_s: int = Field(86400, ge=1)

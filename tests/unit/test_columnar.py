@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 
 from tickvault.query import _decimal_array
-from tickvault.storage.postgres.columnar import decimal_column, to_table, wrap_sql
+from tickvault.storage.postgres.columnar import decimal_column, decimal_columns, to_table, wrap_sql
 
 CASES = [
     ["100.10", "99.5", "0.00012345", None, "-7"],
@@ -43,4 +43,46 @@ def test_rows_to_table_and_wrapped_sql() -> None:
     empty = to_table(columns, [])
     assert empty.num_rows == 0 and empty.schema.names == ["ts", "price", "side", "n", "ok"]
     sql = wrap_sql(columns, "SELECT * FROM t")
-    assert sql.startswith("SELECT (extract(epoch FROM ts) * 1000000)::int8, price::text, side,")
+    assert sql.startswith("SELECT CASE WHEN ts < '2100-01-01' THEN round(date_part(")
+    assert ", price::text, side, n, ok FROM (SELECT * FROM t) wire" in sql
+
+
+def test_columns_batched_equal_one_at_a_time() -> None:
+    rows = 3
+    texts = [pa.array((case * 3)[:rows], pa.string()) for case in CASES[:-2]] + [
+        pa.array([None] * rows, pa.string()),
+        pa.array(["1.5", "2", "-0.25"], pa.string()),
+    ]
+    got = decimal_columns(texts)
+    for text, column in zip(texts, got, strict=True):
+        want = decimal_column(text)
+        assert column.type == want.type and column.to_pylist() == want.to_pylist()
+    # a shared cast cannot hold 20 integer digits beside 18-digit scales: one column at a time
+    wide = [pa.array(["12345678901234567890", "1"]), pa.array(["0.123456789012345678", "1"])]
+    assert [c.to_pylist() for c in decimal_columns(wide)] == [
+        [Decimal("12345678901234567890"), Decimal("1")],
+        [Decimal("0.123456789012345678"), Decimal("1.000000000000000000")],
+    ]
+    assert decimal_columns([pa.array(["NaN", "1"]), pa.array(["1", "2"])])[0].to_pylist() == [
+        "NaN",
+        "1",
+    ]
+
+
+def test_no_gc_pauses_and_restores_the_collector() -> None:
+    import gc
+
+    from tickvault.storage.postgres.columnar import no_gc
+
+    assert gc.isenabled()
+    with pytest.raises(ValueError), no_gc():
+        assert not gc.isenabled()
+        raise ValueError("a failed read")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with no_gc():
+            pass
+        assert not gc.isenabled()  # left as the caller had it
+    finally:
+        gc.enable()

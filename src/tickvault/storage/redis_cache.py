@@ -23,7 +23,8 @@ from tickvault.config import CacheSettings
 from tickvault.errors import StorageError
 from tickvault.model import BookSnapshot, Candle, CandleSource, MarketEvent, Ticker, Trade
 from tickvault.query import Format, convert
-from tickvault.storage.postgres.columnar import to_table
+from tickvault.storage import redis_frames as frames
+from tickvault.storage.postgres.columnar import no_gc, to_table
 from tickvault.storage.postgres.reader import CANDLE_COLUMNS
 from tickvault.storage.redis_keys import NS_PER_MS, Keys, decode, encode
 
@@ -79,17 +80,18 @@ def _queue_events(
             _keep_newest(latest, keys.book(event.exchange, event.symbol), event)
         elif isinstance(event, Ticker):
             _keep_newest(latest, keys.ticker(event.exchange, event.symbol), event)
-    candle_keys: set[str] = set()
+    candle_keys: dict[str, tuple[str, str, str]] = {}
     for (key, open_ns), candle in candles.items():
         score = open_ns // NS_PER_MS
         derived = "1" if candle.source == CandleSource.DERIVED else "0"
         # EVAL, not EVALSHA: queues the same way in sync and asyncio pipelines, and the server
         # caches the compiled script anyway.
         pipe.eval(PUT_CANDLE_LUA, 1, key, score, encode(candle), derived)
-        candle_keys.add(key)
-    for key in candle_keys:
+        candle_keys[key] = (candle.exchange, candle.symbol, candle.timeframe)
+    for key, stream in candle_keys.items():
         pipe.zremrangebyrank(key, 0, -settings.candles_kept - 1)
         pipe.expire(key, settings.candle_ttl_s)
+        frames.queue_bump(pipe, keys, settings, stream)
     for key, (_, value) in latest.items():
         pipe.set(key, value, ex=settings.latest_ttl_s)
     return len(candle_keys) + len(latest)
@@ -134,7 +136,8 @@ def _queue_signal(
 
 
 def _candles_from(raw: Sequence[bytes]) -> list[Candle]:
-    return [decode(item, Candle) for item in raw]
+    with no_gc():  # see columnar.no_gc: no cycles here, and no full collection mid-read
+        return [decode(item, Candle) for item in raw]
 
 
 class _CandleColumns(msgspec.Struct, tag="candle", gc=False):
@@ -169,8 +172,9 @@ def candles_table(raw: Sequence[bytes]) -> pa.Table:
     One msgspec call decodes all members (no Decimal objects), ``astuple`` + ``zip`` transpose
     in C and Arrow parses the decimal text: about 4x less work than building Candles.
     """
-    bars = _columns_decoder.decode(b"[" + b",".join(raw) + b"]")
-    return to_table(_TABLE_COLUMNS, [msgspec.structs.astuple(b) for b in bars])
+    with no_gc():
+        bars = _columns_decoder.decode(b"[" + b",".join(raw) + b"]")
+        return to_table(_TABLE_COLUMNS, [msgspec.structs.astuple(b) for b in bars])
 
 
 def _storage_error(exc: Exception, url: str) -> StorageError:
@@ -229,14 +233,55 @@ class RedisCache:
     ) -> Any:
         """Up to ``n`` newest candles, oldest first, as a frame like ``Vault.latest_candles``.
 
-        The fast read for callers that want columns rather than Candle events.
+        The fast read for callers that want columns rather than Candle events (one Arrow blob,
+        :mod:`tickvault.storage.redis_frames`).
         """
-        key = self.keys.candles(exchange, symbol, timeframe)
+        return convert(
+            frames.latest_rows(self.candles_table(exchange, symbol, timeframe), n), format
+        )
+
+    def candles_frame(
+        self,
+        exchange: str,
+        symbol: str,
+        timeframe: str,
+        lo_ns: int,
+        hi_ns: int,
+        *,
+        format: Format = "polars",
+    ) -> Any:
+        """The cached bars opening in ``[lo_ns, hi_ns)``, oldest first, as a frame.
+
+        Only what the cache holds (``candles_kept`` newest bars): check the first bar's time
+        against ``lo_ns`` to know whether the range is complete.
+        """
+        table = self.candles_table(exchange, symbol, timeframe)
+        return convert(frames.rows_between(table, -(-lo_ns // 1000), -(-hi_ns // 1000)), format)
+
+    def candles_table(self, exchange: str, symbol: str, timeframe: str) -> pa.Table:
+        """Every cached bar of a stream as an Arrow table: the stored frame, or rebuilt."""
+        version_key = self.keys.frame_version(exchange, symbol, timeframe)
+        frame_key = self.keys.frame(exchange, symbol, timeframe)
         try:
-            raw: list[bytes] = self.client.zrange(key, -n, -1)  # type: ignore[assignment]
+            got: list[bytes | None] = self.client.mget(version_key, frame_key)  # type: ignore[assignment]
+            version, blob = got
+            table = frames.decode_frame(version, blob)
+            if table is not None:
+                return table
+            pipe = self.client.pipeline(transaction=True)
+            pipe.get(version_key)
+            pipe.zrange(self.keys.candles(exchange, symbol, timeframe), 0, -1)
+            version, raw = pipe.execute()
+            table = candles_table(raw)
+            if version is not None and raw:
+                blob = frames.encode_frame(version, table)
+                self.client.eval(
+                    frames.STORE_FRAME_LUA, 2, version_key, frame_key, version, blob,
+                    self.settings.candle_ttl_s,
+                )  # fmt: skip
         except redis.RedisError as exc:
             raise _storage_error(exc, self.url) from None
-        return convert(candles_table(raw), format)
+        return table
 
     def latest(self, kind: type[T], key: str) -> T | None:
         raw: bytes | None = self.client.get(key)  # type: ignore[assignment]

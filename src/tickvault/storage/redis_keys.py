@@ -8,6 +8,12 @@ key                                                    type          content
 =====================================================  ============  ===============================
 ``tv:candles:{exchange}:{symbol}:{timeframe}``         sorted set    latest N candles, score = open
                                                                      time in ms, member = JSON
+``tv:cframe:{exchange}:{symbol}:{timeframe}``         string        the candles as an Arrow IPC
+                                                                     frame, rebuilt on read
+``tv:cver:{exchange}:{symbol}:{timeframe}``           string        version of the candles, bumped
+                                                                     by every write
+``tv:cver``                                            string        counter the versions come from
+                                                                     (the one key with no TTL)
 ``tv:trade:{exchange}:{symbol}``                       string        latest trade (JSON)
 ``tv:book:{exchange}:{symbol}``                        string        latest top-N book (JSON)
 ``tv:ticker:{exchange}:{symbol}``                      string        latest best bid/ask (JSON)
@@ -23,7 +29,9 @@ A candle key holds one bar per open time, as the query API serves them: the exch
 when there is one, else the bar derived from trades (a derived bar never replaces an exchange
 bar; see ``PUT_CANDLE_LUA`` in :mod:`tickvault.storage.redis_cache`).
 
-All keys carry a TTL (settings.cache): a stream that stops updating ages out of the cache
+The frame keys make column reads fast: see :mod:`tickvault.storage.redis_frames`.
+
+All keys but the version counter carry a TTL (settings.cache): a stream that stops updating ages out of the cache
 instead of serving stale values forever.
 """
 
@@ -47,6 +55,16 @@ class Keys:
 
     def candles(self, exchange: str, symbol: str, timeframe: str) -> str:
         return f"{self.prefix}:candles:{exchange}:{symbol}:{timeframe}"
+
+    def frame(self, exchange: str, symbol: str, timeframe: str) -> str:
+        return f"{self.prefix}:cframe:{exchange}:{symbol}:{timeframe}"
+
+    def frame_version(self, exchange: str, symbol: str, timeframe: str) -> str:
+        return f"{self.prefix}:cver:{exchange}:{symbol}:{timeframe}"
+
+    @property
+    def frame_counter(self) -> str:
+        return f"{self.prefix}:cver"
 
     def trade(self, exchange: str, symbol: str) -> str:
         return f"{self.prefix}:trade:{exchange}:{symbol}"

@@ -167,3 +167,62 @@ def test_derived_bar_never_replaces_the_exchange_bar(redis_url: str) -> None:
             await client.close()
 
     assert asyncio.run(from_async()) == [exchange_bar, exchange_next]
+
+
+def test_frame_blob_follows_every_write(redis_url: str) -> None:
+    """The stored Arrow frame is reused until a write, and never serves bars older than Redis."""
+    cache = RedisCache(redis_url, CacheSettings(candles_kept=50))
+    cache.write_events([candle(i, f"{100 + i}.25") for i in range(10)])
+    first = cache.candles_table("binance", "BTC-USDT", "1m")
+    frame_key = cache.keys.frame("binance", "BTC-USDT", "1m")
+    blob = cache.client.get(frame_key)
+    assert blob is not None and 0 < cache.client.ttl(frame_key) <= CacheSettings().candle_ttl_s
+    assert cache.candles_table("binance", "BTC-USDT", "1m").equals(first)
+    assert cache.client.get(frame_key) == blob  # served, not rebuilt
+    cache.write_events([candle(9, "7.5", closed=False), candle(10, "8.125")])  # update + append
+    table = cache.candles_table("binance", "BTC-USDT", "1m")
+    assert table.num_rows == 11
+    assert [str(v) for v in table.column("close").to_pylist()[-2:]] == ["7.500", "8.125"]
+    assert table.column("closed").to_pylist()[-2:] == [False, True]
+    assert cache.client.get(frame_key) != blob
+
+
+def test_frame_built_before_a_write_is_not_stored(redis_url: str) -> None:
+    """A reader that built its frame before a write cannot store it over the newer bars."""
+    from tickvault.storage import redis_frames
+
+    cache = RedisCache(redis_url)
+    cache.write_events([candle(i) for i in range(3)])
+    version_key = cache.keys.frame_version("binance", "BTC-USDT", "1m")
+    frame_key = cache.keys.frame("binance", "BTC-USDT", "1m")
+    old_version = cache.client.get(version_key)
+    old_table = cache.candles_table("binance", "BTC-USDT", "1m")
+    cache.write_events([candle(3, "55")])  # lands between the reader's build and its store
+    blob = redis_frames.encode_frame(old_version, old_table)
+    stored = cache.client.eval(
+        redis_frames.STORE_FRAME_LUA, 2, version_key, frame_key, old_version, blob, 60
+    )
+    assert stored == 0
+    assert cache.client.get(version_key) != old_version
+    cache.client.set(frame_key, blob)  # even a stale blob put there by hand is never served
+    latest = cache.latest_candles_frame("binance", "BTC-USDT", "1m", 2, format="arrow")
+    assert [str(v) for v in latest.column("close").to_pylist()] == ["100.10", "55.00"]
+
+
+def test_candles_frame_time_range(redis_url: str) -> None:
+    cache = RedisCache(redis_url, CacheSettings(candles_kept=100))
+    cache.write_events([candle(i, f"{i}.5") for i in range(60)])
+    table = cache.candles_frame("binance", "BTC-USDT", "1m", 10 * MIN_NS, 20 * MIN_NS,
+                                format="arrow")  # fmt: skip
+    assert table.column("ts").cast(pa.int64()).to_pylist() == [
+        i * MIN_NS // 1000 for i in range(10, 20)
+    ]
+    assert [str(v) for v in table.column("open").to_pylist()] == [f"{i}.5" for i in range(10, 20)]
+    # a bound inside a bar: half-open [lo, hi) on open times
+    table = cache.candles_frame("binance", "BTC-USDT", "1m", 10 * MIN_NS + 1, 12 * MIN_NS + 1,
+                                format="arrow")  # fmt: skip
+    assert table.column("ts").cast(pa.int64()).to_pylist() == [
+        11 * MIN_NS // 1000,
+        12 * MIN_NS // 1000,
+    ]
+    assert cache.candles_frame("binance", "ETH-USDT", "1m", 0, MIN_NS, format="arrow").num_rows == 0

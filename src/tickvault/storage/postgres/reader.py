@@ -68,8 +68,11 @@ def candles_sql(timescaledb: bool, timeframe: str, source: str, *, latest: bool)
         parts.append(_CAGG_PART.format(view=cagg_name(timeframe), time=ctime))
     union = " UNION ALL ".join(parts)
     cols = ", ".join(name for name, _ in CANDLE_COLUMNS)
+    # Without the aggregate, source DESC ranks 'exchange' before 'derived' (the only two values,
+    # a CHECK constraint) and matches the key index read backwards: no sort for a range read.
+    prio = "prio" if with_cagg else "source DESC"
     if not latest:
-        return f"SELECT DISTINCT ON (ts) {cols} FROM ({union}) u ORDER BY ts, prio"
+        return f"SELECT DISTINCT ON (ts) {cols} FROM ({union}) u ORDER BY ts, {prio}"
     keys = (
         "SELECT ts FROM candles WHERE exchange = %(exchange)s AND symbol = %(symbol)s"
         f" AND timeframe = %(timeframe)s {src}"
@@ -83,7 +86,7 @@ def candles_sql(timescaledb: bool, timeframe: str, source: str, *, latest: bool)
         f"WITH bound AS (SELECT min(ts) AS lo FROM (SELECT DISTINCT ts FROM ({keys}) k"
         " ORDER BY ts DESC LIMIT %(limit)s) b) "
         f"SELECT {cols} FROM (SELECT DISTINCT ON (ts) * FROM ({union}) u"
-        " ORDER BY ts DESC, prio LIMIT %(limit)s) l ORDER BY ts"
+        f" ORDER BY ts DESC, {prio} LIMIT %(limit)s) l ORDER BY ts"
     )
 
 
