@@ -34,6 +34,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from tickvault.config import TimescaleSettings, WriterSettings
 from tickvault.errors import StorageError
 from tickvault.model import BookSnapshot, Candle, Ticker, Trade, timeframe_ns
+from tickvault.storage.postgres import quarantine
 from tickvault.storage.postgres.connection import (
     check_server_version,
     connect_kwargs,
@@ -126,6 +127,7 @@ class PostgresStore(RecordMethods):
             async with conn.transaction():
                 for spec in SPECS.values():
                     await conn.execute(spec.create_stage_sql())
+                await conn.execute(quarantine.CREATE_STAGE_SQL)
 
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
             url,

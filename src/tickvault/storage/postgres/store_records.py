@@ -1,6 +1,6 @@
 """The low-volume tables of ``PostgresStore``: written directly (no buffering), each idempotent.
 
-instruments (upsert), quarantine (keyed on what arrived, when, why), ingest checkpoints
+instruments (upsert), quarantine (binary COPY, keyed on what arrived, when, why), ingest checkpoints
 (save/load), gaps (record/list/mark), quality metrics (upsert per window), signals (a signal
 emitted is a fact: insert once), audit log (append).
 """
@@ -18,6 +18,7 @@ from tickvault.errors import StorageError
 from tickvault.model import DecodeError, Gap, Instrument
 from tickvault.storage.postgres.connection import describe_error
 from tickvault.storage.postgres.partitions import us_to_datetime
+from tickvault.storage.postgres.quarantine import copy_quarantine
 from tickvault.storage.postgres.records import (
     GAP_STATUSES,
     Checkpoint,
@@ -88,20 +89,21 @@ class RecordMethods:
         )
 
     async def quarantine(self, records: Iterable[QuarantineRecord | DecodeError]) -> int:
-        """Store rejected input with its reason and raw payload; returns rows newly stored."""
-        rows = []
-        for r in records:
-            q = QuarantineRecord.from_decode_error(r) if isinstance(r, DecodeError) else r
-            rows.append(
-                (q.exchange, q.symbol, q.channel, q.reason, q.detail, q.raw, _dt(q.recv_ns))
-            )
-        return await self._many(
-            "quarantine",
-            "INSERT INTO quarantine (exchange, symbol, channel, reason, detail, raw, recv_ts) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s) "
-            "ON CONFLICT (exchange, recv_ts, reason, md5(raw)) DO NOTHING",
-            rows,
-        )
+        """Store rejected input with its reason and raw payload; returns rows newly stored.
+
+        Binary COPY through a staging table (``quarantine.py``): a burst of rejects costs one
+        round trip, and a record stored before is not stored again."""
+        batch = [
+            QuarantineRecord.from_decode_error(r) if isinstance(r, DecodeError) else r
+            for r in records
+        ]
+        if not batch:
+            return 0
+        try:
+            async with self._pool.connection() as conn:
+                return await copy_quarantine(conn, batch)
+        except psycopg.Error as exc:
+            raise StorageError(f"writing quarantine failed: {describe_error(exc)}") from None
 
     async def list_quarantine(
         self, exchange: str | None = None, limit: int = 100
