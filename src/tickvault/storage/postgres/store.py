@@ -372,6 +372,34 @@ class PostgresStore(RecordMethods):
             row = await cur.fetchone()
         return int(row[0]) if row else 0
 
+    async def replace_features(self, values: Sequence[FeatureValue]) -> int:
+        """Store recomputed features, replacing the values stored for the same bars (the live
+        writer never overwrites a feature); returns rows inserted or changed."""
+        if not values:
+            return 0
+        spec = SPECS["features"]
+        if not self.timescaledb:
+            await self._ensure_partitions(spec, values)
+        targets = "exchange, symbol, timeframe, name, ts, value"
+        try:
+            async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                async with cur.copy(spec.copy_sql()) as copy:
+                    copy.set_types(spec.types)
+                    for v in values:
+                        await copy.write_row(spec.to_row(v))
+                await cur.execute(
+                    f"INSERT INTO features AS f ({targets}) SELECT DISTINCT ON (exchange, symbol,"
+                    " timeframe, name, ts_us) exchange, symbol, timeframe, name,"
+                    " TIMESTAMPTZ '1970-01-01 00:00:00+00' + ts_us * INTERVAL '1 microsecond',"
+                    f" value FROM {spec.stage} ORDER BY exchange, symbol, timeframe, name, ts_us"
+                    " ON CONFLICT (exchange, symbol, timeframe, name, ts) DO UPDATE"
+                    " SET value = EXCLUDED.value WHERE f.value IS DISTINCT FROM EXCLUDED.value"
+                )
+                changed: int = max(cur.rowcount, 0)
+                return changed
+        except psycopg.Error as exc:
+            raise StorageError(f"writing features failed: {describe_error(exc)}") from None
+
     async def maintain(self) -> list[str]:
         """Partitions ahead of time and retention by partition drop (plain PostgreSQL)."""
         from tickvault.storage.postgres.schema import apply_policies, drop_expired_partitions
