@@ -21,7 +21,8 @@ candles. :class:`GapRepairer` repairs one like this:
    first repaired one on recomputed, stored, cached, and the live indicator state rebuilt;
 5. mark it ``repaired`` (with the row count), or ``failed`` with the reason (the attempt
    counter grows; retried after ``retry_base_s``, doubling, up to ``max_attempts``), or
-   ``unrepairable`` (books and tickers have no REST history: the live book resyncs instead).
+   ``unrepairable`` (books and tickers have no REST history: the live book resyncs instead;
+   ``unrepairable_reason`` says why, also for the restart holes ``gapscan`` records).
 
 The runner runs :func:`run_repairs` as a task; ``tickvault gaps --fix`` calls
 :meth:`GapRepairer.repair` directly.
@@ -76,6 +77,21 @@ LIVE_CANDLE_TIMEFRAME = {"binance": "1m", "kraken": "1m", "coinbase": "5m"}
 # Statuses a repair round picks up (``repairing``: a process died while repairing it).
 PENDING = ("open", "repairing", "failed")
 _DAY_NS = 86_400 * NS_PER_S
+
+
+# Why a channel's holes stay holes: no exchange serves its history over REST.
+_NO_HISTORY = {
+    "book": "order-book history is not served over REST; the live book was rebuilt from a fresh"
+    " snapshot, and the hole stays a hole",
+    "ticker": "ticker history is not served over REST; the hole stays a hole",
+}
+
+
+def unrepairable_reason(channel: str) -> str | None:
+    """Why a gap on ``channel`` cannot be repaired, or None if REST can fill it."""
+    if channel in REPAIRABLE:
+        return None
+    return _NO_HISTORY.get(channel, f"{channel} history is not served over REST")
 
 
 @dataclass(slots=True)
@@ -236,8 +252,8 @@ class GapRepairer:
     async def repair(self, gap: GapRecord) -> RepairResult:
         """Repair one gap now (whatever its status); StorageError propagates (nothing can be
         marked while PostgreSQL is down: the next round tries again)."""
-        if gap.channel not in REPAIRABLE:
-            why = f"{gap.channel} history is not served over REST; the live feed resynced it"
+        why = unrepairable_reason(gap.channel)
+        if why is not None:
             await self.store.mark_gap(gap.id, "unrepairable", why)
             return RepairResult(gap, "unrepairable", detail=why)
         source = self.sources.get(gap.exchange)
