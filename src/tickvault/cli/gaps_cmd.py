@@ -28,8 +28,11 @@ from tickvault.exchanges.io.ratelimit import RedisBudget
 from tickvault.exchanges.io.rest import RestClient
 from tickvault.model import EXCHANGES, NS_PER_S
 from tickvault.runner.repair import PENDING, GapRepairer, RepairResult, RestSource
+from tickvault.runner.repair_outlet import StandaloneOutlet
+from tickvault.runner.stats import indicator_config
 from tickvault.storage.postgres import PostgresStore
 from tickvault.storage.postgres.records import GAP_STATUSES, GapRecord
+from tickvault.storage.redis_cache import AsyncRedisCache
 from tickvault.storage.urls import resolve_urls
 
 console = Console(highlight=False, soft_wrap=True)
@@ -113,7 +116,10 @@ async def _fix(
             )
             listed = await load_instruments(adapter, rest)
             sources[name] = RestSource(adapter, rest, {i.symbol: i for i in listed})
-        repairer = GapRepairer(store, sources, settings.repair, settings.timeframes)
+        cache = AsyncRedisCache(redis_url, settings.cache)
+        stack.push_async_callback(cache.close)
+        outlet = StandaloneOutlet(indicator_config(settings), cache)
+        repairer = GapRepairer(store, sources, settings.repair, settings.timeframes, outlet=outlet)
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
         with Progress(*columns, console=console, transient=True) as bar:
             task = bar.add_task("repairing", total=len(todo))

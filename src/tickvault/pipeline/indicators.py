@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
@@ -237,6 +237,11 @@ class Obv:
         self._prev: float | None = None
         self._value = 0.0
 
+    def rebase(self, anchors: Mapping[str, float]) -> None:
+        """Continue from a stored level (only once a bar has been fed)."""
+        if self._prev is not None and "obv" in anchors:
+            self._value = anchors["obv"]
+
     def update(self, bar: Bar) -> tuple[float, ...] | None:
         prev = self._prev
         if prev is None:
@@ -257,6 +262,13 @@ class SessionVwap:
         self._session: int | None = None
         self._pv = 0.0
         self._volume = 0.0
+
+    def seed(self, seeds: Mapping[str, float]) -> None:
+        """Start inside a session: its sums over the bars before the first one fed."""
+        if "vwap_session_start_ns" in seeds:
+            self._session = int(seeds["vwap_session_start_ns"]) // self._session_ns
+            self._pv = seeds.get("vwap_pv", 0.0)
+            self._volume = seeds.get("vwap_volume", 0.0)
 
     def update(self, bar: Bar) -> tuple[float, ...] | None:
         session = bar.open_ns // self._session_ns
@@ -299,16 +311,50 @@ class IndicatorConfig:
             indicators.append(Obv())
         return indicators
 
+    @property
+    def warmup_bars(self) -> int:
+        """Bars a recomputation starts before the first bar it must get right: 10x the longest
+        lookback, after which EMA-type memory of the starting point is below 1e-8 relative."""
+        lookbacks = [*self.sma_periods, *self.ema_periods, self.rsi_period or 0,
+                     self.atr_period or 0, self.bollinger[0] if self.bollinger else 0,
+                     self.macd[1] + self.macd[2] if self.macd else 0]  # fmt: skip
+        return 10 * max(lookbacks, default=1)
+
     def feature_names(self) -> set[str]:
         return {name for indicator in self.build() for name in indicator.names}
 
 
+# Closed bars each stream keeps after feeding them: what ``rebuild`` replays on top of corrected
+# history from storage (the bars the live engine saw that storage may not hold yet).
+RECENT_BARS = 256
+
+
 class _Stream:
-    __slots__ = ("indicators", "last_open_ns")
+    __slots__ = ("indicators", "last_open_ns", "recent")
 
     def __init__(self, indicators: list[Indicator]) -> None:
         self.indicators = indicators
         self.last_open_ns = -1
+        self.recent: deque[Bar] = deque(maxlen=RECENT_BARS)
+
+    def push(self, key: tuple[str, str, str], bar: Bar, out: list[Feature] | None) -> None:
+        self.last_open_ns = bar.open_ns
+        self.recent.append(bar)
+        for indicator in self.indicators:
+            values = indicator.update(bar)
+            if values is not None and out is not None:
+                for name, value in zip(indicator.names, values, strict=True):
+                    out.append(Feature(*key, bar.open_ns, name, value))
+
+
+def _bar(candle: Candle) -> Bar:
+    return Bar(
+        candle.open_ns,
+        float(candle.high),
+        float(candle.low),
+        float(candle.close),
+        float(candle.volume),
+    )
 
 
 class IndicatorEngine:
@@ -317,6 +363,7 @@ class IndicatorEngine:
     def __init__(self, config: IndicatorConfig | None = None) -> None:
         self.config = config or IndicatorConfig()
         self.skipped = 0  # closed bars refused as repeated or out of order
+        self.unbridged = 0  # rebuilds that could not reach the live state (storage too far behind)
         self._streams: dict[tuple[str, str, str], _Stream] = {}
 
     def update(self, candles: Iterable[Candle]) -> list[Feature]:
@@ -332,17 +379,70 @@ class IndicatorEngine:
             if candle.open_ns <= stream.last_open_ns:
                 self.skipped += 1  # indicators cannot be rewound; reconciliation flags it
                 continue
-            stream.last_open_ns = candle.open_ns
-            bar = Bar(
-                candle.open_ns,
-                float(candle.high),
-                float(candle.low),
-                float(candle.close),
-                float(candle.volume),
-            )
-            for indicator in stream.indicators:
-                values = indicator.update(bar)
-                if values is not None:
-                    for name, value in zip(indicator.names, values, strict=True):
-                        features.append(Feature(*key, candle.open_ns, name, value))
+            stream.push(key, _bar(candle), features)
+        return features
+
+    def last_open_ns(self, key: tuple[str, str, str]) -> int:
+        """Open time of the newest bar the stream was fed (-1: none)."""
+        stream = self._streams.get(key)
+        return -1 if stream is None else stream.last_open_ns
+
+    def rebuild(
+        self,
+        key: tuple[str, str, str],
+        history: Iterable[Candle],
+        since_ns: int,
+        anchors: Mapping[str, float] | None = None,
+        seeds: Mapping[str, float] | None = None,
+    ) -> list[Feature]:
+        """Recompute a stream from corrected closed bars (after a gap repair); returns the
+        features of every bar from ``since_ns`` on, and replaces the stream's state.
+
+        ``history`` holds the stored bars of the stream from some warm-up point on; bars this
+        engine fed after the newest of them (still on their way to storage) are replayed on
+        top, so the live stream goes on from corrected state (unless storage lags by more than
+        the ``RECENT_BARS`` kept: then the live state is left alone). ``anchors`` are stored values of
+        cumulative indicators (``obv``) at the last bar before ``since_ns``: their level is
+        arbitrary (it depends on where a computation began), so the rebuilt series is shifted
+        to continue the stored one instead of jumping. ``seeds`` start session indicators
+        inside their session (``vwap_session_start_ns``, ``vwap_pv``, ``vwap_volume``: the
+        sums over that day's bars before ``history``), so the replay need not begin at 00:00."""
+        source = self.config.source
+        bars = {
+            c.open_ns: _bar(c)
+            for c in history
+            if c.closed and c.source == source and (c.exchange, c.symbol, c.timeframe) == key
+        }
+        replay = [bars[t] for t in sorted(bars)]
+        live = self._streams.get(key)
+        adopt = True
+        if live is not None:
+            newest = replay[-1].open_ns if replay else -1
+            recent = live.recent
+            if len(recent) == recent.maxlen and recent[0].open_ns > newest:
+                # Storage lags further behind than the bars kept (a backlog replaying after an
+                # outage): bars in between would be skipped. Corrected features for the stored
+                # bars only; the live state stays (a later repair round can rebuild it).
+                adopt = False
+                self.unbridged += 1
+            else:
+                replay += [b for b in recent if b.open_ns > newest]
+        fresh = _Stream(self.config.build())
+        if seeds:
+            for indicator in fresh.indicators:
+                seed = getattr(indicator, "seed", None)
+                if seed is not None:
+                    seed(seeds)
+        features: list[Feature] = []
+        rebased = not anchors
+        for bar in replay:
+            if not rebased and bar.open_ns >= since_ns:
+                rebased = True
+                for indicator in fresh.indicators:
+                    rebase = getattr(indicator, "rebase", None)
+                    if rebase is not None:
+                        rebase(anchors)
+            fresh.push(key, bar, features if bar.open_ns >= since_ns else None)
+        if adopt:
+            self._streams[key] = fresh
         return features

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import msgspec
 
+from tickvault.model import Candle, Trade
+
 # Channel of an event kind, as named in FeedSettings.channels.
 CHANNEL_OF_KIND: dict[str, str] = {
     "trade": "trades",
@@ -120,3 +122,11 @@ class QualityScore(msgspec.Struct, frozen=True, gc=False):
     lag_p95_ns: int | None
     staleness_ns: int | None
     deviation: float | None  # relative distance of the last price from the cross-exchange median
+
+
+class RepairedHistory(msgspec.Struct, frozen=True, gc=False):
+    """Closed bars and trades a gap repair refetched or rebuilt, bound for the Redis cache: it
+    writes them by its history rule (fill holes inside cached bars, latest values only forward),
+    never as live values."""
+
+    events: list[Trade | Candle]

@@ -39,6 +39,7 @@ from tickvault.monitoring.metrics import Metrics, get_metrics
 from tickvault.pipeline.records import QualityScore
 from tickvault.runner.feeds import Feed, IngestItem, IngestSink, close_feeds, open_feeds
 from tickvault.runner.repair import run_repairs
+from tickvault.runner.repair_outlet import RepairOutlet, RunnerOutlet
 from tickvault.runner.routing import score_row, split
 from tickvault.runner.sinks import PostgresSink, RedisSink, WriteItem, Writer
 from tickvault.runner.spill import ResilientSink
@@ -79,6 +80,7 @@ class RunContext:
     metrics: Metrics
     stopping: asyncio.Event
     submit: Callable[[Sequence[MarketEvent]], Awaitable[None]]
+    outlet: RepairOutlet | None = None  # repaired history → Redis writer, live indicator state
 
 
 TaskFactory = Callable[[RunContext], Coroutine[Any, Any, None]]
@@ -190,8 +192,17 @@ class Runner:
         collectors = [
             asyncio.create_task(f.collector.run(), name=f"collect-{f.exchange}") for f in self.feeds
         ]
+        outlet = RunnerOutlet(self.stages.indicators, self.writers[1].put)
         context = RunContext(
-            self.settings, urls, store, cache, self.feeds, self.metrics, self._stop, self.submit
+            self.settings,
+            urls,
+            store,
+            cache,
+            self.feeds,
+            self.metrics,
+            self._stop,
+            self.submit,
+            outlet,
         )
         extra = [asyncio.create_task(f(context), name=n) for n, f in self._extra]
         self.stats.started_s = time.monotonic()

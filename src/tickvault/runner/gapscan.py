@@ -1,11 +1,14 @@
 """Holes the feeds cannot report themselves, found in storage and recorded as gaps.
 
 **Restart rule.** A runner that was killed (``kill -9``, power loss) or stopped for a while
-recorded no gap for the time nobody collected. So at start, for every (exchange, symbol) whose
-trades are collected, the newest stored trade *received before this session began* is the
-hole's start, and the first trade *received in this session* is its end: one ``disconnect`` gap
-on ``trades``, recorded once that first trade is stored. Whatever the dead process had received
-but not stored lies inside it (the exchange keeps it; REST gives it back). With no trade stored
+recorded no gap for the time nobody collected. So at start, for every (exchange, symbol) and
+every channel collected, the newest row stored *received before this session began* is the
+hole's start, and the first row *received in this session* is its end: one ``disconnect`` gap
+per channel, recorded once that first row is stored. Trades and the exchange's candles (of the
+live candle timeframe) come back from REST through gap repair; order books and tickers have no
+REST history, so their holes are recorded already marked ``unrepairable`` with the reason (the
+live book was rebuilt from a fresh snapshot; what happened meanwhile is not recoverable).
+Whatever the dead process had received but not stored lies inside the hole. With nothing stored
 before, there is nothing to repair. A hole longer than ``repair.restart_lookback_s`` is clipped
 to that much recent history: older history is a ``tickvault backfill``.
 
@@ -31,7 +34,7 @@ from tickvault.config import Settings
 from tickvault.errors import StorageError
 from tickvault.model import NS_PER_S, Gap, timeframe_ns
 from tickvault.monitoring.metrics import Metrics
-from tickvault.runner.repair import LIVE_CANDLE_TIMEFRAME
+from tickvault.runner.repair import LIVE_CANDLE_TIMEFRAME, unrepairable_reason
 from tickvault.storage.postgres import PostgresStore
 from tickvault.storage.postgres.connection import connect_kwargs, describe_error
 from tickvault.storage.postgres.partitions import us_to_datetime
@@ -44,14 +47,32 @@ log = logging.getLogger(__name__)
 # Venues whose candle stream has a bar for every interval (Coinbase omits empty ones).
 DENSE_CANDLE_VENUES = ("binance", "kraken")
 
-_NEWEST_BEFORE = (
-    "SELECT ts FROM trades WHERE exchange = %s AND symbol = %s AND recv_ts < %s"
-    " ORDER BY ts DESC LIMIT 1"
-)
-_FIRST_SINCE = (
-    "SELECT ts FROM trades WHERE exchange = %s AND symbol = %s AND ts > %s AND recv_ts >= %s"
-    " ORDER BY ts LIMIT 1"
-)
+# Where the restart rule looks for each channel: table, and a condition on its rows (the
+# exchange's own bars of the live candle timeframe, %(timeframe)s).
+RESTART_PROBES: dict[str, tuple[str, str]] = {
+    "trades": ("trades", ""),
+    "candles": ("candles", " AND source = 'exchange' AND timeframe = %(timeframe)s"),
+    "book": ("book_snapshots", ""),
+    "ticker": ("tickers", ""),
+}
+
+
+def _newest_before(channel: str) -> str:
+    table, where = RESTART_PROBES[channel]
+    return (
+        f"SELECT ts FROM {table} WHERE exchange = %(exchange)s AND symbol = %(symbol)s{where}"
+        " AND recv_ts < %(start)s ORDER BY ts DESC LIMIT 1"
+    )
+
+
+def _first_since(channel: str) -> str:
+    table, where = RESTART_PROBES[channel]
+    return (
+        f"SELECT ts FROM {table} WHERE exchange = %(exchange)s AND symbol = %(symbol)s{where}"
+        " AND ts > %(since)s AND recv_ts >= %(start)s ORDER BY ts LIMIT 1"
+    )
+
+
 _HOLES = (
     "SELECT ts, next_ts FROM (SELECT ts, lead(ts) OVER (ORDER BY ts) AS next_ts FROM candles"
     " WHERE exchange = %s AND symbol = %s AND timeframe = %s AND source = %s AND closed"
@@ -83,11 +104,14 @@ class GapScanner:
         self.metrics = metrics
         # streams: (exchange, symbol, channels collected)
         self.trade_streams = [(e, s) for e, s, channels in streams if "trades" in channels]
+        self.restart_streams = [
+            (e, s, c) for e, s, channels in streams for c in channels if c in RESTART_PROBES
+        ]
         self.candle_streams = [
             (e, s) for e, s, channels in streams
             if "candles" in channels and e in DENSE_CANDLE_VENUES
         ]  # fmt: skip
-        self._previous: dict[tuple[str, str], int] | None = None  # restart holes to close
+        self._previous: dict[tuple[str, str, str], int] | None = None  # restart holes to close
         self._recorded: set[tuple[str, str, str, int, int]] = set()
 
     async def scan(self, now_ns: int) -> list[Gap]:
@@ -102,16 +126,22 @@ class GapScanner:
             raise StorageError(f"scanning for gaps failed: {describe_error(exc)}") from None
         fresh = [g for g in found if _key(g) not in self._recorded]
         if fresh:
-            await self.store.record_gaps(fresh, detail="found in storage")
+            ids = await self.store.record_gaps(fresh, detail="found in storage")
             self._recorded.update(_key(g) for g in fresh)
+            for gap_id, g in zip(ids, fresh, strict=True):
+                why = unrepairable_reason(g.channel)
+                if why is not None:  # recorded, not silently ignored, and never retried
+                    await self.store.mark_gap(gap_id, "unrepairable", why)
             for g in fresh:
                 log.info("gap found: %s %s %s %s", g.exchange, g.symbol, g.channel, g.reason)
                 if self.metrics is not None:
                     self.metrics.gaps_found(g.exchange, g.symbol, g.channel, g.reason).inc()
         return fresh
 
-    async def _one(self, conn: psycopg.AsyncConnection[Any], query: str, *args: Any) -> Any:
-        cur = await conn.execute(query, args)
+    async def _one(
+        self, conn: psycopg.AsyncConnection[Any], query: str, params: dict[str, Any]
+    ) -> Any:
+        cur = await conn.execute(query, params)
         row = await cur.fetchone()
         return None if row is None else row[0]
 
@@ -120,16 +150,19 @@ class GapScanner:
         if self._previous is None:
             floor_ns = now_ns - int(self.settings.repair.restart_lookback_s * NS_PER_S)
             self._previous = {}
-            for exchange, symbol in self.trade_streams:
-                newest = await self._one(conn, _NEWEST_BEFORE, exchange, symbol, start)
+            for exchange, symbol, channel in self.restart_streams:
+                newest = await self._one(
+                    conn, _newest_before(channel), _params(exchange, symbol, start)
+                )
                 if newest is not None:
-                    self._previous[(exchange, symbol)] = max(_ns(newest), floor_ns)
+                    self._previous[(exchange, symbol, channel)] = max(_ns(newest), floor_ns)
         gaps = []
-        for (exchange, symbol), from_ns in list(self._previous.items()):
-            first = await self._one(conn, _FIRST_SINCE, exchange, symbol, _dt(from_ns), start)
+        for (exchange, symbol, channel), from_ns in list(self._previous.items()):
+            params = _params(exchange, symbol, start, since=_dt(from_ns))
+            first = await self._one(conn, _first_since(channel), params)
             if first is not None:
-                gaps.append(Gap(exchange, symbol, "trades", from_ns, _ns(first), "disconnect"))
-                del self._previous[(exchange, symbol)]
+                gaps.append(Gap(exchange, symbol, channel, from_ns, _ns(first), "disconnect"))
+                del self._previous[(exchange, symbol, channel)]
         return gaps
 
     async def _candle_holes(self, conn: psycopg.AsyncConnection[Any], now_ns: int) -> list[Gap]:
@@ -157,6 +190,12 @@ class GapScanner:
                         "missing_candle")
                 )  # fmt: skip
         return gaps
+
+
+def _params(exchange: str, symbol: str, start: datetime, **more: Any) -> dict[str, Any]:
+    timeframe = LIVE_CANDLE_TIMEFRAME.get(exchange, "1m")
+    return {"exchange": exchange, "symbol": symbol, "start": start, "timeframe": timeframe,
+            **more}  # fmt: skip
 
 
 def streams_of(feeds: Sequence[Feed]) -> list[tuple[str, str, Sequence[str]]]:

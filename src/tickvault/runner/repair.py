@@ -15,10 +15,14 @@ candles. :class:`GapRepairer` repairs one like this:
    are added. The checkpoint is saved after the page is committed;
 4. after a trades gap, the derived candles of every configured timeframe that overlap the range
    are rebuilt from the stored trades (``refresh_derived_candles``); buckets still open are
-   rebuilt again once they close, because the live deriver's own closed bar lacks the trades;
+   rebuilt again once they close, because the live deriver's own closed bar lacks the trades.
+   What changed then goes on like live data (``repair_outlet.py``): refetched and rebuilt closed
+   bars and the newest trade to Redis, and the features of the indicator source's bars from the
+   first repaired one on recomputed, stored, cached, and the live indicator state rebuilt;
 5. mark it ``repaired`` (with the row count), or ``failed`` with the reason (the attempt
    counter grows; retried after ``retry_base_s``, doubling, up to ``max_attempts``), or
-   ``unrepairable`` (books and tickers have no REST history: the live book resyncs instead).
+   ``unrepairable`` (books and tickers have no REST history: the live book resyncs instead;
+   ``unrepairable_reason`` says why, also for the restart holes ``gapscan`` records).
 
 The runner runs :func:`run_repairs` as a task; ``tickvault gaps --fix`` calls
 :meth:`GapRepairer.repair` directly.
@@ -45,6 +49,7 @@ from tickvault.exchanges.io.sinks import Checkpoint
 from tickvault.model import (
     NS_PER_S,
     Candle,
+    CandleSource,
     DecodeError,
     Instrument,
     MarketEvent,
@@ -53,9 +58,12 @@ from tickvault.model import (
     timeframe_ns,
 )
 from tickvault.monitoring.metrics import Metrics
+from tickvault.pipeline.indicators import IndicatorConfig
+from tickvault.pipeline.records import Feature
 from tickvault.pipeline.validate import ValidationConfig, Validator
+from tickvault.runner.repair_outlet import RepairOutlet, StandaloneOutlet
 from tickvault.storage.postgres import PostgresStore
-from tickvault.storage.postgres.records import GapRecord, QuarantineRecord
+from tickvault.storage.postgres.records import FeatureValue, GapRecord, QuarantineRecord
 
 if TYPE_CHECKING:
     from tickvault.runner.app import RunContext
@@ -68,6 +76,22 @@ REPAIRABLE = ("trades", "candles")
 LIVE_CANDLE_TIMEFRAME = {"binance": "1m", "kraken": "1m", "coinbase": "5m"}
 # Statuses a repair round picks up (``repairing``: a process died while repairing it).
 PENDING = ("open", "repairing", "failed")
+_DAY_NS = 86_400 * NS_PER_S
+
+
+# Why a channel's holes stay holes: no exchange serves its history over REST.
+_NO_HISTORY = {
+    "book": "order-book history is not served over REST; the live book was rebuilt from a fresh"
+    " snapshot, and the hole stays a hole",
+    "ticker": "ticker history is not served over REST; the hole stays a hole",
+}
+
+
+def unrepairable_reason(channel: str) -> str | None:
+    """Why a gap on ``channel`` cannot be repaired, or None if REST can fill it."""
+    if channel in REPAIRABLE:
+        return None
+    return _NO_HISTORY.get(channel, f"{channel} history is not served over REST")
 
 
 @dataclass(slots=True)
@@ -119,10 +143,23 @@ class ValidatedStoreSink:
         self.validator = Validator(ValidationConfig(check_trade_id_order=False))
         self.rows = 0
         self.rejected = 0
+        self.candles: list[Candle] = []  # refetched bars, for the cache
+        self.newest: dict[tuple[str, str], Trade] = {}  # newest refetched trade per stream
+
+    @property
+    def history(self) -> list[Trade | Candle]:
+        return [*self.candles, *self.newest.values()]
 
     async def write(self, events: Sequence[MarketEvent]) -> None:
         result = self.validator.validate(events, time.time_ns())
         keep: list[Trade | Candle] = [e for e in result.accepted if isinstance(e, Trade | Candle)]
+        for e in keep:
+            if isinstance(e, Candle):
+                self.candles.append(e)
+            else:
+                held_trade = self.newest.get((e.exchange, e.symbol))
+                if held_trade is None or e.ts_ns >= held_trade.ts_ns:
+                    self.newest[(e.exchange, e.symbol)] = e
         held = [
             QuarantineRecord(r.exchange, r.reason, r.detail, r.raw, r.recv_ns or time.time_ns(),
                              r.symbol, r.channel)
@@ -162,12 +199,14 @@ class GapRepairer:
         settings: RepairSettings,
         timeframes: Sequence[str],
         metrics: Metrics | None = None,
+        outlet: RepairOutlet | None = None,
     ) -> None:
         self.store = store
         self.sources = sources
         self.settings = settings
         self.timeframes = list(timeframes)
         self.metrics = metrics
+        self.outlet: RepairOutlet = outlet or StandaloneOutlet(IndicatorConfig())
         self._refresh_later: list[_Refresh] = []
         self._published: set[tuple[str, str, str]] = set()
 
@@ -213,8 +252,8 @@ class GapRepairer:
     async def repair(self, gap: GapRecord) -> RepairResult:
         """Repair one gap now (whatever its status); StorageError propagates (nothing can be
         marked while PostgreSQL is down: the next round tries again)."""
-        if gap.channel not in REPAIRABLE:
-            why = f"{gap.channel} history is not served over REST; the live feed resynced it"
+        why = unrepairable_reason(gap.channel)
+        if why is not None:
             await self.store.mark_gap(gap.id, "unrepairable", why)
             return RepairResult(gap, "unrepairable", detail=why)
         source = self.sources.get(gap.exchange)
@@ -235,11 +274,19 @@ class GapRepairer:
             source.adapter, source.rest, sink, GapCheckpoints(self.store, gap.id), errors=sink,
             concurrency=1,
         )  # fmt: skip
-        candles = 0
+        candles = features = 0
         try:
             await backfiller.run([instrument], [kind], since_ns, until_ns)
+            await self.outlet.cache_history(sink.history)
             if kind == "trades":
-                candles = await self._refresh_candles(gap, since_ns, until_ns, time.time_ns())
+                candles, features = await self._refresh_candles(
+                    gap, since_ns, until_ns, time.time_ns()
+                )
+            elif self.outlet.indicators.source == CandleSource.EXCHANGE:
+                timeframe = kind.partition(":")[2]
+                features = await self._recompute_features(
+                    gap.exchange, gap.symbol, timeframe, since_ns
+                )
         except StorageError:
             raise
         except TickvaultError as exc:
@@ -247,6 +294,8 @@ class GapRepairer:
         detail = f"{sink.rows} {kind} rows from REST"
         if candles:
             detail += f", {candles} derived candles rebuilt"
+        if features:
+            detail += f", {features} features recomputed"
         if sink.rejected:
             detail += f", {sink.rejected} rejected to quarantine"
         await self.store.mark_gap(gap.id, "repaired", detail)
@@ -264,12 +313,19 @@ class GapRepairer:
 
     # -- derived candles ----------------------------------------------------------------------
 
-    async def _refresh_candles(self, gap: GapRecord, from_ns: int, to_ns: int, now_ns: int) -> int:
-        changed = 0
+    async def _refresh_candles(
+        self, gap: GapRecord, from_ns: int, to_ns: int, now_ns: int
+    ) -> tuple[int, int]:
+        """Rebuild derived bars over the range in every timeframe; returns (bars changed,
+        features recomputed)."""
+        changed = features = 0
         settle_ns = int(self.settings.settle_s * NS_PER_S)
         for timeframe in self.timeframes:
             changed += await self.store.refresh_derived_candles(
                 timeframe, from_ns, to_ns, gap.exchange, gap.symbol
+            )
+            features += await self._after_rebuild(
+                gap.exchange, gap.symbol, timeframe, from_ns, to_ns
             )
             end_ns = bucket_start_ns(to_ns, timeframe) + timeframe_ns(timeframe)
             if end_ns > now_ns:  # the live deriver will close that bar without the gap's trades
@@ -277,7 +333,7 @@ class GapRepairer:
                     _Refresh(end_ns + settle_ns, gap.exchange, gap.symbol, timeframe, from_ns,
                              to_ns)
                 )  # fmt: skip
-        return changed
+        return changed, features
 
     async def refresh_closed(self, now_ns: int) -> int:
         """Rebuild the derived bars that were still open when their gap was repaired."""
@@ -288,7 +344,64 @@ class GapRepairer:
             changed += await self.store.refresh_derived_candles(
                 r.timeframe, r.from_ns, r.to_ns, r.exchange, r.symbol
             )
+            await self._after_rebuild(r.exchange, r.symbol, r.timeframe, r.from_ns, r.to_ns)
         return changed
+
+    async def _after_rebuild(
+        self, exchange: str, symbol: str, timeframe: str, from_ns: int, to_ns: int
+    ) -> int:
+        """The rebuilt closed bars to the cache, and the features from the first of them on
+        recomputed (when derived bars feed the indicators); returns features recomputed."""
+        first_ns = bucket_start_ns(from_ns, timeframe)
+        end_ns = bucket_start_ns(to_ns, timeframe) + timeframe_ns(timeframe)
+        rebuilt = await self.store.closed_candles(
+            exchange, symbol, timeframe, CandleSource.DERIVED.value, first_ns, end_ns
+        )
+        await self.outlet.cache_history(rebuilt)
+        if self.outlet.indicators.source != CandleSource.DERIVED:
+            return 0
+        return await self._recompute_features(exchange, symbol, timeframe, first_ns)
+
+    async def _recompute_features(
+        self, exchange: str, symbol: str, timeframe: str, from_ns: int
+    ) -> int:
+        """Features of one stream recomputed from storage for every bar from ``from_ns`` on.
+
+        The replay starts ``warmup_bars`` earlier; the session VWAP starts from its day's sums
+        before that (summed by the server, so a 1 s stream is not replayed from 00:00), and the
+        stored OBV of the last bar before ``from_ns`` is its anchor (see
+        ``IndicatorEngine.rebuild``). Recomputed values replace stored ones; the newest go to
+        the cache."""
+        config = self.outlet.indicators
+        source = config.source.value
+        step_ns = timeframe_ns(timeframe)
+        first_ns = bucket_start_ns(from_ns, timeframe)
+        warm_ns = first_ns - config.warmup_bars * step_ns
+        seeds: dict[str, float] = {}
+        day_ns = warm_ns - warm_ns % _DAY_NS
+        if config.vwap and day_ns < warm_ns:
+            pv, volume = await self.store.vwap_sums(
+                exchange, symbol, timeframe, source, day_ns, warm_ns
+            )
+            seeds = {"vwap_session_start_ns": day_ns, "vwap_pv": pv, "vwap_volume": volume}
+        bars = await self.store.closed_candles(exchange, symbol, timeframe, source, warm_ns)
+        before = [b for b in bars if b.open_ns < first_ns]
+        anchors = (
+            await self.store.features_at(exchange, symbol, timeframe, before[-1].open_ns)
+            if before
+            else {}
+        )
+        key = (exchange, symbol, timeframe)
+        features = self.outlet.rebuild_features(key, bars, first_ns, anchors, seeds)
+        await self.store.replace_features(
+            [FeatureValue(f.exchange, f.symbol, f.timeframe, f.name, f.ts_ns, f.value)
+             for f in features]
+        )  # fmt: skip
+        newest: dict[str, Feature] = {}
+        for f in features:
+            newest[f.name] = f
+        await self.outlet.cache_features(list(newest.values()))
+        return len(features)
 
     async def publish_pending(self) -> None:
         """Gauge of gaps not repaired yet, per stream (streams that had some go back to 0)."""
@@ -324,7 +437,9 @@ async def run_repairs(context: RunContext) -> None:
         f.exchange: RestSource(f.adapter, f.rest, {i.symbol: i for i in f.instruments})
         for f in context.feeds
     }
-    repairer = GapRepairer(store, sources, settings.repair, settings.timeframes, context.metrics)
+    repairer = GapRepairer(
+        store, sources, settings.repair, settings.timeframes, context.metrics, context.outlet
+    )
     scanner = GapScanner(
         store, settings, streams_of(context.feeds), session_start_ns, context.metrics
     )

@@ -25,7 +25,7 @@ import redis
 from tickvault.errors import StorageError
 from tickvault.model import BookSnapshot, Candle, Gap, Ticker, Trade
 from tickvault.monitoring.metrics import Metrics
-from tickvault.pipeline.records import Feature, QualityScore
+from tickvault.pipeline.records import Feature, QualityScore, RepairedHistory
 from tickvault.pipeline.records import Signal as PipelineSignal
 from tickvault.runner.spill import ResilientSink
 from tickvault.storage.postgres import PostgresStore
@@ -86,7 +86,8 @@ class PostgresSink:
 
 
 class RedisSink:
-    """Latest values, candles, features, signals (stored and published) and quality scores."""
+    """Latest values, candles, features, signals (stored and published) and quality scores;
+    repaired history by the cache's history rule (``AsyncRedisCache.write_history``)."""
 
     name = "redis"
 
@@ -98,10 +99,13 @@ class RedisSink:
         features: dict[tuple[str, str, str], dict[str, CachedFeature]] = {}
         signals: list[tuple[str, str, str, object]] = []
         scores: list[QualityScore] = []
+        history: list[Trade | Candle] = []
         for record in records:
             kind = type(record)
             if kind in _CACHED:
                 market.append(record)
+            elif kind is RepairedHistory:
+                history.extend(record.events)
             elif kind is Feature:
                 key = (record.exchange, record.symbol, record.timeframe)
                 features.setdefault(key, {})[record.name] = CachedFeature(
@@ -117,6 +121,8 @@ class RedisSink:
         try:
             if market:
                 await cache.write_events(market)
+            if history:
+                await cache.write_history(history)
             for (exchange, symbol, timeframe), values in features.items():
                 await cache.set_features(exchange, symbol, timeframe, values)
             if signals:

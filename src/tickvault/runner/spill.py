@@ -33,7 +33,7 @@ import msgspec
 
 from tickvault.errors import StorageError
 from tickvault.model import BookDelta, BookSnapshot, Candle, Gap, Ticker, Trade
-from tickvault.pipeline.records import Feature, QualityScore
+from tickvault.pipeline.records import Feature, QualityScore, RepairedHistory
 from tickvault.pipeline.records import Signal as PipelineSignal
 from tickvault.storage.postgres.records import (
     FeatureValue,
@@ -50,7 +50,7 @@ SPILLABLE: dict[str, type[msgspec.Struct]] = {
     t.__name__ if t is not PipelineSignal else "PipelineSignal": t
     for t in (
         Trade, Candle, BookSnapshot, BookDelta, Ticker, Gap, FeatureValue, QualityMetric,
-        QuarantineRecord, Signal, Feature, QualityScore, PipelineSignal,
+        QuarantineRecord, Signal, Feature, QualityScore, PipelineSignal, RepairedHistory,
     )
 }  # fmt: skip
 _NAME_OF: dict[type[msgspec.Struct], str] = {t: n for n, t in SPILLABLE.items()}

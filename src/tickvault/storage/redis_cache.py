@@ -57,6 +57,73 @@ return 1
 """
 
 
+# Repaired history (closed bars refetched or rebuilt after a gap) fills holes *inside* what a
+# candle key holds and replaces the bar cached for its open time (the repair is the final
+# record), but never extends a key backwards: a bar older than the oldest cached one would open
+# a hole between itself and the cached bars, and readers take a key's bars as a contiguous run
+# of the newest ones. A missing key stays missing. The derived-never-replaces-exchange rule
+# holds as for live bars.
+PUT_HISTORY_CANDLE_LUA = """
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+if #oldest == 0 or tonumber(oldest[2]) > tonumber(ARGV[1]) then return 0 end
+if ARGV[3] == '1' then
+  for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[1])) do
+    if string.find(member, '"source":"exchange"', 1, true) then return 0 end
+  end
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[1])
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
+
+# A latest value from history replaces the cached one only if it is newer (exchange time): the
+# latest trade never goes back in time, and a missing key stays missing (history is never the
+# newest stored value: a gap ends where live data resumed). ns times exceed a Lua double's
+# precision, so they are compared as digit strings (longer is larger, else lexicographic).
+SET_IF_NEWER_LUA = """
+local held = redis.call('GET', KEYS[1])
+if not held then return 0 end
+local ts = string.match(held, '"ts_ns":(%d+)')
+if ts and (#ts > #ARGV[2] or (#ts == #ARGV[2] and ts >= ARGV[2])) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
+return 1
+"""
+
+
+def _queue_history(
+    pipe: _Pipe, keys: Keys, settings: CacheSettings, events: Sequence[MarketEvent]
+) -> int:
+    """Queue the writes of repaired history (closed candles, trades); returns keys touched.
+
+    Bars still forming are left to the live feed; of trades only the newest per stream counts,
+    and only if newer than the cached one."""
+    candles: dict[tuple[str, int], Candle] = {}
+    latest: dict[str, tuple[int, bytes]] = {}
+    for event in events:
+        if isinstance(event, Candle):
+            if not event.closed:
+                continue
+            key = keys.candles(event.exchange, event.symbol, event.timeframe)
+            held = candles.get((key, event.open_ns))
+            if held is None or not (
+                event.source == CandleSource.DERIVED and held.source == CandleSource.EXCHANGE
+            ):
+                candles[(key, event.open_ns)] = event
+        elif isinstance(event, Trade):
+            _keep_newest(latest, keys.trade(event.exchange, event.symbol), event)
+    candle_keys: dict[str, tuple[str, str, str]] = {}
+    for (key, open_ns), candle in candles.items():
+        derived = "1" if candle.source == CandleSource.DERIVED else "0"
+        pipe.eval(PUT_HISTORY_CANDLE_LUA, 1, key, open_ns // NS_PER_MS, encode(candle), derived)
+        candle_keys[key] = (candle.exchange, candle.symbol, candle.timeframe)
+    for key, stream in candle_keys.items():
+        pipe.zremrangebyrank(key, 0, -settings.candles_kept - 1)
+        frames.queue_bump(pipe, keys, settings, stream)  # the stored frame is rebuilt on read
+    for key, (ts_ns, value) in latest.items():
+        pipe.eval(SET_IF_NEWER_LUA, 1, key, value, str(ts_ns), settings.latest_ttl_s)
+    return len(candle_keys) + len(latest)
+
+
 def _queue_events(
     pipe: _Pipe,
     keys: Keys,
@@ -324,6 +391,16 @@ class AsyncRedisCache:
         pipe = self.client.pipeline(transaction=True)
         _queue_features(pipe, self.keys, self.settings, exchange, symbol, timeframe, values)
         await pipe.execute()
+
+    async def write_history(self, events: Sequence[MarketEvent]) -> int:
+        """Repaired history: closed bars fill holes inside cached keys, latest only forward."""
+        pipe = self.client.pipeline(transaction=True)
+        touched = _queue_history(pipe, self.keys, self.settings, events)
+        try:
+            await pipe.execute()
+        except redis.RedisError as exc:
+            raise _storage_error(exc, self.url) from None
+        return touched
 
     async def push_signals(
         self, signals: Sequence[tuple[str, str, str, object]], kept: int = 100

@@ -6,8 +6,18 @@ from decimal import Decimal
 
 import msgspec
 
-from tickvault.model import NS_PER_S, BookDelta, BookSnapshot, DecodeError, Gap, Side, Ticker, Trade
-from tickvault.pipeline.records import Feature, QualityScore
+from tickvault.model import (
+    NS_PER_S,
+    BookDelta,
+    BookSnapshot,
+    Candle,
+    DecodeError,
+    Gap,
+    Side,
+    Ticker,
+    Trade,
+)
+from tickvault.pipeline.records import Feature, QualityScore, RepairedHistory
 from tickvault.pipeline.records import Signal as PipelineSignal
 from tickvault.runner.books import BookKeeper
 from tickvault.runner.spill import _encoder, decode_batch, encode_batch
@@ -104,6 +114,8 @@ def test_spill_codec_keeps_every_record_type() -> None:
         PipelineSignal("binance", "BTC-USDT", "1m", T0, "rsi", "sell", 71.0, {"previous": 69.0}),
         QualityScore("binance", "BTC-USDT", "trades", T0, 0.9, 1, 1, 0.5, 1, 1, "timeliness",
                      10, 0, 0, 0, None, None, None),
+        RepairedHistory([trade(2), Candle("binance", "BTC-USDT", "1m", T0, D("1.5"), D("2"),
+                                          D("1"), D("1.75"), D("3.25"), True, T0, T0)]),
     ]  # fmt: skip
     assert decode_batch(encode_batch(batch)) == batch
     # Spill files written before other records went through the sinks still replay.

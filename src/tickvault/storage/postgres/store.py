@@ -34,6 +34,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from tickvault.config import TimescaleSettings, WriterSettings
 from tickvault.errors import StorageError
 from tickvault.model import BookSnapshot, Candle, Ticker, Trade
+from tickvault.storage.postgres import quarantine
 from tickvault.storage.postgres.connection import (
     check_server_version,
     connect_kwargs,
@@ -126,6 +127,7 @@ class PostgresStore(RecordMethods, MaintenanceMethods):
             async with conn.transaction():
                 for spec in SPECS.values():
                     await conn.execute(spec.create_stage_sql())
+                await conn.execute(quarantine.CREATE_STAGE_SQL)
 
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
             url,
@@ -351,5 +353,32 @@ class PostgresStore(RecordMethods, MaintenanceMethods):
                 self._errors.append(exc)
                 log.warning("timed flush failed: %s", exc)
 
+    async def replace_features(self, values: Sequence[FeatureValue]) -> int:
+        """Store recomputed features, replacing the values stored for the same bars (the live
+        writer never overwrites a feature); returns rows inserted or changed."""
+        if not values:
+            return 0
+        spec = SPECS["features"]
+        if not self.timescaledb:
+            await self._ensure_partitions(spec, values)
+        targets = "exchange, symbol, timeframe, name, ts, value"
+        try:
+            async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                async with cur.copy(spec.copy_sql()) as copy:
+                    copy.set_types(spec.types)
+                    for v in values:
+                        await copy.write_row(spec.to_row(v))
+                await cur.execute(
+                    f"INSERT INTO features AS f ({targets}) SELECT DISTINCT ON (exchange, symbol,"
+                    " timeframe, name, ts_us) exchange, symbol, timeframe, name,"
+                    " TIMESTAMPTZ '1970-01-01 00:00:00+00' + ts_us * INTERVAL '1 microsecond',"
+                    f" value FROM {spec.stage} ORDER BY exchange, symbol, timeframe, name, ts_us"
+                    " ON CONFLICT (exchange, symbol, timeframe, name, ts) DO UPDATE"
+                    " SET value = EXCLUDED.value WHERE f.value IS DISTINCT FROM EXCLUDED.value"
+                )
+                changed: int = max(cur.rowcount, 0)
+                return changed
+        except psycopg.Error as exc:
+            raise StorageError(f"writing features failed: {describe_error(exc)}") from None
 
 __all__ = ["PostgresStore", "TableStats", "WriterStats", "partition_start_us"]

@@ -1,6 +1,6 @@
 """The low-volume tables of ``PostgresStore``: written directly (no buffering), each idempotent.
 
-instruments (upsert), quarantine (keyed on what arrived, when, why), ingest checkpoints
+instruments (upsert), quarantine (binary COPY, keyed on what arrived, when, why), ingest checkpoints
 (save/load), gaps (record/list/mark), quality metrics (upsert per window), signals (a signal
 emitted is a fact: insert once), audit log (append).
 """
@@ -15,9 +15,10 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from tickvault.errors import StorageError
-from tickvault.model import DecodeError, Gap, Instrument
+from tickvault.model import Candle, CandleSource, DecodeError, Gap, Instrument
 from tickvault.storage.postgres.connection import describe_error
 from tickvault.storage.postgres.partitions import us_to_datetime
+from tickvault.storage.postgres.quarantine import copy_quarantine
 from tickvault.storage.postgres.records import (
     GAP_STATUSES,
     Checkpoint,
@@ -88,20 +89,21 @@ class RecordMethods:
         )
 
     async def quarantine(self, records: Iterable[QuarantineRecord | DecodeError]) -> int:
-        """Store rejected input with its reason and raw payload; returns rows newly stored."""
-        rows = []
-        for r in records:
-            q = QuarantineRecord.from_decode_error(r) if isinstance(r, DecodeError) else r
-            rows.append(
-                (q.exchange, q.symbol, q.channel, q.reason, q.detail, q.raw, _dt(q.recv_ns))
-            )
-        return await self._many(
-            "quarantine",
-            "INSERT INTO quarantine (exchange, symbol, channel, reason, detail, raw, recv_ts) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s) "
-            "ON CONFLICT (exchange, recv_ts, reason, md5(raw)) DO NOTHING",
-            rows,
-        )
+        """Store rejected input with its reason and raw payload; returns rows newly stored.
+
+        Binary COPY through a staging table (``quarantine.py``): a burst of rejects costs one
+        round trip, and a record stored before is not stored again."""
+        batch = [
+            QuarantineRecord.from_decode_error(r) if isinstance(r, DecodeError) else r
+            for r in records
+        ]
+        if not batch:
+            return 0
+        try:
+            async with self._pool.connection() as conn:
+                return await copy_quarantine(conn, batch)
+        except psycopg.Error as exc:
+            raise StorageError(f"writing quarantine failed: {describe_error(exc)}") from None
 
     async def list_quarantine(
         self, exchange: str | None = None, limit: int = 100
@@ -221,6 +223,63 @@ class RecordMethods:
             "ON CONFLICT (exchange, symbol, name, timeframe, ts) DO NOTHING",
             rows,
         )
+
+    # -- recomputation after a gap repair ------------------------------------------------------
+
+    async def closed_candles(
+        self,
+        exchange: str,
+        symbol: str,
+        timeframe: str,
+        source: str,
+        since_ns: int,
+        until_ns: int | None = None,
+    ) -> list[Candle]:
+        """Stored closed bars of one stream and source with open time in [since, until)."""
+        rows = await self._fetch(
+            "SELECT ts, open, high, low, close, volume, event_ts, recv_ts, trade_count,"
+            " quote_volume, vwap, buy_volume, sell_volume FROM candles"
+            " WHERE exchange = %s AND symbol = %s AND timeframe = %s AND source = %s AND closed"
+            " AND ts >= %s AND (%s::timestamptz IS NULL OR ts < %s) ORDER BY ts",
+            (exchange, symbol, timeframe, source, _dt(since_ns), _dt(until_ns), _dt(until_ns)),
+        )
+        kind = CandleSource(source)
+        return [
+            Candle(exchange, symbol, timeframe, _ns(r[0]) or 0, r[1], r[2], r[3], r[4], r[5],
+                   True, _ns(r[6]) or 0, _ns(r[7]) or 0, kind, r[8], r[9], r[10], r[11], r[12])
+            for r in rows
+        ]  # fmt: skip
+
+    async def vwap_sums(
+        self,
+        exchange: str,
+        symbol: str,
+        timeframe: str,
+        source: str,
+        since_ns: int,
+        until_ns: int,
+    ) -> tuple[float, float]:
+        """(sum of typical price x volume, sum of volume) over stored closed bars with open time
+        in [since, until): a session VWAP's state at ``until``."""
+        rows = await self._fetch(
+            "SELECT coalesce(sum((high + low + close) / 3 * volume), 0)::float8,"
+            " coalesce(sum(volume), 0)::float8 FROM candles"
+            " WHERE exchange = %s AND symbol = %s AND timeframe = %s AND source = %s AND closed"
+            " AND ts >= %s AND ts < %s",
+            (exchange, symbol, timeframe, source, _dt(since_ns), _dt(until_ns)),
+        )
+        return float(rows[0][0]), float(rows[0][1])
+
+    async def features_at(
+        self, exchange: str, symbol: str, timeframe: str, ts_ns: int
+    ) -> dict[str, float]:
+        """Stored feature values of one bar (open time ``ts_ns``), by name."""
+        rows = await self._fetch(
+            "SELECT name, value FROM features WHERE exchange = %s AND symbol = %s"
+            " AND timeframe = %s AND ts = %s",
+            (exchange, symbol, timeframe, _dt(ts_ns)),
+        )
+        return {str(r[0]): float(r[1]) for r in rows}
 
     async def audit(self, actor: str, action: str, detail: dict[str, Any] | None = None) -> None:
         await self._many(
