@@ -18,19 +18,23 @@ Same results as the pure-Python modules it stands in for (``feed.KrakenFeed._fas
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
+from cpython.object cimport Py_TYPE, PyTypeObject
 from cpython.ref cimport Py_INCREF, Py_XDECREF, PyObject
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy, memmove
 
+cimport cython
+
 from decimal import Decimal
 
 from tickvault.exchanges.base import FeedOutput
 from tickvault.exchanges.kraken.checksum import decimal_text, digits
-from tickvault.exchanges.numbers import CACHE_MAX
 from tickvault.model import BookDelta, Side, Ticker, Trade
 
 cdef extern from "Python.h":
+    char* _bytes_data "PyBytes_AS_STRING" (PyObject*)
+    Py_ssize_t _bytes_size "PyBytes_GET_SIZE" (PyObject*)
     bint PyUnicode_IS_COMPACT_ASCII(object)
     void* PyUnicode_DATA(object)
     Py_ssize_t PyUnicode_GET_LENGTH(object)
@@ -43,6 +47,9 @@ cdef object BUY = Side.BUY
 cdef object SELL = Side.SELL
 cdef Py_ssize_t MAX_LEVELS = 256  # per message; longer updates go to the general decoder
 cdef Py_ssize_t CHECKSUM_LEVELS = 10
+# Wire strings kept per feed (cleared when full): small enough to stay in the CPU caches; a
+# random-looking size string rarely comes back, a price level's string does.
+cdef Py_ssize_t CACHE_MAX = 4096
 
 
 # --- CRC32 (zlib's polynomial), slice-by-8 ---------------------------------------------------
@@ -103,6 +110,7 @@ cdef struct Lvl:
     PyObject* qty  # Decimal
     PyObject* ptok  # bytes: checksum digits of the price
     PyObject* qtok  # bytes: of the quantity
+    uint32_t state  # CRC32 register after this level's tokens (valid below _Side.dirty)
 
 
 cdef inline void _release(Lvl* lv):
@@ -123,10 +131,14 @@ cdef class _Side:
     cdef Py_ssize_t n
     cdef Py_ssize_t cap
     cdef bint bids
+    # Levels from ``dirty`` on changed since the last checksum: the checksum resumes from the
+    # CRC state of the level before (a message usually changes one level of one side).
+    cdef Py_ssize_t dirty
 
     def __cinit__(self, bint bids):
         self.bids = bids
         self.n = 0
+        self.dirty = 0
         self.cap = 32
         self.lv = <Lvl*>PyMem_Malloc(self.cap * sizeof(Lvl))
         if self.lv == NULL:
@@ -141,6 +153,7 @@ cdef class _Side:
         for i in range(self.n):
             _release(&self.lv[i])
         self.n = 0
+        self.dirty = 0
 
     cdef Py_ssize_t find(self, double key, object price, bint* found) except -1:
         """Index of ``price``'s level (found) or where it belongs (not found)."""
@@ -170,6 +183,8 @@ cdef class _Side:
         cdef bint found
         cdef Py_ssize_t i = self.find(key, price, &found)
         cdef Lvl* lv
+        if i < self.dirty:
+            self.dirty = i
         if found:
             lv = &self.lv[i]
             _replace(&lv.qty, qty)
@@ -198,6 +213,8 @@ cdef class _Side:
         cdef bint found
         cdef Py_ssize_t i = self.find(key, price, &found)
         if found:
+            if i < self.dirty:
+                self.dirty = i
             _release(&self.lv[i])
             self.n -= 1
             if i < self.n:
@@ -212,15 +229,30 @@ cdef class _Side:
         return out
 
     cdef uint32_t crc(self, uint32_t crc):
-        cdef Py_ssize_t i
-        cdef object token
-        for i in range(self.n if self.n < CHECKSUM_LEVELS else CHECKSUM_LEVELS):
-            token = <object>self.lv[i].ptok
-            crc = _crc_update(crc, <const unsigned char*>PyBytes_AS_STRING(token),
-                              PyBytes_GET_SIZE(token))
-            token = <object>self.lv[i].qtok
-            crc = _crc_update(crc, <const unsigned char*>PyBytes_AS_STRING(token),
-                              PyBytes_GET_SIZE(token))
+        """Continue ``crc`` (the register before this side's first level) over the top
+        levels' tokens, resuming at the first changed level."""
+        cdef Py_ssize_t i = self.dirty, top = self.n if self.n < CHECKSUM_LEVELS else CHECKSUM_LEVELS
+        cdef Py_ssize_t size, psize
+        cdef unsigned char buf[128]
+        cdef Lvl* lv
+        if i > top:
+            i = top
+        if i > 0:
+            crc = self.lv[i - 1].state
+        while i < top:
+            lv = &self.lv[i]
+            psize = _bytes_size(lv.ptok)
+            size = psize + _bytes_size(lv.qtok)
+            if size <= 128:  # one pass over the level's two tokens
+                memcpy(buf, _bytes_data(lv.ptok), psize)
+                memcpy(buf + psize, _bytes_data(lv.qtok), size - psize)
+                crc = _crc_update(crc, buf, size)
+            else:
+                crc = _crc_update(crc, <unsigned char*>_bytes_data(lv.ptok), psize)
+                crc = _crc_update(crc, <unsigned char*>_bytes_data(lv.qtok), size - psize)
+            lv.state = crc
+            i += 1
+        self.dirty = CHECKSUM_LEVELS
         return crc
 
 
@@ -238,6 +270,7 @@ cdef class KrakenBook:
     cdef public bint synced
     cdef _Side _bids
     cdef _Side _asks
+    cdef uint32_t _asks_final  # the CRC register after the asks at the last checksum
 
     def __init__(self, Py_ssize_t depth, price_decimals=None, qty_decimals=None):
         if depth < 1:
@@ -294,9 +327,17 @@ cdef class KrakenBook:
             _release(&side.lv[i])
         if side.n > self.depth:
             side.n = self.depth
+            if self.depth < side.dirty:
+                side.dirty = self.depth
 
     cdef uint32_t _checksum(self):
-        return self._bids.crc(self._asks.crc(0xFFFFFFFF)) ^ 0xFFFFFFFF
+        """CRC32 of the top asks' then the top bids' tokens; the bids' states hang on the
+        asks' final register, so they are all recomputed when that changed."""
+        cdef uint32_t asks = self._asks.crc(0xFFFFFFFF)
+        if asks != self._asks_final:
+            self._asks_final = asks
+            self._bids.dirty = 0
+        return self._bids.crc(asks) ^ 0xFFFFFFFF
 
     def checksum(self):
         return self._checksum()
@@ -328,6 +369,7 @@ cdef class KrakenBook:
 
 # --- wire strings ------------------------------------------------------------------------------
 
+@cython.no_gc  # holds a Decimal and bytes only: no cycles, and the cache holds many
 cdef class _Wire:
     """A plain wire number: its Decimal, checksum digits, zero-ness and (lazily) sort key."""
     cdef object value
@@ -477,15 +519,22 @@ cdef inline int64_t _seconds_ns(const char* s, Py_ssize_t a, Py_ssize_t b):
 cdef class V1Fast:
     """The v1 fast path of one :class:`~tickvault.exchanges.kraken.feed.KrakenFeed`."""
 
+    cdef readonly Py_ssize_t answered  # messages the fast path answered (for tests)
     cdef object feed
+    cdef object counters
+    cdef object general
     cdef dict books
     cdef dict last_ts
     cdef object symbols
     cdef dict cache
-    cdef bytes pair  # the last pair seen and its symbol
+    cdef bytes pair  # the last pair seen, its symbol and that symbol's _last_ts keys
     cdef object symbol
+    cdef tuple book_key
+    cdef tuple trade_key
+    cdef tuple ticker_key
     cdef object new_output
     cdef object output_type
+    cdef PyObject* slots[4]  # FeedOutput's member descriptors: events, errors, gaps, resync
     cdef Py_ssize_t _string_end
     # levels of the message being read, in wire order (borrowed from the cache, which is
     # cleared only between messages)
@@ -495,6 +544,8 @@ cdef class V1Fast:
 
     def __init__(self, feed):
         self.feed = feed
+        self.counters = feed.counters
+        self.general = feed._general
         self.books = feed._books
         self.last_ts = feed._last_ts
         self.symbols = feed.symbols
@@ -503,6 +554,11 @@ cdef class V1Fast:
         self.symbol = None
         self.output_type = FeedOutput
         self.new_output = object.__new__
+        for index, name in enumerate(("events", "errors", "gaps", "resync")):
+            descriptor = FeedOutput.__dict__[name]
+            if type(descriptor).__name__ != "member_descriptor":  # FeedOutput has __slots__
+                raise TypeError(f"FeedOutput.{name} is not a slot")
+            self.slots[index] = <PyObject*>descriptor
 
     cdef _Wire wire(self, const char* s, Py_ssize_t a, Py_ssize_t b):
         """The cached entry of plain ``s[a:b]``; None when it is not plain."""
@@ -541,11 +597,28 @@ cdef class V1Fast:
         return entry.key
 
     cdef object output(self, list events):
+        """FeedOutput(events): its fields set through their slot descriptors (what its
+        __init__ does, without the Python-level call)."""
         out = self.new_output(self.output_type)
-        out.events = events
-        out.errors = []
-        out.gaps = []
-        out.resync = []
+        self._set(0, out, events)
+        self._set(1, out, [])
+        self._set(2, out, [])
+        self._set(3, out, [])
+        return out
+
+    cdef inline int _set(self, int index, object out, object value) except -1:
+        cdef PyObject* descriptor = self.slots[index]
+        cdef PyTypeObject* kind = Py_TYPE(<object>descriptor)
+        return kind.tp_descr_set(<object>descriptor, out, value)
+
+    def on_message(self, raw, int64_t recv_ns):
+        """KrakenFeed.on_message while the fast path is on: count, try the fast path, else
+        the feed's general decoder."""
+        self.counters.messages += 1
+        out = self.message(raw, recv_ns)
+        if out is None:
+            return self.general(raw, recv_ns)
+        self.answered += 1
         return out
 
     def message(self, raw, int64_t recv_ns):
@@ -644,8 +717,11 @@ cdef class V1Fast:
         if instrument is None:
             return None
         self.pair = s[a:b]
-        self.symbol = instrument.symbol
-        return self.symbol
+        self.symbol = symbol = instrument.symbol
+        self.book_key, self.trade_key, self.ticker_key = (
+            ("book", symbol), ("trade", symbol), ("ticker", symbol)
+        )
+        return symbol
 
     # --- book updates ----------------------------------------------------------------------
 
@@ -836,7 +912,7 @@ cdef class V1Fast:
         if book._crossed():  # verified by the checksum: the venue's own state, no resync
             self.feed.counters.crossed_books += 1
         delta = BookDelta(EXCHANGE, symbol, bids, asks, ts, recv_ns, None, None, checksum)
-        self.last_ts[("book", symbol)] = ts
+        self.last_ts[self.book_key] = ts
         return self.output([delta])
 
     # --- trades and tickers ----------------------------------------------------------------
@@ -923,7 +999,7 @@ cdef class V1Fast:
         if _ws(s, i, end) != end:
             return None
         if trades:
-            self.last_ts[("trade", symbol)] = trades[len(trades) - 1].ts_ns
+            self.last_ts[self.trade_key] = trades[len(trades) - 1].ts_ns
         return self.output(trades)
 
     cdef Py_ssize_t _comma(self, const char* s, Py_ssize_t i, Py_ssize_t end):
@@ -1018,5 +1094,5 @@ cdef class V1Fast:
             return None
         ticker = Ticker(EXCHANGE, symbol, recv_ns, recv_ns, values[1][0], values[1][2],
                         values[0][0], values[0][2], values[2][0], values[3][1])
-        self.last_ts[("ticker", symbol)] = recv_ns
+        self.last_ts[self.ticker_key] = recv_ns
         return self.output([ticker])

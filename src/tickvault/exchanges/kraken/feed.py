@@ -164,10 +164,6 @@ class KrakenFeed:
         self._last_ts: dict[tuple[str, str], int] = {}  # (channel, symbol) -> last event ts
         self._bars: dict[tuple[str, str], Candle] = {}  # (symbol, timeframe) -> forming bar
         self.skipped_updates = 0  # book updates between a resync request and its snapshot
-        # The fast path handles valid v1 book updates and trades of a live book with the same
-        # results as the general decoder; on anything else it gives up (None) before touching
-        # state. Off only in tests comparing both.
-        self.fast_path = True
         self._trade_ids = TradeIdTracker(EXCHANGE, channel="trade")
         # The compiled core (books and the v1 fast path; same results) unless it is not built
         # or ``compiled=False`` (tests comparing it with the pure-Python paths).
@@ -177,16 +173,39 @@ class KrakenFeed:
         self._book_type: Callable[[int, int | None, int | None], Book] = (
             CompiledBook if self.compiled else KrakenBook
         )
-        self._v1 = V1Fast(self).message if self.compiled else self._fast_v1
+        self._compiled = V1Fast(self) if self.compiled else None
+        self._v1 = self._compiled.message if self._compiled is not None else self._fast_v1
+        # The fast path handles valid v1 book updates, trades and tickers with the same
+        # results as the general decoder; on anything else it gives up (None) before touching
+        # state. Off only in tests and benchmarks comparing both.
+        self.fast_path = True
+
+    @property
+    def fast_path(self) -> bool:
+        return self._fast_path
+
+    @fast_path.setter
+    def fast_path(self, on: bool) -> None:
+        self._fast_path = on
+        # compiled and on: ``on_message`` is the compiled entry (counts, fast path, else
+        # ``_general``), an instance attribute that saves the Python-level call per message
+        if on and self._compiled is not None:
+            self.__dict__["on_message"] = self._compiled.on_message
+        else:
+            self.__dict__.pop("on_message", None)
 
     # --- FeedState ------------------------------------------------------------------------
 
     def on_message(self, raw: bytes | str, recv_ns: int) -> FeedOutput:
         self.counters.messages += 1
-        if self.fast_path:
+        if self._fast_path:
             fast = self._v1(raw, recv_ns)
             if fast is not None:
                 return fast
+        return self._general(raw, recv_ns)
+
+    def _general(self, raw: bytes | str, recv_ns: int) -> FeedOutput:
+        """Any message through the general decoder (already counted)."""
         decoded = decode_message(raw, recv_ns, self.symbols)
         out = FeedOutput(events=decoded.events, errors=decoded.errors)
         if decoded.events:
