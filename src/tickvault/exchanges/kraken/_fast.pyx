@@ -22,7 +22,7 @@ from cpython.object cimport Py_TYPE, PyTypeObject
 from cpython.ref cimport Py_INCREF, Py_XDECREF, PyObject
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from libc.stdint cimport int64_t, uint32_t, uint64_t
-from libc.string cimport memcmp, memcpy, memmove
+from libc.string cimport memcmp, memcpy, memmove, memset
 
 cimport cython
 
@@ -47,9 +47,12 @@ cdef object BUY = Side.BUY
 cdef object SELL = Side.SELL
 cdef Py_ssize_t MAX_LEVELS = 256  # per message; longer updates go to the general decoder
 cdef Py_ssize_t CHECKSUM_LEVELS = 10
-# Wire strings kept per feed (cleared when full): small enough to stay in the CPU caches; a
+# Wire strings kept per feed in an open-addressing table keyed by the raw characters (no str
+# object per lookup), cleared when half full: small enough to stay in the CPU caches; a
 # random-looking size string rarely comes back, a price level's string does.
-cdef Py_ssize_t CACHE_MAX = 4096
+cdef enum:
+    CACHE_SLOTS = 8192
+cdef Py_ssize_t CACHE_MAX = CACHE_SLOTS // 2
 
 
 # --- CRC32 (zlib's polynomial), slice-by-8 ---------------------------------------------------
@@ -108,22 +111,28 @@ cdef struct Lvl:
     double key  # price (asks) or -price (bids), correctly rounded: ascending = best first
     PyObject* price  # Decimal
     PyObject* qty  # Decimal
-    PyObject* ptok  # bytes: checksum digits of the price
-    PyObject* qtok  # bytes: of the quantity
+    PyObject* tok  # bytes: the level's checksum digits (price digits, then quantity digits)
     uint32_t state  # CRC32 register after this level's tokens (valid below _Side.dirty)
 
 
 cdef inline void _release(Lvl* lv):
     Py_XDECREF(lv.price)
     Py_XDECREF(lv.qty)
-    Py_XDECREF(lv.ptok)
-    Py_XDECREF(lv.qtok)
+    Py_XDECREF(lv.tok)
 
 
 cdef inline void _replace(PyObject** slot, object value):
     Py_INCREF(value)
     Py_XDECREF(slot[0])
     slot[0] = <PyObject*>value
+
+
+cdef inline bytes _join(bytes a, bytes b):
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(a)
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, n + PyBytes_GET_SIZE(b))
+    memcpy(PyBytes_AS_STRING(out), PyBytes_AS_STRING(a), n)
+    memcpy(PyBytes_AS_STRING(out) + n, PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b))
+    return out
 
 
 cdef class _Side:
@@ -177,7 +186,7 @@ cdef class _Side:
         found[0] = False
         return lo
 
-    cdef int put(self, double key, object price, object qty, object ptok, object qtok) except -1:
+    cdef int put(self, double key, object price, object qty, object tok) except -1:
         """Set a level (a new price is inserted in order; an existing one keeps its price
         object, as a dict key would, and takes the new quantity and tokens)."""
         cdef bint found
@@ -188,8 +197,7 @@ cdef class _Side:
         if found:
             lv = &self.lv[i]
             _replace(&lv.qty, qty)
-            _replace(&lv.ptok, ptok)
-            _replace(&lv.qtok, qtok)
+            _replace(&lv.tok, tok)
             return 0
         if self.n == self.cap:
             lv = <Lvl*>PyMem_Realloc(self.lv, 2 * self.cap * sizeof(Lvl))
@@ -201,11 +209,10 @@ cdef class _Side:
             memmove(&self.lv[i + 1], &self.lv[i], (self.n - i) * sizeof(Lvl))
         lv = &self.lv[i]
         lv.key = key
-        lv.price = lv.qty = lv.ptok = lv.qtok = NULL
+        lv.price = lv.qty = lv.tok = NULL
         _replace(&lv.price, price)
         _replace(&lv.qty, qty)
-        _replace(&lv.ptok, ptok)
-        _replace(&lv.qtok, qtok)
+        _replace(&lv.tok, tok)
         self.n += 1
         return 0
 
@@ -232,8 +239,6 @@ cdef class _Side:
         """Continue ``crc`` (the register before this side's first level) over the top
         levels' tokens, resuming at the first changed level."""
         cdef Py_ssize_t i = self.dirty, top = self.n if self.n < CHECKSUM_LEVELS else CHECKSUM_LEVELS
-        cdef Py_ssize_t size, psize
-        cdef unsigned char buf[128]
         cdef Lvl* lv
         if i > top:
             i = top
@@ -241,15 +246,7 @@ cdef class _Side:
             crc = self.lv[i - 1].state
         while i < top:
             lv = &self.lv[i]
-            psize = _bytes_size(lv.ptok)
-            size = psize + _bytes_size(lv.qtok)
-            if size <= 128:  # one pass over the level's two tokens
-                memcpy(buf, _bytes_data(lv.ptok), psize)
-                memcpy(buf + psize, _bytes_data(lv.qtok), size - psize)
-                crc = _crc_update(crc, buf, size)
-            else:
-                crc = _crc_update(crc, <unsigned char*>_bytes_data(lv.ptok), psize)
-                crc = _crc_update(crc, <unsigned char*>_bytes_data(lv.qtok), size - psize)
+            crc = _crc_update(crc, <unsigned char*>_bytes_data(lv.tok), _bytes_size(lv.tok))
             lv.state = crc
             i += 1
         self.dirty = CHECKSUM_LEVELS
@@ -304,8 +301,8 @@ cdef class KrakenBook:
                     side.remove(_key(price, side.bids), price)
                 else:
                     side.put(_key(price, side.bids), price, qty,
-                             digits(decimal_text(price, price_decimals)).encode("ascii"),
-                             digits(decimal_text(qty, qty_decimals)).encode("ascii"))
+                             (digits(decimal_text(price, price_decimals))
+                              + digits(decimal_text(qty, qty_decimals))).encode("ascii"))
 
     def truncate(self):
         """Cut each side to the depth; the prices dropped as (bids, asks), ascending."""
@@ -372,11 +369,25 @@ cdef class KrakenBook:
 @cython.no_gc  # holds a Decimal and bytes only: no cycles, and the cache holds many
 cdef class _Wire:
     """A plain wire number: its Decimal, checksum digits, zero-ness and (lazily) sort key."""
+    cdef bytes text  # the wire characters
     cdef object value
     cdef bytes token
     cdef double key
     cdef bint keyed
     cdef bint zero
+
+
+cdef struct Slot:
+    uint64_t hash
+    PyObject* wire  # an owned _Wire, or NULL
+
+
+cdef inline uint64_t _fnv(const char* s, Py_ssize_t a, Py_ssize_t b):
+    cdef uint64_t h = 14695981039346656037ULL
+    cdef Py_ssize_t i
+    for i in range(a, b):
+        h = (h ^ <unsigned char>s[i]) * 1099511628211ULL
+    return h
 
 
 cdef inline bint _is_ws(char c):
@@ -526,7 +537,8 @@ cdef class V1Fast:
     cdef dict books
     cdef dict last_ts
     cdef object symbols
-    cdef dict cache
+    cdef Slot* table  # CACHE_SLOTS wire strings
+    cdef Py_ssize_t filled
     cdef bytes pair  # the last pair seen, its symbol and that symbol's _last_ts keys
     cdef object symbol
     cdef tuple book_key
@@ -549,7 +561,10 @@ cdef class V1Fast:
         self.books = feed._books
         self.last_ts = feed._last_ts
         self.symbols = feed.symbols
-        self.cache = {}
+        self.table = <Slot*>PyMem_Malloc(CACHE_SLOTS * sizeof(Slot))
+        if self.table == NULL:
+            raise MemoryError()
+        self.filled = CACHE_SLOTS  # cleared (initialised) before the first message
         self.pair = b""
         self.symbol = None
         self.output_type = FeedOutput
@@ -560,18 +575,41 @@ cdef class V1Fast:
                 raise TypeError(f"FeedOutput.{name} is not a slot")
             self.slots[index] = <PyObject*>descriptor
 
+    def __dealloc__(self):
+        if self.table != NULL:
+            self.clear()
+            PyMem_Free(self.table)
+
+    cdef void clear(self):
+        cdef Py_ssize_t i
+        if self.filled < CACHE_SLOTS:  # else never initialised
+            for i in range(CACHE_SLOTS):
+                Py_XDECREF(self.table[i].wire)
+        memset(self.table, 0, CACHE_SLOTS * sizeof(Slot))
+        self.filled = 0
+
     cdef _Wire wire(self, const char* s, Py_ssize_t a, Py_ssize_t b):
         """The cached entry of plain ``s[a:b]``; None when it is not plain."""
-        cdef str text = PyUnicode_DecodeASCII(s + a, b - a, NULL)
-        cdef object found = self.cache.get(text)
-        if found is not None:
-            return <_Wire>found
+        cdef uint64_t h = _fnv(s, a, b)
+        cdef Py_ssize_t index = h & (CACHE_SLOTS - 1), m = b - a
+        cdef Slot* slot
+        cdef PyObject* text
+        while True:
+            slot = &self.table[index]
+            if slot.wire == NULL:
+                break
+            if slot.hash == h:
+                text = <PyObject*>(<_Wire>slot.wire).text
+                if _bytes_size(text) == m and memcmp(_bytes_data(text), s + a, m) == 0:
+                    return <_Wire>slot.wire
+            index = (index + 1) & (CACHE_SLOTS - 1)
         if not _plain(s, a, b):
             return None
         cdef _Wire entry = _Wire.__new__(_Wire)
-        entry.value = Decimal(text)
+        entry.text = PyBytes_FromStringAndSize(s + a, m)
+        entry.value = Decimal(PyUnicode_DecodeASCII(s + a, m, NULL))
         cdef char buf[64]
-        cdef Py_ssize_t i, m = 0
+        cdef Py_ssize_t i, used = 0
         cdef bint lead = True
         for i in range(a, b):
             if s[i] == 46:
@@ -579,12 +617,15 @@ cdef class V1Fast:
             if lead and s[i] == 48:
                 continue
             lead = False
-            buf[m] = s[i]
-            m += 1
-        entry.token = PyBytes_FromStringAndSize(buf, m)
-        entry.zero = m == 0
+            buf[used] = s[i]
+            used += 1
+        entry.token = PyBytes_FromStringAndSize(buf, used)
+        entry.zero = used == 0
         entry.keyed = False
-        self.cache[text] = entry
+        Py_INCREF(entry)
+        slot.wire = <PyObject*>entry
+        slot.hash = h
+        self.filled += 1
         return entry
 
     cdef double key(self, _Wire entry, const char* s, Py_ssize_t a, Py_ssize_t b) except? -1.0:
@@ -611,7 +652,7 @@ cdef class V1Fast:
         cdef PyTypeObject* kind = Py_TYPE(<object>descriptor)
         return kind.tp_descr_set(<object>descriptor, out, value)
 
-    def on_message(self, raw, int64_t recv_ns):
+    def on_message(self, raw, recv_ns):
         """KrakenFeed.on_message while the fast path is on: count, try the fast path, else
         the feed's general decoder."""
         self.counters.messages += 1
@@ -621,7 +662,7 @@ cdef class V1Fast:
         self.answered += 1
         return out
 
-    def message(self, raw, int64_t recv_ns):
+    def message(self, raw, recv_ns):
         """A FeedOutput for a handled v1 message, else None (nothing changed)."""
         cdef const char* s
         cdef Py_ssize_t n
@@ -665,8 +706,8 @@ cdef class V1Fast:
         if start >= end or s[start] != 44:
             return None
         start += 1
-        if len(self.cache) >= CACHE_MAX:
-            self.cache.clear()
+        if self.filled >= CACHE_MAX:
+            self.clear()
         symbol = self._symbol(s, pair_a, pair_b)
         if symbol is None:
             return None
@@ -726,7 +767,7 @@ cdef class V1Fast:
     # --- book updates ----------------------------------------------------------------------
 
     cdef object _book(self, raw, const char* s, Py_ssize_t i, Py_ssize_t end, object symbol,
-                      int64_t recv_ns):
+                      object recv_ns):
         book = self.books.get(symbol)
         if type(book) is not KrakenBook:
             return None
@@ -851,10 +892,10 @@ cdef class V1Fast:
             i += 1
         if checksum < 0:  # the last payload carries "c"
             return None
-        return self._apply(kbook, symbol, count, ts_ns or recv_ns, recv_ns, checksum)
+        return self._apply(kbook, symbol, count, ts_ns if ts_ns else recv_ns, recv_ns, checksum)
 
-    cdef object _apply(self, KrakenBook book, object symbol, Py_ssize_t count, int64_t ts_ns,
-                       int64_t recv_ns, int64_t checksum):
+    cdef object _apply(self, KrakenBook book, object symbol, Py_ssize_t count, object ts,
+                       object recv_ns, int64_t checksum):
         """Apply the levels read (nothing can fail any more), then feed._on_book's checks
         and event for a v1 update."""
         cdef Py_ssize_t k, nb = 0, na = 0, drop_b, drop_a, j
@@ -873,7 +914,7 @@ cdef class V1Fast:
                 side.remove(-price.key if side.bids else price.key, price.value)
             else:
                 side.put(-price.key if side.bids else price.key, price.value, qty.value,
-                         price.token, qty.token)
+                         _join(price.token, qty.token))
         drop_b = book._bids.n - book.depth if book._bids.n > book.depth else 0
         drop_a = book._asks.n - book.depth if book._asks.n > book.depth else 0
         bids = PyTuple_New(nb + drop_b)
@@ -902,7 +943,6 @@ cdef class V1Fast:
             PyTuple_SET_ITEM(asks, na, level)
             na += 1
         book._cut(side)
-        ts = ts_ns
         if book._checksum() != checksum:
             feed = self.feed
             feed.counters.checksum_failures += 1
@@ -918,7 +958,7 @@ cdef class V1Fast:
     # --- trades and tickers ----------------------------------------------------------------
 
     cdef object _trades(self, const char* s, Py_ssize_t i, Py_ssize_t end, object symbol,
-                        int64_t recv_ns):
+                        object recv_ns):
         """[[price, volume, time, side, orderType, misc], ...]: decode_v1.trades_v1."""
         cdef list trades = []
         cdef Py_ssize_t a, b, index = 0, t_a, t_b
@@ -1013,7 +1053,7 @@ cdef class V1Fast:
         return _ws(s, i + 1, end)
 
     cdef object _ticker(self, const char* s, Py_ssize_t i, Py_ssize_t end, object symbol,
-                        int64_t recv_ns):
+                        object recv_ns):
         """{"a": [price, whole lot, lot volume], "b": [...], "c": [price, ...],
         "v": [today, 24h], ...}: decode_v1._ticker."""
         cdef list values = [[None, None, None] for _ in range(4)]  # a, b, c, v: used elements
