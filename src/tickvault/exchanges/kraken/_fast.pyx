@@ -382,14 +382,6 @@ cdef struct Slot:
     PyObject* wire  # an owned _Wire, or NULL
 
 
-cdef inline uint64_t _fnv(const char* s, Py_ssize_t a, Py_ssize_t b):
-    cdef uint64_t h = 14695981039346656037ULL
-    cdef Py_ssize_t i
-    for i in range(a, b):
-        h = (h ^ <unsigned char>s[i]) * 1099511628211ULL
-    return h
-
-
 cdef inline bint _is_ws(char c):
     return c == 32 or c == 10 or c == 13 or c == 9
 
@@ -486,17 +478,18 @@ cdef Py_ssize_t _skip(const char* s, Py_ssize_t i, Py_ssize_t n, int depth):
     return -1
 
 
-cdef inline bint _plain(const char* s, Py_ssize_t a, Py_ssize_t b):
-    """ASCII digits with at most one ``.`` and at least one digit (numbers.plain_decimal)."""
-    cdef Py_ssize_t i, dots = 0
-    if b - a > 60:
-        return False
-    for i in range(a, b):
-        if s[i] == 46:
-            dots += 1
-        elif not (48 <= s[i] <= 57):
-            return False
-    return dots <= 1 and b - a > dots
+cdef inline Py_ssize_t _time(const char* s, Py_ssize_t i, Py_ssize_t end, int64_t* ns):
+    """The string opening at ``s[i]`` read as wire.seconds_text_ns into ``ns``: the index
+    after it, or -1 where that would raise (or overflow)."""
+    cdef Py_ssize_t a = i + 1, b = a
+    if i >= end or s[i] != 34:
+        return -1
+    while b < end and s[b] != 34:
+        b += 1
+    if b >= end:
+        return -1
+    ns[0] = _seconds_ns(s, a, b)
+    return -1 if ns[0] < 0 else b + 1
 
 
 cdef inline int64_t _seconds_ns(const char* s, Py_ssize_t a, Py_ssize_t b):
@@ -588,9 +581,31 @@ cdef class V1Fast:
         memset(self.table, 0, CACHE_SLOTS * sizeof(Slot))
         self.filled = 0
 
-    cdef _Wire wire(self, const char* s, Py_ssize_t a, Py_ssize_t b):
-        """The cached entry of plain ``s[a:b]``; None when it is not plain."""
-        cdef uint64_t h = _fnv(s, a, b)
+    cdef _Wire wire(self, const char* s, Py_ssize_t i, Py_ssize_t end, Py_ssize_t* after):
+        """The cached entry of the string opening at ``s[i]`` if it is plain (ASCII digits,
+        at most one ``.``, as numbers.plain_decimal), with the index after it in ``after``;
+        else None. One pass validates and hashes (FNV-1a)."""
+        cdef uint64_t h = 14695981039346656037ULL
+        cdef Py_ssize_t a, b, dots = 0
+        cdef char c
+        if i >= end or s[i] != 34:
+            return None
+        a = b = i + 1
+        while True:
+            if b >= end:
+                return None
+            c = s[b]
+            if c == 34:
+                break
+            if c == 46:
+                dots += 1
+            elif not (48 <= c <= 57):
+                return None
+            h = (h ^ <unsigned char>c) * 1099511628211ULL
+            b += 1
+        if dots > 1 or b - a == dots or b - a > 60:
+            return None
+        after[0] = b + 1
         cdef Py_ssize_t index = h & (CACHE_SLOTS - 1), m = b - a
         cdef Slot* slot
         cdef PyObject* text
@@ -603,21 +618,19 @@ cdef class V1Fast:
                 if _bytes_size(text) == m and memcmp(_bytes_data(text), s + a, m) == 0:
                     return <_Wire>slot.wire
             index = (index + 1) & (CACHE_SLOTS - 1)
-        if not _plain(s, a, b):
-            return None
         cdef _Wire entry = _Wire.__new__(_Wire)
         entry.text = PyBytes_FromStringAndSize(s + a, m)
         entry.value = Decimal(PyUnicode_DecodeASCII(s + a, m, NULL))
         cdef char buf[64]
-        cdef Py_ssize_t i, used = 0
+        cdef Py_ssize_t k, used = 0
         cdef bint lead = True
-        for i in range(a, b):
-            if s[i] == 46:
+        for k in range(a, b):
+            if s[k] == 46:
                 continue
-            if lead and s[i] == 48:
+            if lead and s[k] == 48:
                 continue
             lead = False
-            buf[used] = s[i]
+            buf[used] = s[k]
             used += 1
         entry.token = PyBytes_FromStringAndSize(buf, used)
         entry.zero = used == 0
@@ -827,32 +840,21 @@ cdef class V1Fast:
                                 if i >= end or s[i] != 91 or count == MAX_LEVELS:
                                     return None
                                 a = _ws(s, i + 1, end)
-                                i = _string(s, a, end)
-                                if i < 0:
-                                    return None
-                                price = self.wire(s, a + 1, i - 1)
+                                price = self.wire(s, a, end, &i)
                                 if price is None:
                                     return None
                                 self.key(price, s, a + 1, i - 1)
                                 i = _ws(s, i, end)
                                 if i >= end or s[i] != 44:
                                     return None
-                                a = _ws(s, i + 1, end)
-                                i = _string(s, a, end)
-                                if i < 0:
-                                    return None
-                                qty = self.wire(s, a + 1, i - 1)
+                                qty = self.wire(s, _ws(s, i + 1, end), end, &i)
                                 if qty is None:
                                     return None
                                 i = _ws(s, i, end)
                                 if i >= end or s[i] != 44:
                                     return None
-                                a = _ws(s, i + 1, end)
-                                i = _string(s, a, end)
+                                i = _time(s, _ws(s, i + 1, end), end, &level_ns)
                                 if i < 0:
-                                    return None
-                                level_ns = _seconds_ns(s, a + 1, i - 1)
-                                if level_ns < 0:
                                     return None
                                 if level_ns > ts_ns:
                                     ts_ns = level_ns
@@ -975,30 +977,17 @@ cdef class V1Fast:
             while True:
                 if i >= end or s[i] != 91:
                     return None
-                a = _ws(s, i + 1, end)
-                i = _string(s, a, end)
-                if i < 0:
-                    return None
-                price = self.wire(s, a + 1, i - 1)
+                price = self.wire(s, _ws(s, i + 1, end), end, &i)
                 if price is None or price.zero:
                     return None
-                i = self._comma(s, i, end)
-                a = i
-                i = _string(s, a, end)
-                if i < 0:
-                    return None
-                volume = self.wire(s, a + 1, i - 1)
+                volume = self.wire(s, self._comma(s, i, end), end, &i)
                 if volume is None or volume.zero:
                     return None
-                i = self._comma(s, i, end)
-                t_a = i + 1
-                i = _string(s, i, end)
+                t_a = self._comma(s, i, end) + 1
+                i = _time(s, t_a - 1, end, &ts_ns)
                 if i < 0:
                     return None
                 t_b = i - 1
-                ts_ns = _seconds_ns(s, t_a, t_b)
-                if ts_ns < 0 or t_b - t_a > 40:
-                    return None
                 i = self._comma(s, i, end)
                 if i < 0 or i + 3 > end or s[i] != 34 or s[i + 2] != 34:
                     return None
@@ -1100,10 +1089,7 @@ cdef class V1Fast:
                     if (slot <= 1 and index in (0, 2)) or (slot == 2 and index == 0) or (
                         slot == 3 and index == 1
                     ):
-                        i = _string(s, a, end)
-                        if i < 0:
-                            return None
-                        number = self.wire(s, a + 1, i - 1)
+                        number = self.wire(s, a, end, &i)
                         if number is None:
                             return None
                         row[index] = number.value
