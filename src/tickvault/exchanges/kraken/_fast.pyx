@@ -19,7 +19,7 @@ Same results as the pure-Python modules it stands in for (``feed.KrakenFeed._fas
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.object cimport Py_TYPE, PyTypeObject
-from cpython.ref cimport Py_INCREF, Py_XDECREF, PyObject
+from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF, PyObject
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy, memmove, memset
@@ -33,6 +33,12 @@ from tickvault.exchanges.kraken.checksum import decimal_text, digits
 from tickvault.model import BookDelta, Side, Ticker, Trade
 
 cdef extern from "Python.h":
+    ctypedef struct PyMemberDef:
+        int type
+        Py_ssize_t offset
+    ctypedef struct PyMemberDescrObject:
+        PyMemberDef* d_member
+    PyObject* PyType_GenericAlloc(PyTypeObject*, Py_ssize_t)
     char* _bytes_data "PyBytes_AS_STRING" (PyObject*)
     Py_ssize_t _bytes_size "PyBytes_GET_SIZE" (PyObject*)
     bint PyUnicode_IS_COMPACT_ASCII(object)
@@ -58,6 +64,7 @@ cdef Py_ssize_t CACHE_MAX = CACHE_SLOTS // 2
 # --- CRC32 (zlib's polynomial), slice-by-8 ---------------------------------------------------
 
 cdef uint32_t CRC[8][256]
+cdef uint32_t CRC_START = ~(<uint32_t>0)  # the register before any byte (zlib's pre-inversion)
 cdef bint LITTLE_ENDIAN
 
 
@@ -101,8 +108,8 @@ cdef inline uint32_t _crc_update(uint32_t crc, const unsigned char* p, Py_ssize_
 
 def crc32(bytes data):
     """zlib.crc32 of ``data`` (for the tests of this implementation)."""
-    return _crc_update(0xFFFFFFFF, <const unsigned char*>PyBytes_AS_STRING(data),
-                       PyBytes_GET_SIZE(data)) ^ 0xFFFFFFFF
+    return ~_crc_update(CRC_START, <const unsigned char*>PyBytes_AS_STRING(data),
+                        PyBytes_GET_SIZE(data))
 
 
 # --- the book ----------------------------------------------------------------------------------
@@ -127,12 +134,29 @@ cdef inline void _replace(PyObject** slot, object value):
     slot[0] = <PyObject*>value
 
 
-cdef inline bytes _join(bytes a, bytes b):
-    cdef Py_ssize_t n = PyBytes_GET_SIZE(a)
-    cdef bytes out = PyBytes_FromStringAndSize(NULL, n + PyBytes_GET_SIZE(b))
-    memcpy(PyBytes_AS_STRING(out), PyBytes_AS_STRING(a), n)
-    memcpy(PyBytes_AS_STRING(out) + n, PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b))
-    return out
+cdef inline bytes _join(const char* a, Py_ssize_t a_len, const char* b, Py_ssize_t b_len):
+    cdef char buf[128]
+    memcpy(buf, a, a_len)
+    memcpy(buf + a_len, b, b_len)
+    return PyBytes_FromStringAndSize(buf, a_len + b_len)
+
+
+cdef Py_ssize_t _slot_offset(object cls, str name) except -1:
+    """Offset of the object slot ``name`` of a __slots__ class (checked to be one)."""
+    descriptor = cls.__dict__[name]
+    if type(descriptor).__name__ != "member_descriptor":
+        raise TypeError(f"{cls.__name__}.{name} is not a slot")
+    cdef PyMemberDef* member = (<PyMemberDescrObject*><PyObject*>descriptor).d_member
+    if member.type != 16:  # T_OBJECT_EX
+        raise TypeError(f"{cls.__name__}.{name} is not an object slot")
+    return member.offset
+
+
+cdef inline void _slot_set(object obj, Py_ssize_t offset, object value):
+    cdef PyObject** slot = <PyObject**>((<char*><PyObject*>obj) + offset)
+    Py_INCREF(value)
+    Py_XDECREF(slot[0])
+    slot[0] = <PyObject*>value
 
 
 cdef class _Side:
@@ -330,11 +354,11 @@ cdef class KrakenBook:
     cdef uint32_t _checksum(self):
         """CRC32 of the top asks' then the top bids' tokens; the bids' states hang on the
         asks' final register, so they are all recomputed when that changed."""
-        cdef uint32_t asks = self._asks.crc(0xFFFFFFFF)
+        cdef uint32_t asks = self._asks.crc(CRC_START)
         if asks != self._asks_final:
             self._asks_final = asks
             self._bids.dirty = 0
-        return self._bids.crc(asks) ^ 0xFFFFFFFF
+        return ~self._bids.crc(asks)
 
     def checksum(self):
         return self._checksum()
@@ -369,9 +393,11 @@ cdef class KrakenBook:
 @cython.no_gc  # holds a Decimal and bytes only: no cycles, and the cache holds many
 cdef class _Wire:
     """A plain wire number: its Decimal, checksum digits, zero-ness and (lazily) sort key."""
-    cdef bytes text  # the wire characters
     cdef object value
-    cdef bytes token
+    cdef char text[64]  # the wire characters (at most 60)
+    cdef char token[64]  # checksum digits: no ".", no leading zeros
+    cdef Py_ssize_t text_len
+    cdef Py_ssize_t token_len
     cdef double key
     cdef bint keyed
     cdef bint zero
@@ -537,9 +563,9 @@ cdef class V1Fast:
     cdef tuple book_key
     cdef tuple trade_key
     cdef tuple ticker_key
-    cdef object new_output
     cdef object output_type
-    cdef PyObject* slots[4]  # FeedOutput's member descriptors: events, errors, gaps, resync
+    cdef Py_ssize_t slots[4]  # offsets of FeedOutput's slots: events, errors, gaps, resync
+    cdef Py_ssize_t messages_slot  # offset of FeedCounters.messages
     cdef Py_ssize_t _string_end
     # levels of the message being read, in wire order (borrowed from the cache, which is
     # cleared only between messages)
@@ -560,13 +586,15 @@ cdef class V1Fast:
         self.filled = CACHE_SLOTS  # cleared (initialised) before the first message
         self.pair = b""
         self.symbol = None
+        # FeedOutput and FeedCounters are slots dataclasses: their fields are written at the
+        # offsets of their member descriptors (what the descriptors themselves do), and a
+        # FeedOutput is allocated as object.__new__ would (it has no __new__ of its own).
         self.output_type = FeedOutput
-        self.new_output = object.__new__
+        if FeedOutput.__new__ is not object.__new__:
+            raise TypeError("FeedOutput has its own __new__")
         for index, name in enumerate(("events", "errors", "gaps", "resync")):
-            descriptor = FeedOutput.__dict__[name]
-            if type(descriptor).__name__ != "member_descriptor":  # FeedOutput has __slots__
-                raise TypeError(f"FeedOutput.{name} is not a slot")
-            self.slots[index] = <PyObject*>descriptor
+            self.slots[index] = _slot_offset(FeedOutput, name)
+        self.messages_slot = _slot_offset(type(self.counters), "messages")
 
     def __dealloc__(self):
         if self.table != NULL:
@@ -608,20 +636,20 @@ cdef class V1Fast:
         after[0] = b + 1
         cdef Py_ssize_t index = h & (CACHE_SLOTS - 1), m = b - a
         cdef Slot* slot
-        cdef PyObject* text
+        cdef _Wire found
         while True:
             slot = &self.table[index]
             if slot.wire == NULL:
                 break
             if slot.hash == h:
-                text = <PyObject*>(<_Wire>slot.wire).text
-                if _bytes_size(text) == m and memcmp(_bytes_data(text), s + a, m) == 0:
-                    return <_Wire>slot.wire
+                found = <_Wire>slot.wire
+                if found.text_len == m and memcmp(found.text, s + a, m) == 0:
+                    return found
             index = (index + 1) & (CACHE_SLOTS - 1)
         cdef _Wire entry = _Wire.__new__(_Wire)
-        entry.text = PyBytes_FromStringAndSize(s + a, m)
+        memcpy(entry.text, s + a, m)
+        entry.text_len = m
         entry.value = Decimal(PyUnicode_DecodeASCII(s + a, m, NULL))
-        cdef char buf[64]
         cdef Py_ssize_t k, used = 0
         cdef bint lead = True
         for k in range(a, b):
@@ -630,9 +658,9 @@ cdef class V1Fast:
             if lead and s[k] == 48:
                 continue
             lead = False
-            buf[used] = s[k]
+            entry.token[used] = s[k]
             used += 1
-        entry.token = PyBytes_FromStringAndSize(buf, used)
+        entry.token_len = used
         entry.zero = used == 0
         entry.keyed = False
         Py_INCREF(entry)
@@ -651,24 +679,26 @@ cdef class V1Fast:
         return entry.key
 
     cdef object output(self, list events):
-        """FeedOutput(events): its fields set through their slot descriptors (what its
-        __init__ does, without the Python-level call)."""
-        out = self.new_output(self.output_type)
-        self._set(0, out, events)
-        self._set(1, out, [])
-        self._set(2, out, [])
-        self._set(3, out, [])
+        """FeedOutput(events, [], [], []) without the Python-level __init__ call."""
+        cdef PyObject* new = PyType_GenericAlloc(<PyTypeObject*>self.output_type, 0)
+        if new == NULL:
+            raise MemoryError()
+        out = <object>new
+        Py_DECREF(out)  # the cast took a second reference
+        _slot_set(out, self.slots[0], events)
+        _slot_set(out, self.slots[1], [])
+        _slot_set(out, self.slots[2], [])
+        _slot_set(out, self.slots[3], [])
         return out
-
-    cdef inline int _set(self, int index, object out, object value) except -1:
-        cdef PyObject* descriptor = self.slots[index]
-        cdef PyTypeObject* kind = Py_TYPE(<object>descriptor)
-        return kind.tp_descr_set(<object>descriptor, out, value)
 
     def on_message(self, raw, recv_ns):
         """KrakenFeed.on_message while the fast path is on: count, try the fast path, else
         the feed's general decoder."""
-        self.counters.messages += 1
+        counters = self.counters
+        cdef PyObject** count = <PyObject**>((<char*><PyObject*>counters) + self.messages_slot)
+        if count[0] == NULL:
+            raise AttributeError("messages")
+        _slot_set(counters, self.messages_slot, <object>count[0] + 1)
         out = self.message(raw, recv_ns)
         if out is None:
             return self.general(raw, recv_ns)
@@ -916,7 +946,7 @@ cdef class V1Fast:
                 side.remove(-price.key if side.bids else price.key, price.value)
             else:
                 side.put(-price.key if side.bids else price.key, price.value, qty.value,
-                         _join(price.token, qty.token))
+                         _join(price.token, price.token_len, qty.token, qty.token_len))
         drop_b = book._bids.n - book.depth if book._bids.n > book.depth else 0
         drop_a = book._asks.n - book.depth if book._asks.n > book.depth else 0
         bids = PyTuple_New(nb + drop_b)
