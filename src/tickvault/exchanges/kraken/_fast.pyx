@@ -53,6 +53,7 @@ cdef object BUY = Side.BUY
 cdef object SELL = Side.SELL
 cdef Py_ssize_t MAX_LEVELS = 256  # per message; longer updates go to the general decoder
 cdef Py_ssize_t CHECKSUM_LEVELS = 10
+cdef int64_t MAX_SECONDS = 9 * <int64_t>1_000_000_000  # epoch ns stay below 2**63
 # Wire strings kept per feed in an open-addressing table keyed by the raw characters (no str
 # object per lookup), cleared when half full: small enough to stay in the CPU caches; a
 # random-looking size string rarely comes back, a price level's string does.
@@ -68,7 +69,7 @@ cdef uint32_t CRC_START = ~(<uint32_t>0)  # the register before any byte (zlib's
 cdef bint LITTLE_ENDIAN
 
 
-cdef void _crc_tables():
+cdef void _crc_tables() noexcept:
     global LITTLE_ENDIAN
     cdef uint32_t c, i, k, t
     for i in range(256):
@@ -86,7 +87,7 @@ cdef void _crc_tables():
 _crc_tables()
 
 
-cdef inline uint32_t _crc_update(uint32_t crc, const unsigned char* p, Py_ssize_t n):
+cdef inline uint32_t _crc_update(uint32_t crc, const unsigned char* p, Py_ssize_t n) noexcept:
     """Continue a CRC32 (pre/post-inverted state kept inverted by the caller)."""
     cdef uint32_t one, two
     if LITTLE_ENDIAN:
@@ -122,13 +123,13 @@ cdef struct Lvl:
     uint32_t state  # CRC32 register after this level's tokens (valid below _Side.dirty)
 
 
-cdef inline void _release(Lvl* lv):
+cdef inline void _release(Lvl* lv) noexcept:
     Py_XDECREF(lv.price)
     Py_XDECREF(lv.qty)
     Py_XDECREF(lv.tok)
 
 
-cdef inline void _replace(PyObject** slot, object value):
+cdef inline void _replace(PyObject** slot, object value) noexcept:
     Py_INCREF(value)
     Py_XDECREF(slot[0])
     slot[0] = <PyObject*>value
@@ -152,7 +153,7 @@ cdef Py_ssize_t _slot_offset(object cls, str name) except -1:
     return member.offset
 
 
-cdef inline void _slot_set(object obj, Py_ssize_t offset, object value):
+cdef inline void _slot_set(object obj, Py_ssize_t offset, object value) noexcept:
     cdef PyObject** slot = <PyObject**>((<char*><PyObject*>obj) + offset)
     Py_INCREF(value)
     Py_XDECREF(slot[0])
@@ -181,7 +182,7 @@ cdef class _Side:
         self.clear()
         PyMem_Free(self.lv)
 
-    cdef void clear(self):
+    cdef void clear(self) noexcept:
         cdef Py_ssize_t i
         for i in range(self.n):
             _release(&self.lv[i])
@@ -259,7 +260,7 @@ cdef class _Side:
             out.append((<object>self.lv[i].price, <object>self.lv[i].qty))
         return out
 
-    cdef uint32_t crc(self, uint32_t crc):
+    cdef uint32_t crc(self, uint32_t crc) noexcept:
         """Continue ``crc`` (the register before this side's first level) over the top
         levels' tokens, resuming at the first changed level."""
         cdef Py_ssize_t i = self.dirty, top = self.n if self.n < CHECKSUM_LEVELS else CHECKSUM_LEVELS
@@ -342,7 +343,7 @@ cdef class KrakenBook:
         self._cut(side)
         return dropped_bids, dropped_asks
 
-    cdef void _cut(self, _Side side):
+    cdef void _cut(self, _Side side) noexcept:
         cdef Py_ssize_t i
         for i in range(self.depth, side.n):
             _release(&side.lv[i])
@@ -351,7 +352,7 @@ cdef class KrakenBook:
             if self.depth < side.dirty:
                 side.dirty = self.depth
 
-    cdef uint32_t _checksum(self):
+    cdef uint32_t _checksum(self) noexcept:
         """CRC32 of the top asks' then the top bids' tokens; the bids' states hang on the
         asks' final register, so they are all recomputed when that changed."""
         cdef uint32_t asks = self._asks.crc(CRC_START)
@@ -408,17 +409,17 @@ cdef struct Slot:
     PyObject* wire  # an owned _Wire, or NULL
 
 
-cdef inline bint _is_ws(char c):
+cdef inline bint _is_ws(char c) noexcept:
     return c == 32 or c == 10 or c == 13 or c == 9
 
 
-cdef inline Py_ssize_t _ws(const char* s, Py_ssize_t i, Py_ssize_t n):
+cdef inline Py_ssize_t _ws(const char* s, Py_ssize_t i, Py_ssize_t n) noexcept:
     while i < n and _is_ws(s[i]):
         i += 1
     return i
 
 
-cdef inline Py_ssize_t _string(const char* s, Py_ssize_t i, Py_ssize_t n):
+cdef inline Py_ssize_t _string(const char* s, Py_ssize_t i, Py_ssize_t n) noexcept:
     """``s[i]`` opens a string: the index after its closing quote, or -1 when it is not a
     string of printable ASCII without escapes (the general decoder takes those)."""
     cdef unsigned char c
@@ -435,7 +436,7 @@ cdef inline Py_ssize_t _string(const char* s, Py_ssize_t i, Py_ssize_t n):
     return -1
 
 
-cdef Py_ssize_t _number(const char* s, Py_ssize_t i, Py_ssize_t n):
+cdef Py_ssize_t _number(const char* s, Py_ssize_t i, Py_ssize_t n) noexcept:
     """A JSON number without exponent and with at most 18 integer digits; else -1."""
     cdef Py_ssize_t start
     if i < n and s[i] == 45:  # -
@@ -462,7 +463,7 @@ cdef Py_ssize_t _number(const char* s, Py_ssize_t i, Py_ssize_t n):
     return i
 
 
-cdef Py_ssize_t _skip(const char* s, Py_ssize_t i, Py_ssize_t n, int depth):
+cdef Py_ssize_t _skip(const char* s, Py_ssize_t i, Py_ssize_t n, int depth) noexcept:
     """Validate and skip one JSON value at ``s[i]``; the index after it or -1."""
     cdef char c
     if i >= n or depth > 16:
@@ -504,7 +505,7 @@ cdef Py_ssize_t _skip(const char* s, Py_ssize_t i, Py_ssize_t n, int depth):
     return -1
 
 
-cdef inline Py_ssize_t _time(const char* s, Py_ssize_t i, Py_ssize_t end, int64_t* ns):
+cdef inline Py_ssize_t _time(const char* s, Py_ssize_t i, Py_ssize_t end, int64_t* ns) noexcept:
     """The string opening at ``s[i]`` read as wire.seconds_text_ns into ``ns``: the index
     after it, or -1 where that would raise (or overflow)."""
     cdef Py_ssize_t a = i + 1, b = a
@@ -518,14 +519,14 @@ cdef inline Py_ssize_t _time(const char* s, Py_ssize_t i, Py_ssize_t end, int64_
     return -1 if ns[0] < 0 else b + 1
 
 
-cdef inline int64_t _seconds_ns(const char* s, Py_ssize_t a, Py_ssize_t b):
+cdef inline int64_t _seconds_ns(const char* s, Py_ssize_t a, Py_ssize_t b) noexcept:
     """wire.seconds_text_ns for ``s[a:b]``, or -1 where it would raise (or overflow)."""
     cdef int64_t whole = 0, fraction = 0
     cdef Py_ssize_t i = a, places
     while i < b and 48 <= s[i] <= 57:
         whole = whole * 10 + (s[i] - 48)
         i += 1
-    if i == a or i - a > 10 or whole >= 9_000_000_000:
+    if i == a or i - a > 10 or whole >= MAX_SECONDS:
         return -1
     if i < b:
         if s[i] != 46:
@@ -601,7 +602,7 @@ cdef class V1Fast:
             self.clear()
             PyMem_Free(self.table)
 
-    cdef void clear(self):
+    cdef void clear(self) noexcept:
         cdef Py_ssize_t i
         if self.filled < CACHE_SLOTS:  # else never initialised
             for i in range(CACHE_SLOTS):
@@ -766,7 +767,7 @@ cdef class V1Fast:
             return self._book(raw, s, start, end, symbol, recv_ns)
         return None
 
-    cdef Py_ssize_t _back_string(self, const char* s, Py_ssize_t e):
+    cdef Py_ssize_t _back_string(self, const char* s, Py_ssize_t e) noexcept:
         """A string ending just before ``e`` (after whitespace): the index of its opening
         quote (its end in ``_string_end``), or -1."""
         cdef Py_ssize_t i
@@ -786,7 +787,7 @@ cdef class V1Fast:
             i -= 1
         return -1
 
-    cdef Py_ssize_t _back_comma(self, const char* s, Py_ssize_t e):
+    cdef Py_ssize_t _back_comma(self, const char* s, Py_ssize_t e) noexcept:
         while e > 0 and _is_ws(s[e - 1]):
             e -= 1
         if e == 0 or s[e - 1] != 44:
@@ -1061,7 +1062,7 @@ cdef class V1Fast:
             self.last_ts[self.trade_key] = trades[len(trades) - 1].ts_ns
         return self.output(trades)
 
-    cdef Py_ssize_t _comma(self, const char* s, Py_ssize_t i, Py_ssize_t end):
+    cdef Py_ssize_t _comma(self, const char* s, Py_ssize_t i, Py_ssize_t end) noexcept:
         """After optional whitespace a comma: the index after it and its whitespace, or an
         index the next reader refuses (``end``)."""
         if i < 0:
