@@ -316,7 +316,7 @@ def _v1_book_stream(seed: int, count: int) -> list[CaptureRecord]:
             payload: object = [channel, {key: levels, "c": str(c)}, name, pair]
         elif roll < 0.9:
             trades = [[top("a" if side == "b" else "b")[0], volume(), now, side, "l", ""]
-                      for side in rng.choices("bs", k=rng.randint(1, 3))]  # fmt: skip
+                      for side in rng.choices("bs", k=rng.choice([1, 2, 3, 12]))]  # fmt: skip
             payload = [channel + 1, trades, "trade", pair]
         elif roll < 0.97:
             ask, bid = top("a")[0], top("b")[0]

@@ -505,6 +505,21 @@ cdef Py_ssize_t _skip(const char* s, Py_ssize_t i, Py_ssize_t n, int depth) noex
     return -1
 
 
+cdef inline Py_ssize_t _write_int(Py_ssize_t value, char* out) noexcept:
+    """``str(value)`` (value >= 0) written at ``out``; returns its length."""
+    cdef char digits[24]
+    cdef Py_ssize_t k = 0, j
+    while True:
+        digits[k] = 48 + value % 10
+        value //= 10
+        k += 1
+        if value == 0:
+            break
+    for j in range(k):
+        out[j] = digits[k - 1 - j]
+    return k
+
+
 cdef inline Py_ssize_t _time(const char* s, Py_ssize_t i, Py_ssize_t end, int64_t* ns) noexcept:
     """The string opening at ``s[i]`` read as wire.seconds_text_ns into ``ns``: the index
     after it, or -1 where that would raise (or overflow)."""
@@ -1044,7 +1059,8 @@ cdef class V1Fast:
                 b = t_b - t_a
                 buf[b] = 58
                 b += 1
-                trade_id = PyUnicode_DecodeASCII(buf, b, NULL) + str(index)
+                b += _write_int(index, buf + b)
+                trade_id = PyUnicode_DecodeASCII(buf, b, NULL)
                 trades.append(Trade(EXCHANGE, symbol, trade_id, price.value, volume.value, side,
                                     ts_ns, recv_ns))
                 index += 1
