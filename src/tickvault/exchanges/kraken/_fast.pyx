@@ -715,7 +715,7 @@ cdef class V1Fast:
         if count[0] == NULL:
             raise AttributeError("messages")
         _slot_set(counters, self.messages_slot, <object>count[0] + 1)
-        out = self.message(raw, recv_ns)
+        out = self._message(raw, recv_ns)
         if out is None:
             return self.general(raw, recv_ns)
         self.answered += 1
@@ -723,6 +723,9 @@ cdef class V1Fast:
 
     def message(self, raw, recv_ns):
         """A FeedOutput for a handled v1 message, else None (nothing changed)."""
+        return self._message(raw, recv_ns)
+
+    cdef object _message(self, raw, recv_ns):
         cdef const char* s
         cdef Py_ssize_t n
         if type(raw) is str:
