@@ -395,6 +395,7 @@ def test_kraken_v1_stream_and_edits_match_the_decoder(seed: int) -> None:
 def test_kraken_compiled_fast_path_is_used() -> None:
     """The compiled path answers the stream's updates, trades and tickers itself."""
     if not COMPILED:
+        assert os.environ.get("TICKVAULT_PURE_PYTHON") == "1", "kraken._fast is not built"
         pytest.skip("kraken._fast not built (TICKVAULT_PURE_PYTHON=1)")
     feed = KrakenFeed(_kraken_instruments(), 10)
     records = _v1_book_stream(5, 1000)
