@@ -1,24 +1,28 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: auto_pickle=False
 """Compiled Kraken core: the v1 fast path (book updates, trades, tickers) and the book.
 
 Same results as the pure-Python modules it stands in for (``feed.KrakenFeed._fast_v1`` and
 ``book.KrakenBook``), which remain the fallback when this extension is not built;
-``tests/unit/test_fast_paths.py`` compares all paths message by message.
+``tests/unit/test_fast_paths.py`` compares all paths message by message. See
+docs/replay.md "Compiled fast paths".
 
 * :class:`KrakenBook`: per side a C array of levels sorted best first, each holding its price
-  and quantity ``Decimal`` and the two checksum tokens (``bytes``), plus a ``double`` sort key
-  (the correctly rounded price, negated for bids; equal keys fall back to comparing the
-  Decimals, so the order is exact). The CRC32 runs over the tokens in place (slice-by-8).
+  and quantity ``Decimal`` and its checksum digits (``bytes``), plus a ``double`` sort key (the
+  correctly rounded price, negated for bids; equal keys fall back to comparing the Decimals,
+  so the order is exact). The CRC32 (slice-by-8) keeps each level's register and resumes at
+  the first level changed since the last checksum.
 * :class:`V1Fast`: reads a v1 message straight from the text (str of ASCII, or bytes) with a
   strict JSON scanner for exactly the shapes it handles, and gives up (``None``) on anything
   else - escapes, non-ASCII, exponents, unknown keys, non-plain numbers, an unsynced book -
   before touching any state, so the general decoder handles those. Wire strings already seen
-  map to their ``Decimal`` and checksum digits (a cache cleared when full, as in Python).
+  map to their ``Decimal``, checksum digits and sort key (a table keyed by the raw characters,
+  cleared when half full).
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
-from cpython.object cimport Py_TYPE, PyTypeObject
+from cpython.object cimport PyTypeObject
 from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF, PyObject
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from libc.stdint cimport int64_t, uint32_t, uint64_t
