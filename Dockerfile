@@ -3,8 +3,11 @@
 # Two stages: wheels are built with the full toolchain, the runtime image only installs them.
 FROM python:3.11.10-slim-bookworm AS build
 WORKDIR /src
+# a C compiler for the Cython fast paths (setup.py); the runtime stage needs none
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 RUN pip install --no-cache-dir --upgrade pip build
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY src ./src
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 

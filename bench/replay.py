@@ -1,6 +1,7 @@
 """Replay throughput: tickvault vs cryptofeed's parsers on the same messages, per exchange.
 
-Run: ``.venv/bin/python -m bench.replay [--messages 20000] [--rounds 3] [--cryptofeed PY]``.
+Run: ``.venv/bin/python -m bench.replay [--messages 20000] [--rounds 3] [--cryptofeed PY]
+[--exchanges kraken,...]``.
 
 Messages: ``bench/replay_streams.py`` builds a larger realistic stream per exchange from the
 real fixtures (see its docstring), written as capture files to a temporary folder. Both sides
@@ -111,6 +112,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--cryptofeed", default="/tmp/cfv/bin/python", help="its venv's python")
+    parser.add_argument("--exchanges", default=",".join(EXCHANGES), help="comma-separated subset")
     parser.add_argument("--side", choices=["tickvault"], help=argparse.SUPPRESS)
     parser.add_argument("--exchange", help=argparse.SUPPRESS)
     parser.add_argument("--file", type=Path, help=argparse.SUPPRESS)
@@ -128,7 +130,7 @@ def main() -> None:
     ratios = []
     with tempfile.TemporaryDirectory(prefix="tv-replay-bench-") as folder:
         paths = write_streams(Path(folder), args.messages)
-        for exchange in EXCHANGES:
+        for exchange in args.exchanges.split(","):
             path = paths[exchange]
             tv = _subprocess([sys.executable, "-m", "bench.replay", "--side", "tickvault",
                               "--exchange", exchange, "--file", str(path),

@@ -30,8 +30,23 @@ if [ ! -x .venv/bin/uv ]; then
   python3 -m venv .venv
   .venv/bin/pip install -q uv
 fi
+# (Re)install when the packaging or a Cython source changed since the last install, or a
+# compiled module is missing: the editable install compiles every src/tickvault/**/_*.pyx into
+# a .so next to it (setup.py), which `import` then prefers to the pure-Python fallback.
 stamp=.venv/.tickvault-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+install_stale() {
+  [ -f "$stamp" ] || return 0
+  [ -n "$(find pyproject.toml setup.py src/tickvault -newer "$stamp" \
+    \( -name pyproject.toml -o -name setup.py -o -name '*.pyx' -o -name '*.pxd' \) \
+    -print -quit)" ] && return 0
+  [ "${TICKVAULT_PURE_PYTHON:-0}" = 1 ] && return 1
+  local pyx
+  while IFS= read -r pyx; do
+    compgen -G "${pyx%.pyx}.*.so" >/dev/null || return 0
+  done < <(find src/tickvault -name '_*.pyx')
+  return 1
+}
+if install_stale; then
   .venv/bin/uv pip install -q --python .venv/bin/python -e '.[dev]'
   touch "$stamp"
 fi

@@ -10,8 +10,10 @@ compared as JSON, so a price spelled ``0.3521`` differs from ``0.35210000``.
 
 from __future__ import annotations
 
+import os
 import random
 import re
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -22,9 +24,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tickvault.exchanges.base import FeedOutput, get_adapter
+from tickvault.exchanges.base import FeedOutput, FeedState, get_adapter
 from tickvault.exchanges.capture import CaptureRecord, read_capture
 from tickvault.exchanges.kraken.checksum import digits, level_token
+from tickvault.exchanges.kraken.feed import COMPILED, KrakenFeed
 from tickvault.exchanges.numbers import plain_decimal
 from tickvault.model import Instrument, parse_decimal
 
@@ -80,29 +83,34 @@ def assert_same(
     instruments: Sequence[Instrument],
     records: Sequence[CaptureRecord],
     rest_symbol: Callable[[CaptureRecord], str] | None = None,
+    feeds: Sequence[FeedState] | None = None,
 ) -> int:
-    """Feed both paths; returns how many WebSocket messages the fast path answered alone."""
-    adapter = get_adapter(exchange)
-    fast, slow = adapter.new_feed(instruments, 10), adapter.new_feed(instruments, 10)
-    slow.fast_path = False  # type: ignore[attr-defined]
+    """Feed every path (by default the fast one and the general one, which is the reference:
+    the last of ``feeds``); returns how many WebSocket messages the first answered alone."""
+    if feeds is None:
+        adapter = get_adapter(exchange)
+        feeds = [adapter.new_feed(instruments, 10), adapter.new_feed(instruments, 10)]
+        feeds[1].fast_path = False  # type: ignore[attr-defined]
+    *others, slow = feeds
     answered = 0
     for index, record in enumerate(records):
         if record.kind == "ws":
-            a, b = (
-                fast.on_message(record.raw, record.ts_ns),
-                slow.on_message(record.raw, record.ts_ns),
-            )
-            answered += not a.errors
+            b = slow.on_message(record.raw, record.ts_ns)
+            outs = [feed.on_message(record.raw, record.ts_ns) for feed in others]
+            answered += not outs[0].errors
         elif rest_symbol is not None:
             symbol = rest_symbol(record)
-            a = fast.on_rest_snapshot(symbol, record.raw, record.ts_ns)
             b = slow.on_rest_snapshot(symbol, record.raw, record.ts_ns)
+            outs = [feed.on_rest_snapshot(symbol, record.raw, record.ts_ns) for feed in others]
         else:
             continue
-        assert _dump(a) == _dump(b), f"message {index}: {record.raw[:300]}"
-        assert fast.counters == slow.counters, f"message {index}"
-        assert fast.books() == slow.books(), f"message {index}"
-    assert vars_of(fast) == vars_of(slow)
+        for which, (feed, a) in enumerate(zip(others, outs, strict=True)):
+            where = f"feed {which}, message {index}: {record.raw[:300]!r}"
+            assert _dump(a) == _dump(b), where
+            assert feed.counters == slow.counters, where
+            assert feed.books() == slow.books(), where  # type: ignore[attr-defined]
+    for feed in others:
+        assert vars_of(feed) == vars_of(slow)
     return answered
 
 
@@ -225,11 +233,178 @@ def _kraken_instruments() -> list[Instrument]:
     return listed
 
 
+def _kraken_feeds(instruments: Sequence[Instrument]) -> list[KrakenFeed]:
+    """Compiled fast path, pure-Python fast path, general decoder on compiled books, and the
+    reference: the general decoder on pure-Python books."""
+    variants = [(True, True), (True, False), (False, True), (False, False)]
+    if not COMPILED:  # only where the build was skipped on purpose
+        assert os.environ.get("TICKVAULT_PURE_PYTHON") == "1", "kraken._fast is not built"
+        variants = [v for v in variants if not v[1]]
+    feeds = []
+    for fast_path, compiled in variants:
+        feed = KrakenFeed(instruments, 10, compiled=compiled)
+        feed.fast_path = fast_path
+        feeds.append(feed)
+    return feeds
+
+
 @pytest.mark.parametrize("seed", [None, 1, 2, 3])
 @pytest.mark.parametrize("name", _KRAKEN_FILES)
 def test_kraken_fast_path_matches_the_decoder(name: str, seed: int | None) -> None:
     records = [r for r in _records("kraken", name) if r.kind == "ws"]
-    assert_same("kraken", _kraken_instruments(), _stream(records, seed))
+    instruments = _kraken_instruments()
+    assert_same("kraken", instruments, _stream(records, seed), feeds=_kraken_feeds(instruments))
+
+
+def _v1_book_stream(seed: int, count: int) -> list[CaptureRecord]:
+    """A longer v1 XBT/USD ``book-10`` stream than the recordings: the recorded snapshot,
+    then size changes, deletes with the next level republished (``"r"``), inserts that push
+    the 10th level out, each with its CRC32; trades, tickers, now and then a wrong checksum
+    (resync), a new snapshot, or a verified crossed book."""
+    rng = random.Random(seed)
+    first = _records("kraken", "ws_v1_book_xbtusd.jsonl")[0]
+    channel, snapshot, name, pair = msgspec.json.decode(first.raw)
+    book = {"a": {p: q for p, q, _ in snapshot["as"]}, "b": {p: q for p, q, _ in snapshot["bs"]}}
+    hidden = {"a": Decimal("5730.0"), "b": Decimal("5690.0")}  # where republished levels come from
+
+    def top(key: str) -> list[str]:
+        return sorted(book[key], key=Decimal, reverse=key == "b")[:10]
+
+    def checksum() -> int:
+        tokens = [digits(p) + digits(book[k][p]) for k in "ab" for p in top(k)]
+        return zlib.crc32("".join(tokens).encode())
+
+    def volume() -> str:
+        return f"{rng.randint(0, 900_000_000) / 1e8:.8f}" if rng.random() < 0.97 else "1.0"
+
+    out = [first]
+    ts_ns = first.ts_ns
+    for _ in range(count):
+        ts_ns += rng.randint(1, 40) * 1_000_000
+        now = f"{ts_ns // 1000 / 1e6:.6f}" if rng.random() < 0.9 else str(ts_ns // 10**9)
+        roll = rng.random()
+        if roll < 0.7:
+            key = rng.choice("ab")
+            sign = 1 if key == "a" else -1
+            levels: list[list[str]] = []
+            kind = rng.random()
+            if kind < 0.5:
+                price = rng.choice(top(key))
+                book[key][price] = volume()
+                levels.append([price, book[key][price], now])
+            elif kind < 0.8:
+                price = rng.choice(top(key))
+                del book[key][price]
+                hidden[key] += sign * Decimal("0.1")
+                extra = f"{hidden[key]:.5f}"
+                book[key][extra] = volume()
+                levels += [[price, "0.00000000", now], [extra, book[key][extra], now, "r"]]
+            else:
+                best = Decimal(top(key)[0]) - sign * Decimal("0.1") * rng.randint(-3, 2)
+                other = "b" if key == "a" else "a"
+                crossing = (best - Decimal(top(other)[0])) * sign <= 0
+                if crossing and rng.random() < 0.9:
+                    continue
+                price = f"{best:.5f}" if rng.random() < 0.9 else f"{best:.3f}"
+                if price in book[key] or any(Decimal(p) == best for p in book[key]):
+                    continue
+                book[key][price] = volume()
+                levels.append([price, book[key][price], now])
+            for dropped in sorted(book[key], key=Decimal, reverse=key == "b")[10:]:
+                del book[key][dropped]
+            c = checksum() if rng.random() > 0.007 else 12345
+            payload: object = [channel, {key: levels, "c": str(c)}, name, pair]
+        elif roll < 0.9:
+            trades = [[top("a" if side == "b" else "b")[0], volume(), now, side, "l", ""]
+                      for side in rng.choices("bs", k=rng.choice([1, 2, 3, 12]))]  # fmt: skip
+            payload = [channel + 1, trades, "trade", pair]
+        elif roll < 0.97:
+            ask, bid = top("a")[0], top("b")[0]
+            ticker = {"a": [ask, 1, book["a"][ask]], "b": [bid, 2, book["b"][bid]],
+                      "c": [bid, "0.01000000"], "v": ["1234.5", "4321.12345678"],
+                      "t": [4321, 9876], "h": ["5730.00000", 5730.5]}  # fmt: skip
+            payload = [channel + 2, ticker, "ticker", pair]
+        else:
+            levels_of = {k: [[p, book[k][p], now] for p in top(k)] for k in "ab"}
+            payload = [channel, {"as": levels_of["a"], "bs": levels_of["b"]}, name, pair]
+        raw = msgspec.json.encode(payload).decode()
+        out.append(msgspec.structs.replace(first, ts_ns=ts_ns, raw=raw))
+    return out
+
+
+_V1_EDITS: tuple[tuple[str, str], ...] = (
+    (",", ", "),  # whitespace: still the plain shape
+    ("[", "[ "),
+    ('"XBT/USD"', '"XBT\\/USD"'),  # an escape: the same string, the general decoder's
+    ('"XBT/USD"', '"XBT/USDé"'),  # non-ASCII
+    ('"c":"', '"c":"x'),
+    ('"c":"', '"c":"0'),
+    ('"c":"', '"c":'),
+    ('"c":"', '"c":"123456789012345678901'),
+    ('"b":[[', '"x":1,"b":[['),
+    ('"b":[[', '"b":[],"b":[['),
+    ('"a":[[', '"c":"1"},{"a":[['),  # two payloads, the checksum in the last
+    ('"a":[[', '"a":[["1e3","1",1],'),
+    (',"l",""]', ',"l","",123456]'),  # a v1 trade with an id
+    (',"l",""]', ',"l",{"x":[true,false,null,-1.5]}]'),
+    (',"l",""]', ',"l",1e5]'),
+    ('"s",', '"x",'),
+    ('"b",', '"bb",'),
+    (".", ".1234567890"),
+    ('"15', '" 15'),
+    ('"0.0', '"-0.0'),
+    ('"t":[', '"t":[1.5e3,'),
+    ('"v":[', '"v":["1",'),
+    ('"v":[', '"v":'),
+    ('"a":[', '"a":["1"],"z":['),
+    ('"c":[', '"c":[1,'),
+    ("]", "] x"),
+    ("]", "]\n"),
+)
+
+
+def _v1_mutations(records: list[CaptureRecord], seed: int) -> list[CaptureRecord]:
+    """Edits of the shapes the compiled scanner reads, and bytes instead of text."""
+    rng = random.Random(seed)
+    out = []
+    for record in records:
+        raw: str | bytes = record.raw
+        if rng.random() < 0.15:
+            old, new = rng.choice(_V1_EDITS)
+            where = [m.start() for m in re.finditer(re.escape(old), record.raw)]
+            if where:
+                at = rng.choice(where) if old not in ("]",) else len(record.raw) - 1
+                raw = record.raw[:at] + new + record.raw[at + len(old) :]
+        if rng.random() < 0.2:
+            raw = raw.encode() if isinstance(raw, str) else raw
+        out.append(msgspec.structs.replace(record, raw=raw))  # type: ignore[arg-type]
+    return out
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_kraken_v1_stream_and_edits_match_the_decoder(seed: int) -> None:
+    """Every path gives the reference output on a long v1 stream and on edited messages."""
+    instruments = _kraken_instruments()
+    records = _v1_book_stream(seed, 1500)
+    answered = assert_same("kraken", instruments, records, feeds=_kraken_feeds(instruments))
+    assert answered == len(records)
+    edited = _v1_mutations(_stream(records, seed), seed)
+    assert_same("kraken", instruments, edited, feeds=_kraken_feeds(instruments))
+
+
+def test_kraken_compiled_fast_path_is_used() -> None:
+    """The compiled path answers the stream's updates, trades and tickers itself."""
+    if not COMPILED:
+        assert os.environ.get("TICKVAULT_PURE_PYTHON") == "1", "kraken._fast is not built"
+        pytest.skip("kraken._fast not built (TICKVAULT_PURE_PYTHON=1)")
+    feed = KrakenFeed(_kraken_instruments(), 10)
+    records = _v1_book_stream(5, 1000)
+    snapshots = sum('"as"' in r.raw for r in records)
+    for record in records:
+        feed.on_message(record.raw, record.ts_ns)
+    # all but the snapshots and the updates waiting for one after a resync
+    answered = feed._compiled.answered  # type: ignore[union-attr]
+    assert answered == len(records) - snapshots - feed.skipped_updates > 700
 
 
 @given(st.from_regex(r"\A[0-9]{0,7}\.?[0-9]{0,9}\Z"))

@@ -16,6 +16,7 @@ from __future__ import annotations
 from bisect import bisect_left, insort
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
+from typing import Protocol
 
 from tickvault.exchanges.kraken.checksum import CHECKSUM_LEVELS, checksum_of_tokens, level_token
 from tickvault.model import Level
@@ -174,3 +175,23 @@ class KrakenBook:
 
     def __len__(self) -> int:
         return len(self._bids.prices) + len(self._asks.prices)
+
+
+class Book(Protocol):
+    """What the feed needs of a book: :class:`KrakenBook` or its compiled twin
+    (``_fast.KrakenBook``, see docs/replay.md "Compiled fast paths")."""
+
+    depth: int
+    price_decimals: int | None
+    qty_decimals: int | None
+    synced: bool
+
+    def reset(self) -> None: ...
+    def load_snapshot(self, bids: Iterable[Level], asks: Iterable[Level]) -> None: ...
+    def apply(self, bids: Iterable[Level], asks: Iterable[Level]) -> None: ...
+    def truncate(self) -> tuple[list[Decimal], list[Decimal]]: ...
+    def checksum(self) -> int: ...
+    def is_crossed(self) -> bool: ...
+    def bids(self, limit: int | None = None) -> list[Level]: ...
+    def asks(self, limit: int | None = None) -> list[Level]: ...
+    def __len__(self) -> int: ...

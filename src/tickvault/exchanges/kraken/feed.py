@@ -18,13 +18,13 @@ A bar older than the forming one (a snapshot after a reconnect) is final by defi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 
 import msgspec
 
 from tickvault.exchanges.base import FeedCounters, FeedOutput
-from tickvault.exchanges.kraken.book import KrakenBook
+from tickvault.exchanges.kraken.book import Book, KrakenBook
 from tickvault.exchanges.kraken.checksum import digits
 from tickvault.exchanges.kraken.decode import decode_message
 from tickvault.exchanges.kraken.decode_v1 import trades_v1
@@ -50,6 +50,14 @@ from tickvault.model import (
     Trade,
     decimal_str,
 )
+
+try:  # the compiled core (setup.py builds it); without it the pure-Python paths below
+    from tickvault.exchanges.kraken._fast import KrakenBook as CompiledBook
+    from tickvault.exchanges.kraken._fast import V1Fast
+
+    COMPILED = True
+except ImportError:  # pragma: no cover - exercised where the extension is not built
+    COMPILED = False
 
 BOOK_DEPTHS = (10, 25, 100, 500, 1000)
 _ZERO_SIZE = Decimal(0)
@@ -143,31 +151,61 @@ def subscription_depth(book_depth: int) -> int:
 class KrakenFeed:
     """Pure state of one Kraken WebSocket connection (v2, or v1 for recordings)."""
 
-    def __init__(self, instruments: Sequence[Instrument], book_depth: int) -> None:
+    def __init__(
+        self, instruments: Sequence[Instrument], book_depth: int, *, compiled: bool | None = None
+    ) -> None:
         self.counters = FeedCounters()
         self.symbols = SymbolMap(instruments)
         self.depth = subscription_depth(book_depth)
         self._instruments = {i.symbol: i for i in instruments}
-        self._books: dict[str, KrakenBook] = {}
+        self._books: dict[str, Book] = {}
         self._acked_depths: dict[str, int] = {}  # symbol -> depth the server acknowledged
         self._awaiting_snapshot: set[str] = set()  # resync requested
         self._last_ts: dict[tuple[str, str], int] = {}  # (channel, symbol) -> last event ts
         self._bars: dict[tuple[str, str], Candle] = {}  # (symbol, timeframe) -> forming bar
         self.skipped_updates = 0  # book updates between a resync request and its snapshot
-        # The fast path handles valid v1 book updates and trades of a live book with the same
-        # results as the general decoder; on anything else it gives up (None) before touching
-        # state. Off only in tests comparing both.
-        self.fast_path = True
         self._trade_ids = TradeIdTracker(EXCHANGE, channel="trade")
+        # The compiled core (books and the v1 fast path; same results) unless it is not built
+        # or ``compiled=False`` (tests comparing it with the pure-Python paths).
+        self.compiled = COMPILED if compiled is None else compiled
+        if self.compiled and not COMPILED:
+            raise RuntimeError("tickvault.exchanges.kraken._fast is not built (setup.py)")
+        self._book_type: Callable[[int, int | None, int | None], Book] = (
+            CompiledBook if self.compiled else KrakenBook
+        )
+        self._compiled = V1Fast(self) if self.compiled else None
+        self._v1 = self._compiled.message if self._compiled is not None else self._fast_v1
+        # The fast path handles valid v1 book updates, trades and tickers with the same
+        # results as the general decoder; on anything else it gives up (None) before touching
+        # state. Off only in tests and benchmarks comparing both.
+        self.fast_path = True
+
+    @property
+    def fast_path(self) -> bool:
+        return self._fast_path
+
+    @fast_path.setter
+    def fast_path(self, on: bool) -> None:
+        self._fast_path = on
+        # compiled and on: ``on_message`` is the compiled entry (counts, fast path, else
+        # ``_general``), an instance attribute that saves the Python-level call per message
+        if on and self._compiled is not None:
+            self.__dict__["on_message"] = self._compiled.on_message
+        else:
+            self.__dict__.pop("on_message", None)
 
     # --- FeedState ------------------------------------------------------------------------
 
     def on_message(self, raw: bytes | str, recv_ns: int) -> FeedOutput:
         self.counters.messages += 1
-        if self.fast_path and raw[:1] in _ARRAY_START:
-            fast = self._fast_v1(raw, recv_ns)
+        if self._fast_path:
+            fast = self._v1(raw, recv_ns)
             if fast is not None:
                 return fast
+        return self._general(raw, recv_ns)
+
+    def _general(self, raw: bytes | str, recv_ns: int) -> FeedOutput:
+        """Any message through the general decoder (already counted)."""
         decoded = decode_message(raw, recv_ns, self.symbols)
         out = FeedOutput(events=decoded.events, errors=decoded.errors)
         if decoded.events:
@@ -220,13 +258,15 @@ class KrakenFeed:
             if book.synced
         }
 
-    def book(self, symbol: str) -> KrakenBook | None:
+    def book(self, symbol: str) -> Book | None:
         return self._books.get(symbol)
 
     # --- fast path ------------------------------------------------------------------------
 
     def _fast_v1(self, raw: bytes | str, recv_ns: int) -> FeedOutput | None:
         """A valid v1 ``book-N`` update for a live v1 book, or a v1 ``trade`` message; or None."""
+        if raw[:1] not in _ARRAY_START:
+            return None
         try:
             message = _v1_decoder.decode(raw)
         except msgspec.DecodeError:
@@ -268,12 +308,13 @@ class KrakenFeed:
 
     # --- books ----------------------------------------------------------------------------
 
-    def _new_book(self, message: BookMessage) -> KrakenBook:
+    def _new_book(self, message: BookMessage) -> Book:
         depth = message.depth or self._acked_depths.get(message.symbol, self.depth)
         if message.version == 1:
-            return KrakenBook(depth)  # v1 strings already carry the pair's precision
+            # v1 strings already carry the pair's precision
+            return self._book_type(depth, None, None)
         instrument = self._instruments[message.symbol]
-        return KrakenBook(depth, price_decimals(instrument), qty_decimals(instrument))
+        return self._book_type(depth, price_decimals(instrument), qty_decimals(instrument))
 
     def _on_book(
         self,
@@ -303,7 +344,8 @@ class KrakenFeed:
         else:
             if tokens is None:
                 book.apply(message.bids, message.asks)
-            else:
+            else:  # the pure-Python fast path, which runs on pure-Python books
+                assert isinstance(book, KrakenBook)
                 book.apply_tokens(message.bids, message.asks, *tokens)
             dropped_bids, dropped_asks = book.truncate()
             dropped = (
