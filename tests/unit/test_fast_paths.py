@@ -80,11 +80,17 @@ def assert_same(
     instruments: Sequence[Instrument],
     records: Sequence[CaptureRecord],
     rest_symbol: Callable[[CaptureRecord], str] | None = None,
+    compiled: bool = False,
 ) -> int:
-    """Feed both paths; returns how many WebSocket messages the fast path answered alone."""
+    """Feed both paths; returns how many WebSocket messages the fast path answered alone.
+    ``compiled``: the fast feed uses its compiled fast path (else the pure-Python one)."""
     adapter = get_adapter(exchange)
     fast, slow = adapter.new_feed(instruments, 10), adapter.new_feed(instruments, 10)
     slow.fast_path = False  # type: ignore[attr-defined]
+    if hasattr(fast, "compiled"):
+        if compiled and not fast.compiled:
+            pytest.skip("compiled fast path not built (cythonize or pip install -e .)")
+        fast.compiled = compiled
     answered = 0
     for index, record in enumerate(records):
         if record.kind == "ws":
@@ -132,12 +138,13 @@ def _binance_rest_symbol(record: CaptureRecord) -> str:
     return record.url.split("symbol=")[1].split("&")[0]
 
 
+@pytest.mark.parametrize("compiled", [False, True], ids=["python", "compiled"])
 @pytest.mark.parametrize("seed", [None, 1, 2, 3])
 @pytest.mark.parametrize("name", _BINANCE_FILES)
-def test_binance_fast_path_matches_the_decoder(name: str, seed: int | None) -> None:
+def test_binance_fast_path_matches_the_decoder(name: str, seed: int | None, compiled: bool) -> None:
     records = [r for r in _records("binance", name) if r.kind == "ws" or "/depth" in r.url]
     answered = assert_same(
-        "binance", _binance_instruments(), _stream(records, seed), _binance_rest_symbol
+        "binance", _binance_instruments(), _stream(records, seed), _binance_rest_symbol, compiled
     )
     assert answered > 0
 
@@ -146,6 +153,7 @@ def test_binance_fast_path_is_used() -> None:
     """The fast path really answers the recording's depth and bookTicker messages."""
     adapter = get_adapter("binance")
     feed = adapter.new_feed(_binance_instruments(), 10)
+    feed.compiled = False  # type: ignore[attr-defined]
     calls = 0
     original = feed._fast_message  # type: ignore[attr-defined]
 
@@ -159,6 +167,21 @@ def test_binance_fast_path_is_used() -> None:
     ws = [r for r in _records("binance", _BINANCE_FILES[0]) if r.kind == "ws"]
     for record in ws:
         feed.on_message(record.raw, record.ts_ns)
+    assert calls > len(ws) // 2
+
+
+def test_binance_compiled_fast_path_is_used() -> None:
+    """The compiled fast path answers them too (where it is built)."""
+    compiled = pytest.importorskip("tickvault.exchanges.binance._fast")
+    feed = get_adapter("binance").new_feed(_binance_instruments(), 10)
+    feed.fast_path = False  # type: ignore[attr-defined]  # only for what it gives up on
+    ws = [r for r in _records("binance", _BINANCE_FILES[0]) if r.kind == "ws"]
+    calls = 0
+    for record in ws:
+        if compiled.fast_message(feed, record.raw, record.ts_ns) is None:
+            feed.on_message(record.raw, record.ts_ns)
+        else:
+            calls += 1
     assert calls > len(ws) // 2
 
 
@@ -179,11 +202,12 @@ def _coinbase_instruments() -> list[Instrument]:
     return [Instrument("coinbase", f"{b}-{q}", f"{b}-{q}", b, q) for b, q in pairs]
 
 
+@pytest.mark.parametrize("compiled", [False, True], ids=["python", "compiled"])
 @pytest.mark.parametrize("seed", [None, 1, 2, 3])
 @pytest.mark.parametrize("name", _COINBASE_FILES)
-def test_coinbase_fast_path_matches_the_decoder(name: str, seed: int | None) -> None:
+def test_coinbase_fast_path_matches_the_decoder(name: str, seed: int | None, compiled: bool) -> None:
     records = [r for r in _records("coinbase", name) if r.kind == "ws"]
-    assert_same("coinbase", _coinbase_instruments(), _stream(records, seed))
+    assert_same("coinbase", _coinbase_instruments(), _stream(records, seed), compiled=compiled)
 
 
 # --- Kraken ----------------------------------------------------------------------------------

@@ -1,0 +1,125 @@
+# cython: language_level=3
+"""A strict scanner for the few JSON shapes the compiled fast paths read (inline, no module).
+
+It accepts a subset of JSON only: strings of printable ASCII without escapes, non-negative
+integers of at most 18 digits without a leading zero, objects and arrays. Anything else makes
+the caller give up (return None), and the general decoder handles the message, so this never
+has to agree with msgspec on anything unusual: on what it accepts, both read the same values.
+"""
+
+from cpython.unicode cimport PyUnicode_DecodeASCII
+
+
+cdef struct Cursor:
+    const unsigned char* s
+    Py_ssize_t i
+    Py_ssize_t n
+
+
+cdef inline void skip_ws(Cursor* c) noexcept nogil:
+    cdef unsigned char ch
+    while c.i < c.n:
+        ch = c.s[c.i]
+        if ch == 32 or ch == 10 or ch == 13 or ch == 9:
+            c.i += 1
+        else:
+            return
+
+
+cdef inline bint take(Cursor* c, unsigned char ch) noexcept nogil:
+    """Skip whitespace, then consume ``ch`` if it is next."""
+    skip_ws(c)
+    if c.i < c.n and c.s[c.i] == ch:
+        c.i += 1
+        return True
+    return False
+
+
+cdef inline bint string(Cursor* c, Py_ssize_t* start, Py_ssize_t* length) noexcept nogil:
+    """A string's contents (offsets into the buffer); False for escapes, controls, non-ASCII."""
+    cdef unsigned char ch
+    cdef Py_ssize_t i
+    if not take(c, 34):  # '"'
+        return False
+    i = c.i
+    while i < c.n:
+        ch = c.s[i]
+        if ch == 34:
+            start[0] = c.i
+            length[0] = i - c.i
+            c.i = i + 1
+            return True
+        if ch < 32 or ch >= 127 or ch == 92:  # control, non-ASCII/DEL, backslash
+            return False
+        i += 1
+    return False
+
+
+cdef inline bint integer(Cursor* c, long long* value) noexcept nogil:
+    """A non-negative integer of 1-18 digits, no leading zero, not followed by ``.eE``."""
+    cdef long long total = 0
+    cdef Py_ssize_t begin
+    cdef unsigned char ch
+    skip_ws(c)
+    begin = c.i
+    while c.i < c.n:
+        ch = c.s[c.i]
+        if ch < 48 or ch > 57:
+            break
+        total = total * 10 + (ch - 48)
+        c.i += 1
+        if c.i - begin > 18:
+            return False
+    if c.i == begin or (c.s[begin] == 48 and c.i - begin > 1):
+        return False
+    if c.i < c.n:
+        ch = c.s[c.i]
+        if ch == 46 or ch == 101 or ch == 69:  # '.', 'e', 'E': a float
+            return False
+    value[0] = total
+    return True
+
+
+cdef inline bint is_key(const unsigned char* s, Py_ssize_t start, Py_ssize_t length,
+                        const char* name, Py_ssize_t name_length) noexcept nogil:
+    cdef Py_ssize_t k
+    if length != name_length:
+        return False
+    for k in range(length):
+        if s[start + k] != <unsigned char>name[k]:
+            return False
+    return True
+
+
+cdef inline bint at_end(Cursor* c) noexcept nogil:
+    skip_ws(c)
+    return c.i == c.n
+
+
+cdef inline str text(Cursor* c, Py_ssize_t start, Py_ssize_t length):
+    return PyUnicode_DecodeASCII(<const char*>c.s + start, length, NULL)
+
+
+cdef extern from "Python.h":
+    int PyUnicode_IS_ASCII(object text)
+    void* PyUnicode_DATA(object text)
+    Py_ssize_t PyUnicode_GET_LENGTH(object text)
+    char* PyBytes_AS_STRING(object data)
+    Py_ssize_t PyBytes_GET_SIZE(object data)
+
+
+cdef inline bint open_cursor(object raw, Cursor* c) noexcept:
+    """Point the cursor at a message's bytes: an ASCII ``str`` or ``bytes``; else False.
+    (The caller keeps ``raw`` alive while it scans.)"""
+    if type(raw) is str:
+        if not PyUnicode_IS_ASCII(raw):
+            return False
+        c.s = <const unsigned char*>PyUnicode_DATA(raw)
+        c.n = PyUnicode_GET_LENGTH(raw)
+    elif type(raw) is bytes:
+        c.s = <const unsigned char*>PyBytes_AS_STRING(raw)
+        c.n = PyBytes_GET_SIZE(raw)
+    else:
+        return False
+    c.i = 0
+    return True

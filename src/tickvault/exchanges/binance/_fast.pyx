@@ -1,0 +1,363 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Compiled fast path of :class:`~tickvault.exchanges.binance.feed.BinanceFeed` (optional).
+
+``fast_message(feed, raw, recv_ns)`` does what ``BinanceFeed._fast_message`` does — enveloped
+diff depth and bookTicker — with the same results: it reads the message with a strict scanner
+(``exchanges/_scan.pxd``), takes the numbers from the decoder's cache of validated wire strings
+(``decode.VALID_DECIMALS``, filled by ``decode._dec`` on a miss), and keeps the feed's own
+Python objects (``BookSync``, ``SideLevels``), applying a live diff to the level dict and sorted
+price list in C. Anything unusual — a shape the scanner does not take, a book not live, a gap,
+a stale event, a crossed book — goes to the same Python code the pure fast path uses, or the
+function returns None before touching any state and the general decoder runs.
+"""
+
+from cpython.dict cimport PyDict_GetItem, PyDict_SetItem, PyDict_DelItem
+from cpython.list cimport PyList_GET_SIZE, PyList_GET_ITEM, PyList_Insert, PyList_Append
+from cpython.object cimport PyObject, PyObject_RichCompareBool, Py_LT, Py_GE
+from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM, PyTuple_GET_ITEM
+from cpython.ref cimport Py_INCREF
+
+from tickvault.exchanges._scan cimport (
+    Cursor, at_end, integer, is_key, open_cursor, string, take, text,
+)
+
+from tickvault.exchanges.base import FeedOutput
+from tickvault.exchanges.binance.book import BookSync, DepthEvent, SyncStatus
+from tickvault.exchanges.binance.decode import VALID_DECIMALS, _dec, _Reject
+from tickvault.exchanges.binance.symbols import EXCHANGE
+from tickvault.model import BookSnapshot, Ticker
+
+cdef long long NS_PER_MS = 1_000_000
+cdef long long MAX_MS = 9_000_000_000_000  # year 2255
+cdef dict _CACHE = VALID_DECIMALS
+cdef object _CROSSED = SyncStatus.CROSSED
+
+cdef extern from "Python.h":
+    int PyList_SetSlice(object lst, Py_ssize_t low, Py_ssize_t high, PyObject* itemlist) except -1
+
+
+cdef class _Depth:
+    """Offsets of one scanned depthUpdate payload."""
+    cdef long long event_ms, first_id, last_id
+    cdef Py_ssize_t sym_start, sym_len, bids_at, asks_at
+
+
+cdef bint _skip_levels(Cursor* c) noexcept:
+    """``[["p","q"], ...]`` (strings only), validated and skipped."""
+    cdef Py_ssize_t start, length
+    if not take(c, 91):  # '['
+        return False
+    if take(c, 93):  # ']'
+        return True
+    while True:
+        if not take(c, 91):
+            return False
+        if not string(c, &start, &length) or not take(c, 44):
+            return False
+        if not string(c, &start, &length) or not take(c, 93):
+            return False
+        if take(c, 93):
+            return True
+        if not take(c, 44):
+            return False
+
+
+cdef object _value(Cursor* c, Py_ssize_t start, Py_ssize_t length):
+    """A validated ``Decimal`` for a wire string (raises ``_Reject`` like ``_dec``)."""
+    cdef str wire = text(c, start, length)
+    cdef PyObject* found = PyDict_GetItem(_CACHE, wire)
+    if found != NULL:
+        return <object>found
+    return _dec(wire)
+
+
+cdef list _levels(Cursor* c):
+    """Build the levels of an array ``_skip_levels`` accepted (the cursor at its ``[``)."""
+    cdef Py_ssize_t ps, pl, ss, sl
+    cdef list out = []
+    cdef tuple level
+    take(c, 91)
+    if take(c, 93):
+        return out
+    while True:
+        take(c, 91)
+        string(c, &ps, &pl)
+        take(c, 44)
+        string(c, &ss, &sl)
+        take(c, 93)
+        price = _value(c, ps, pl)
+        size = _value(c, ss, sl)
+        level = PyTuple_New(2)
+        Py_INCREF(price)
+        PyTuple_SET_ITEM(level, 0, price)
+        Py_INCREF(size)
+        PyTuple_SET_ITEM(level, 1, size)
+        PyList_Append(out, level)
+        if take(c, 93):
+            return out
+        take(c, 44)
+
+
+cdef bint _scan_depth(Cursor* c, _Depth d) noexcept:
+    """The payload object of a diff-depth message: exactly its seven fields, any order."""
+    cdef Py_ssize_t ks, kl, vs, vl
+    cdef int seen = 0, bit
+    cdef unsigned char key
+    if not take(c, 123):  # '{'
+        return False
+    while True:
+        if not string(c, &ks, &kl) or not take(c, 58) or kl != 1:
+            return False
+        key = c.s[ks]
+        if key == 101:  # e
+            bit = 1
+            if not string(c, &vs, &vl) or not is_key(c.s, vs, vl, b"depthUpdate", 11):
+                return False
+        elif key == 69:  # E
+            bit = 2
+            if not integer(c, &d.event_ms):
+                return False
+        elif key == 115:  # s
+            bit = 4
+            if not string(c, &d.sym_start, &d.sym_len):
+                return False
+        elif key == 85:  # U
+            bit = 8
+            if not integer(c, &d.first_id):
+                return False
+        elif key == 117:  # u
+            bit = 16
+            if not integer(c, &d.last_id):
+                return False
+        elif key == 98:  # b
+            bit = 32
+            d.bids_at = c.i
+            if not _skip_levels(c):
+                return False
+        elif key == 97:  # a
+            bit = 64
+            d.asks_at = c.i
+            if not _skip_levels(c):
+                return False
+        else:
+            return False
+        if seen & bit:
+            return False  # a repeated key: msgspec's rule (last wins) is not copied here
+        seen |= bit
+        if take(c, 125):  # '}'
+            return seen == 127
+        if not take(c, 44):
+            return False
+
+
+cdef bint _scan_ticker(Cursor* c, Py_ssize_t* slots) noexcept:
+    """A bookTicker payload: ``u`` (integer) and ``s b B a A`` (strings; offsets into slots
+    0-9 in that order), exactly these six fields in any order."""
+    cdef Py_ssize_t ks, kl
+    cdef int seen = 0, bit, slot
+    cdef long long number
+    cdef unsigned char key
+    if not take(c, 123):
+        return False
+    while True:
+        if not string(c, &ks, &kl) or not take(c, 58) or kl != 1:
+            return False
+        key = c.s[ks]
+        if key == 117:  # u
+            bit = 1
+            if not integer(c, &number):
+                return False
+        else:
+            if key == 115:
+                slot = 0
+            elif key == 98:
+                slot = 1
+            elif key == 66:
+                slot = 2
+            elif key == 97:
+                slot = 3
+            elif key == 65:
+                slot = 4
+            else:
+                return False
+            bit = 2 << slot
+            if not string(c, &slots[2 * slot], &slots[2 * slot + 1]):
+                return False
+        if seen & bit:
+            return False
+        seen |= bit
+        if take(c, 125):
+            return seen == 63
+        if not take(c, 44):
+            return False
+
+
+cdef int _kind(Cursor* c, Py_ssize_t start, Py_ssize_t length) noexcept:
+    """1 = diff depth, 2 = bookTicker, 0 = other, from the stream name's part after "@"."""
+    cdef Py_ssize_t at = start, end = start + length
+    while at < end and c.s[at] != 64:  # '@'
+        at += 1
+    if at == end:
+        return 0
+    at += 1
+    if is_key(c.s, at, end - at, b"bookTicker", 10):
+        return 2
+    if (is_key(c.s, at, end - at, b"depth", 5) or is_key(c.s, at, end - at, b"depth@100ms", 11)
+            or is_key(c.s, at, end - at, b"depth@1000ms", 12)):
+        return 1
+    return 0
+
+
+cdef int _update(object side, list levels) except -1:
+    """``SideLevels.update``: absolute sizes in order; size 0 deletes."""
+    cdef dict book = side.levels
+    cdef list prices = side.prices
+    cdef Py_ssize_t lo, hi, mid
+    cdef PyObject* old
+    cdef tuple level
+    for level in levels:
+        price = <object>PyTuple_GET_ITEM(level, 0)
+        if <object>PyTuple_GET_ITEM(level, 1):
+            old = PyDict_GetItem(book, price)
+            if old == NULL:
+                lo, hi = 0, PyList_GET_SIZE(prices)  # insort (bisect right)
+                while lo < hi:
+                    mid = (lo + hi) >> 1
+                    if PyObject_RichCompareBool(price, <object>PyList_GET_ITEM(prices, mid), Py_LT):
+                        hi = mid
+                    else:
+                        lo = mid + 1
+                PyList_Insert(prices, lo, price)
+                PyDict_SetItem(book, price, level)
+            elif <object>PyTuple_GET_ITEM(<tuple>old, 0) is price:
+                PyDict_SetItem(book, price, level)
+            else:  # keep the first spelling of the price
+                PyDict_SetItem(book, price, (<object>PyTuple_GET_ITEM(<tuple>old, 0),
+                                             <object>PyTuple_GET_ITEM(level, 1)))
+        elif PyDict_GetItem(book, price) != NULL:
+            PyDict_DelItem(book, price)
+            lo, hi = 0, PyList_GET_SIZE(prices)  # bisect left
+            while lo < hi:
+                mid = (lo + hi) >> 1
+                if PyObject_RichCompareBool(<object>PyList_GET_ITEM(prices, mid), price, Py_LT):
+                    lo = mid + 1
+                else:
+                    hi = mid
+            PyList_SetSlice(prices, lo, lo + 1, NULL)
+    return 0
+
+
+cdef tuple _top(object side, Py_ssize_t depth, bint highest):
+    """``SideLevels.highest`` / ``lowest``: the best ``depth`` level tuples."""
+    cdef dict book = side.levels
+    cdef list prices = side.prices
+    cdef Py_ssize_t size = PyList_GET_SIZE(prices)
+    cdef Py_ssize_t count = depth if depth < size else size
+    cdef Py_ssize_t k
+    cdef tuple out = PyTuple_New(count)
+    for k in range(count):
+        level = <object>PyDict_GetItem(
+            book, <object>PyList_GET_ITEM(prices, size - 1 - k if highest else k)
+        )
+        Py_INCREF(level)
+        PyTuple_SET_ITEM(out, k, level)
+    return out
+
+
+def fast_message(feed, raw, long long recv_ns):
+    """``BinanceFeed._fast_message`` compiled: a ``FeedOutput``, or None for the decoder."""
+    cdef Cursor c
+    cdef Py_ssize_t ss, sl, ks, kl
+    cdef Py_ssize_t slots[10]
+    cdef int kind
+    cdef _Depth d
+    cdef list bids, asks
+    if not open_cursor(raw, &c) or not take(&c, 123):
+        return None
+    if not string(&c, &ks, &kl) or not is_key(c.s, ks, kl, b"stream", 6) or not take(&c, 58):
+        return None
+    if not string(&c, &ss, &sl) or not take(&c, 44):
+        return None
+    if not string(&c, &ks, &kl) or not is_key(c.s, ks, kl, b"data", 4) or not take(&c, 58):
+        return None
+    kind = _kind(&c, ss, sl)
+    if kind == 1:
+        d = _Depth.__new__(_Depth)
+        if not _scan_depth(&c, d) or not take(&c, 125) or not at_end(&c):
+            return None
+        if d.event_ms > MAX_MS:
+            return None  # ns would not fit in 64 bits: the Python path has big integers
+        instrument = feed.symbols.by_id.get(text(&c, d.sym_start, d.sym_len))
+        if instrument is None:
+            return None
+        try:
+            c.i = d.bids_at
+            bids = _levels(&c)
+            c.i = d.asks_at
+            asks = _levels(&c)
+        except _Reject:
+            return None
+        return _depth(feed, instrument.symbol, d, bids, asks, recv_ns)
+    if kind == 2:
+        if not _scan_ticker(&c, slots) or not take(&c, 125) or not at_end(&c):
+            return None
+        instrument = feed.symbols.by_id.get(text(&c, slots[0], slots[1]))
+        if instrument is None:
+            return None
+        try:
+            bid_price = _value(&c, slots[2], slots[3])
+            bid_size = _value(&c, slots[4], slots[5])
+            ask_price = _value(&c, slots[6], slots[7])
+            ask_size = _value(&c, slots[8], slots[9])
+        except _Reject:
+            return None
+        symbol = instrument.symbol
+        feed._last_seen[(symbol, "ticker")] = recv_ns  # spot bookTicker has no time
+        return FeedOutput(
+            [Ticker(EXCHANGE, symbol, recv_ns, recv_ns, bid_price, bid_size, ask_price, ask_size)]
+        )
+    return None
+
+
+cdef object _depth(feed, str symbol, _Depth d, list bids, list asks, long long recv_ns):
+    cdef long long ts_ns = d.event_ms * NS_PER_MS
+    cdef dict books = feed._books
+    cdef PyObject* found
+    feed._last_seen[(symbol, "book")] = ts_ns
+    found = PyDict_GetItem(books, symbol)
+    if found == NULL:
+        sync = BookSync()
+        books[symbol] = sync
+    else:
+        sync = <object>found
+    out = FeedOutput()
+    cdef long long update_id
+    if sync.synced:
+        update_id = sync.update_id
+        if d.last_id > update_id and d.first_id == update_id + 1:  # live and continuous
+            book = sync.book
+            book_bids = book.bids
+            book_asks = book.asks
+            _update(book_bids, bids)
+            _update(book_asks, asks)
+            sync.update_id = d.last_id
+            sync.last_ts_ns = ts_ns
+            bid_prices = <list>book_bids.prices
+            ask_prices = <list>book_asks.prices
+            if (PyList_GET_SIZE(bid_prices) and PyList_GET_SIZE(ask_prices)
+                    and PyObject_RichCompareBool(
+                        <object>PyList_GET_ITEM(bid_prices, PyList_GET_SIZE(bid_prices) - 1),
+                        <object>PyList_GET_ITEM(ask_prices, 0), Py_GE)):
+                sync._unsync()
+                event = DepthEvent(d.first_id, d.last_id, ts_ns, recv_ns, bids, asks)
+                feed._handle(symbol, sync, _CROSSED, out, event, recv_ns)
+                return out
+            depth = feed.book_depth
+            out.events.append(BookSnapshot(
+                EXCHANGE, symbol, _top(book_bids, depth, True), _top(book_asks, depth, False),
+                ts_ns, recv_ns, d.last_id,
+            ))
+            return out
+    event = DepthEvent(d.first_id, d.last_id, ts_ns, recv_ns, bids, asks)
+    feed._handle(symbol, sync, sync.on_event(event), out, event, recv_ns)
+    return out
