@@ -7,7 +7,9 @@ the caller give up (return None), and the general decoder handles the message, s
 has to agree with msgspec on anything unusual: on what it accepts, both read the same values.
 """
 
+from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
 from cpython.unicode cimport PyUnicode_DecodeASCII
+from libc.string cimport memcmp, memcpy
 
 
 cdef struct Cursor:
@@ -123,3 +125,92 @@ cdef inline bint open_cursor(object raw, Cursor* c) noexcept:
         return False
     c.i = 0
     return True
+
+
+# --- a small cache of wire strings already turned into values ------------------------------
+# Direct-mapped by a hash of the bytes, so a hit costs no Python string, no SipHash and no walk
+# of a large dict. A slot holds what the caller's Python helper returned for that exact text
+# (a validated Decimal, or a (price, size) pair); the helpers are pure apart from their own
+# caches, so a hit gives the value they would give again. Each module has its own tables.
+
+cdef enum:
+    SLOT_TEXT = 30  # longest text cached
+    SLOT_COUNT = 4096  # a power of two
+
+
+cdef struct Slot:
+    Py_ssize_t length
+    unsigned char text[SLOT_TEXT]
+    PyObject* value
+
+
+cdef inline Slot* slot_for(Slot* table, const unsigned char* s, Py_ssize_t start,
+                           Py_ssize_t length) noexcept nogil:
+    cdef unsigned int h = 2166136261u  # FNV-1a
+    cdef Py_ssize_t k
+    for k in range(length):
+        h = (h ^ s[start + k]) * 16777619u
+    return &table[h & (SLOT_COUNT - 1)]
+
+
+cdef inline PyObject* cached(Slot* table, const unsigned char* s, Py_ssize_t start,
+                             Py_ssize_t length) noexcept nogil:
+    """The value kept for this text, or NULL (borrowed reference)."""
+    cdef Slot* slot
+    if length > SLOT_TEXT:
+        return NULL
+    slot = slot_for(table, s, start, length)
+    if slot.value != NULL and slot.length == length and memcmp(slot.text, s + start, length) == 0:
+        return slot.value
+    return NULL
+
+
+cdef inline void keep(Slot* table, const unsigned char* s, Py_ssize_t start, Py_ssize_t length,
+                      object value) noexcept:
+    cdef Slot* slot
+    if length > SLOT_TEXT:
+        return
+    slot = slot_for(table, s, start, length)
+    Py_INCREF(value)
+    Py_XDECREF(slot.value)
+    slot.value = <PyObject*>value
+    slot.length = length
+    memcpy(slot.text, s + start, length)
+
+
+cdef extern from "Python.h":
+    object PyType_GenericAlloc(object type, Py_ssize_t items)
+
+
+cdef inline object new_output(object output_type, list events):
+    """``FeedOutput(events)`` without the dataclass ``__init__``'s Python frame (same fields)."""
+    out = PyType_GenericAlloc(output_type, 0)
+    out.events = events
+    out.errors = []
+    out.gaps = []
+    out.resync = []
+    return out
+
+
+cdef inline int plain_shape(const unsigned char* s, Py_ssize_t start,
+                            Py_ssize_t length) noexcept nogil:
+    """``exchanges.numbers.plain_decimal``'s test in C: 0 when the text is not ASCII digits
+    with at most one ``.`` (and at least one digit), else 1 for a zero value, 2 for non-zero."""
+    cdef Py_ssize_t k
+    cdef bint dot = False, digit = False, nonzero = False
+    cdef unsigned char ch
+    for k in range(start, start + length):
+        ch = s[k]
+        if ch == 46:
+            if dot:
+                return 0
+            dot = True
+        elif 48 <= ch <= 57:
+            digit = True
+            if ch != 48:
+                nonzero = True
+        else:
+            return 0
+    if not digit:
+        return 0
+    return 2 if nonzero else 1

@@ -4,7 +4,7 @@
 ``fast_message(feed, raw, recv_ns)`` does what ``BinanceFeed._fast_message`` does — enveloped
 diff depth and bookTicker — with the same results: it reads the message with a strict scanner
 (``exchanges/_scan.pxd``), takes the numbers from the decoder's cache of validated wire strings
-(``decode.VALID_DECIMALS``, filled by ``decode._dec`` on a miss), and keeps the feed's own
+(a table of the values ``decode._dec`` gave, asked again on a miss), and keeps the feed's own
 Python objects (``BookSync``, ``SideLevels``), applying a live diff to the level dict and sorted
 price list in C. Anything unusual — a shape the scanner does not take, a book not live, a gap,
 a stale event, a crossed book — goes to the same Python code the pure fast path uses, or the
@@ -18,19 +18,21 @@ from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM, PyTuple_GET_ITEM
 from cpython.ref cimport Py_INCREF
 
 from tickvault.exchanges._scan cimport (
-    Cursor, at_end, integer, is_key, open_cursor, string, take, text,
+    SLOT_COUNT, Cursor, Slot, at_end, cached, integer, is_key, keep, new_output, open_cursor,
+    plain_shape, string, take, text,
 )
+from decimal import Decimal
 
 from tickvault.exchanges.base import FeedOutput
 from tickvault.exchanges.binance.book import BookSync, DepthEvent, SyncStatus
-from tickvault.exchanges.binance.decode import VALID_DECIMALS, _dec, _Reject
+from tickvault.exchanges.binance.decode import _dec, _Reject
 from tickvault.exchanges.binance.symbols import EXCHANGE
 from tickvault.model import BookSnapshot, Ticker
 
 cdef long long NS_PER_MS = 1_000_000
 cdef long long MAX_MS = 9_000_000_000_000  # year 2255
-cdef dict _CACHE = VALID_DECIMALS
 cdef object _CROSSED = SyncStatus.CROSSED
+cdef Slot _SLOTS[SLOT_COUNT]  # wire string -> the Decimal _dec gives for it
 
 cdef extern from "Python.h":
     int PyList_SetSlice(object lst, Py_ssize_t low, Py_ssize_t high, PyObject* itemlist) except -1
@@ -64,11 +66,14 @@ cdef bint _skip_levels(Cursor* c) noexcept:
 
 cdef object _value(Cursor* c, Py_ssize_t start, Py_ssize_t length):
     """A validated ``Decimal`` for a wire string (raises ``_Reject`` like ``_dec``)."""
-    cdef str wire = text(c, start, length)
-    cdef PyObject* found = PyDict_GetItem(_CACHE, wire)
+    cdef PyObject* found = cached(_SLOTS, c.s, start, length)
     if found != NULL:
         return <object>found
-    return _dec(wire)
+    cdef str wire = text(c, start, length)
+    # a plain string is valid and not negative by its shape (``numbers.plain_decimal``)
+    value = Decimal(wire) if plain_shape(c.s, start, length) else _dec(wire)
+    keep(_SLOTS, c.s, start, length, value)
+    return value
 
 
 cdef list _levels(Cursor* c):
@@ -264,7 +269,17 @@ cdef tuple _top(object side, Py_ssize_t depth, bint highest):
     return out
 
 
-def fast_message(feed, raw, long long recv_ns):
+def on_message(feed, raw, recv_ns):
+    """``BinanceFeed.on_message`` (it is this function when the module is built)."""
+    feed.counters.messages += 1
+    if feed.fast_path:
+        out = fast_message(feed, raw, recv_ns) if feed.compiled else feed._fast_message(raw, recv_ns)
+        if out is not None:
+            return out
+    return feed._general_message(raw, recv_ns)
+
+
+def fast_message(feed, raw, recv_ns):
     """``BinanceFeed._fast_message`` compiled: a ``FeedOutput``, or None for the decoder."""
     cdef Cursor c
     cdef Py_ssize_t ss, sl, ks, kl
@@ -313,13 +328,13 @@ def fast_message(feed, raw, long long recv_ns):
             return None
         symbol = instrument.symbol
         feed._last_seen[(symbol, "ticker")] = recv_ns  # spot bookTicker has no time
-        return FeedOutput(
-            [Ticker(EXCHANGE, symbol, recv_ns, recv_ns, bid_price, bid_size, ask_price, ask_size)]
-        )
+        return new_output(FeedOutput, [
+            Ticker(EXCHANGE, symbol, recv_ns, recv_ns, bid_price, bid_size, ask_price, ask_size)
+        ])
     return None
 
 
-cdef object _depth(feed, str symbol, _Depth d, list bids, list asks, long long recv_ns):
+cdef object _depth(feed, str symbol, _Depth d, list bids, list asks, recv_ns):
     cdef long long ts_ns = d.event_ms * NS_PER_MS
     cdef dict books = feed._books
     cdef PyObject* found
@@ -330,8 +345,7 @@ cdef object _depth(feed, str symbol, _Depth d, list bids, list asks, long long r
         books[symbol] = sync
     else:
         sync = <object>found
-    out = FeedOutput()
-    cdef long long update_id
+    out = new_output(FeedOutput, [])
     if sync.synced:
         update_id = sync.update_id
         if d.last_id > update_id and d.first_id == update_id + 1:  # live and continuous

@@ -73,12 +73,16 @@ class BinanceFeed:
     def on_message(self, raw: bytes | str, recv_ns: int) -> FeedOutput:
         self.counters.messages += 1
         if self.fast_path:
-            if self.compiled and compiled_fast_path is not None:
-                fast = compiled_fast_path.fast_message(self, raw, recv_ns)
-            else:
-                fast = self._fast_message(raw, recv_ns)
+            fast = self._fast_message(raw, recv_ns)
             if fast is not None:
                 return fast
+        return self._general_message(raw, recv_ns)
+
+    if compiled_fast_path is not None:  # the same method in C, with the compiled fast path
+        on_message = compiled_fast_path.on_message  # noqa: F811
+
+    def _general_message(self, raw: bytes | str, recv_ns: int) -> FeedOutput:
+        """Any message, through the general decoder."""
         decoded = self.decoder.decode(raw, recv_ns)
         out = FeedOutput(events=decoded.events, errors=decoded.errors)
         if decoded.events:
