@@ -205,9 +205,88 @@ def _coinbase_instruments() -> list[Instrument]:
 @pytest.mark.parametrize("compiled", [False, True], ids=["python", "compiled"])
 @pytest.mark.parametrize("seed", [None, 1, 2, 3])
 @pytest.mark.parametrize("name", _COINBASE_FILES)
-def test_coinbase_fast_path_matches_the_decoder(name: str, seed: int | None, compiled: bool) -> None:
+def test_coinbase_fast_path_matches_the_decoder(
+    name: str, seed: int | None, compiled: bool
+) -> None:
     records = [r for r in _records("coinbase", name) if r.kind == "ws"]
     assert_same("coinbase", _coinbase_instruments(), _stream(records, seed), compiled=compiled)
+
+
+# --- compiled fast paths: the scanner's edges ------------------------------------------------
+
+
+def _reordered(raw: str) -> str:
+    """The same message with every object's keys in reverse order, spaced out."""
+
+    def flip(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {key: flip(value[key]) for key in reversed(value)}
+        if isinstance(value, list):
+            return [flip(item) for item in value]
+        return value
+
+    return msgspec.json.format(
+        msgspec.json.encode(flip(msgspec.json.decode(raw))), indent=1
+    ).decode()
+
+
+# Edits of a valid message the compiled scanner must either read exactly like msgspec or leave
+# to the general decoder: escapes, repeated keys, numbers that are no plain integers, odd times,
+# extra or missing fields, trailing bytes, bytes input, non-ASCII.
+_EDITS: tuple[tuple[str, str], ...] = (
+    ('"s":"', '"s":"\\u0042'),
+    ('"product_id":"', '"product_id":"\\u0053'),
+    ('"U":', '"U":0'),
+    ('"u":', '"u":-'),
+    ('"E":', '"E":1.5e3,"X":'),
+    ('"E":', '"E":99999999999999999999,"Y":'),
+    ('"sequence_num":', '"sequence_num":1.0,"z":'),
+    ('"sequence_num":', '"sequence_num":01'),
+    ('"channel":', '"channel":"l2_data","channel":'),
+    ('"stream":"', '"stream":"x@bookTicker","stream":"'),
+    ('"b":', '"b":[],"b":'),
+    ('"timestamp":"2', '"timestamp":"9'),
+    ('"timestamp":"20', '"timestamp":"00'),
+    ('Z"', '+01:30"'),
+    ("T0", "t0"),
+    ('"side":"BUY"', '"side":"buy"'),
+    ('"side":"bid"', '"side":"BID"'),
+    ('"type":"update"', '"type":null'),
+    ('"client_id":""', '"client_id":"\u00e9"'),
+    ('"new_quantity":"', '"new_quantity":" '),
+    ('"price_level":"', '"price_level":"0'),
+    ('"price":"', '"price":".'),
+    ('"events":[', '"extra":true,"events":['),
+)
+
+
+def _edited(records: Sequence[CaptureRecord]) -> list[CaptureRecord]:
+    out = list(records)
+    for record in records:
+        if record.kind != "ws":
+            continue
+        variants = [_reordered(record.raw), record.raw + " ", record.raw + "x", " " + record.raw]
+        variants += [record.raw.replace(old, new, 1) for old, new in _EDITS if old in record.raw]
+        out += [msgspec.structs.replace(record, raw=raw) for raw in variants]
+        out.append(msgspec.structs.replace(record, raw=record.raw.encode()))  # type: ignore[arg-type]
+    return out
+
+
+def test_binance_compiled_edges_match_the_decoder() -> None:
+    pytest.importorskip("tickvault.exchanges.binance._fast")
+    records = [
+        r for r in _records("binance", _BINANCE_FILES[0]) if r.kind == "ws" or "/depth" in r.url
+    ]
+    assert_same(
+        "binance", _binance_instruments(), _edited(records[:120]), _binance_rest_symbol, True
+    )
+
+
+@pytest.mark.parametrize("name", _COINBASE_FILES[:3])
+def test_coinbase_compiled_edges_match_the_decoder(name: str) -> None:
+    pytest.importorskip("tickvault.exchanges.coinbase._fast")
+    records = [r for r in _records("coinbase", name) if r.kind == "ws"]
+    assert_same("coinbase", _coinbase_instruments(), _edited(records), compiled=True)
 
 
 # --- Kraken ----------------------------------------------------------------------------------

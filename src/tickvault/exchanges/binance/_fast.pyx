@@ -269,18 +269,50 @@ cdef tuple _top(object side, Py_ssize_t depth, bint highest):
     return out
 
 
-def on_message(feed, raw, recv_ns):
+cdef class _Handles:
+    """The feed's containers, looked up once per feed instead of once per message. The feed
+    creates them in ``__init__`` and only ever mutates them, so the references stay valid."""
+    cdef object counters
+    cdef dict by_id, last_seen, books
+    cdef Py_ssize_t book_depth
+
+    def __init__(self, feed):
+        self.counters = feed.counters
+        self.by_id = feed.symbols.by_id
+        self.last_seen = feed._last_seen
+        self.books = feed._books
+        self.book_depth = feed.book_depth
+
+
+cdef _Handles _handles(feed):
+    try:
+        return <_Handles?>feed._compiled_handles
+    except AttributeError:
+        handles = _Handles(feed)
+        feed._compiled_handles = handles
+        return handles
+
+
+def on_message(self, raw, recv_ns):
     """``BinanceFeed.on_message`` (it is this function when the module is built)."""
-    feed.counters.messages += 1
-    if feed.fast_path:
-        out = fast_message(feed, raw, recv_ns) if feed.compiled else feed._fast_message(raw, recv_ns)
+    cdef _Handles handles = _handles(self)
+    handles.counters.messages += 1
+    if self.fast_path:
+        if self.compiled:
+            out = _fast_message(self, handles, raw, recv_ns)
+        else:
+            out = self._fast_message(raw, recv_ns)
         if out is not None:
             return out
-    return feed._general_message(raw, recv_ns)
+    return self._general_message(raw, recv_ns)
 
 
 def fast_message(feed, raw, recv_ns):
     """``BinanceFeed._fast_message`` compiled: a ``FeedOutput``, or None for the decoder."""
+    return _fast_message(feed, _handles(feed), raw, recv_ns)
+
+
+cdef object _fast_message(feed, _Handles handles, raw, recv_ns):
     cdef Cursor c
     cdef Py_ssize_t ss, sl, ks, kl
     cdef Py_ssize_t slots[10]
@@ -302,7 +334,7 @@ def fast_message(feed, raw, recv_ns):
             return None
         if d.event_ms > MAX_MS:
             return None  # ns would not fit in 64 bits: the Python path has big integers
-        instrument = feed.symbols.by_id.get(text(&c, d.sym_start, d.sym_len))
+        instrument = handles.by_id.get(text(&c, d.sym_start, d.sym_len))
         if instrument is None:
             return None
         try:
@@ -312,11 +344,11 @@ def fast_message(feed, raw, recv_ns):
             asks = _levels(&c)
         except _Reject:
             return None
-        return _depth(feed, instrument.symbol, d, bids, asks, recv_ns)
+        return _depth(feed, handles, instrument.symbol, d, bids, asks, recv_ns)
     if kind == 2:
         if not _scan_ticker(&c, slots) or not take(&c, 125) or not at_end(&c):
             return None
-        instrument = feed.symbols.by_id.get(text(&c, slots[0], slots[1]))
+        instrument = handles.by_id.get(text(&c, slots[0], slots[1]))
         if instrument is None:
             return None
         try:
@@ -327,18 +359,18 @@ def fast_message(feed, raw, recv_ns):
         except _Reject:
             return None
         symbol = instrument.symbol
-        feed._last_seen[(symbol, "ticker")] = recv_ns  # spot bookTicker has no time
+        handles.last_seen[(symbol, "ticker")] = recv_ns  # spot bookTicker has no time
         return new_output(FeedOutput, [
             Ticker(EXCHANGE, symbol, recv_ns, recv_ns, bid_price, bid_size, ask_price, ask_size)
         ])
     return None
 
 
-cdef object _depth(feed, str symbol, _Depth d, list bids, list asks, recv_ns):
+cdef object _depth(feed, _Handles handles, str symbol, _Depth d, list bids, list asks, recv_ns):
     cdef long long ts_ns = d.event_ms * NS_PER_MS
-    cdef dict books = feed._books
+    cdef dict books = handles.books
     cdef PyObject* found
-    feed._last_seen[(symbol, "book")] = ts_ns
+    handles.last_seen[(symbol, "book")] = ts_ns
     found = PyDict_GetItem(books, symbol)
     if found == NULL:
         sync = BookSync()
@@ -366,7 +398,7 @@ cdef object _depth(feed, str symbol, _Depth d, list bids, list asks, recv_ns):
                 event = DepthEvent(d.first_id, d.last_id, ts_ns, recv_ns, bids, asks)
                 feed._handle(symbol, sync, _CROSSED, out, event, recv_ns)
                 return out
-            depth = feed.book_depth
+            depth = handles.book_depth
             out.events.append(BookSnapshot(
                 EXCHANGE, symbol, _top(book_bids, depth, True), _top(book_asks, depth, False),
                 ts_ns, recv_ns, d.last_id,

@@ -37,7 +37,7 @@ from tickvault.model import BookSnapshot, DecodeError, Gap, Instrument, Ticker, 
 try:  # the compiled fast path (binance/_fast.pyx), when the package was built with it
     from tickvault.exchanges.binance import _fast as compiled_fast_path
 except ImportError:  # pragma: no cover - a source tree without the built extension
-    compiled_fast_path = None
+    compiled_fast_path = None  # type: ignore[assignment]
 
 NS_PER_MS = 1_000_000
 # Combined-stream suffixes the fast path handles: 1 = diff depth, 2 = bookTicker.
@@ -79,7 +79,7 @@ class BinanceFeed:
         return self._general_message(raw, recv_ns)
 
     if compiled_fast_path is not None:  # the same method in C, with the compiled fast path
-        on_message = compiled_fast_path.on_message  # noqa: F811
+        on_message = compiled_fast_path.on_message
 
     def _general_message(self, raw: bytes | str, recv_ns: int) -> FeedOutput:
         """Any message, through the general decoder."""

@@ -77,7 +77,7 @@ cdef bint _time_ns(const unsigned char* s, Py_ssize_t at, Py_ssize_t length,
     else (``parse_time_ns`` then decides, with its errors)."""
     cdef int year, month, day, hour, minute, second, digit, k, fraction_digits
     cdef long long days, y, era, yoe, doy, fraction = 0
-    # (years after 2200 are left to parse_time_ns: their ns do not fit in 64 bits)
+    # (years before 1700 or after 2200 are left to parse_time_ns: ns beyond 64 bits)
     if length < 22 or length > 30 or s[at + length - 1] != 90:  # 'Z'
         return False
     if (s[at + 4] != 45 or s[at + 7] != 45 or s[at + 10] != 84 or s[at + 13] != 58
@@ -89,7 +89,7 @@ cdef bint _time_ns(const unsigned char* s, Py_ssize_t at, Py_ssize_t length,
     hour = _digits(s, at + 11, 2)
     minute = _digits(s, at + 14, 2)
     second = _digits(s, at + 17, 2)
-    if year < 1 or year > 2200 or month < 1 or month > 12 or day < 1 or hour < 0 or hour > 23:
+    if year < 1700 or year > 2200 or month < 1 or month > 12 or day < 1 or hour < 0 or hour > 23:
         return False
     if minute < 0 or minute > 59 or second < 0 or second > 59:
         return False
@@ -122,7 +122,7 @@ cdef object _time(Cursor* c, Py_ssize_t start, Py_ssize_t length):
 
 # --- scanning ----------------------------------------------------------------------------
 
-cdef object _message(Cursor* c, Envelope* e, feed, recv_ns):
+cdef object _message(Cursor* c, Envelope* e, dict by_id, recv_ns):
     """The whole envelope (fields channel, timestamp, sequence_num, events, client_id, type)
     -> its events built (``_l2_events`` / ``_trades``), or None. The events are built as they
     are read when the channel came first (as Coinbase sends it), else read again at the end."""
@@ -158,9 +158,9 @@ cdef object _message(Cursor* c, Envelope* e, feed, recv_ns):
             bit = 8
             e.events_at = c.i
             if e.channel == L2:
-                built = _l2_events(c, feed)
+                built = _l2_events(c, by_id)
             elif e.channel == TRADES:
-                built = _trades(c, feed, recv_ns)
+                built = _trades(c, by_id, recv_ns)
             elif not _skip_array(c):
                 return None
             if e.channel != OTHER and built is None:
@@ -186,7 +186,7 @@ cdef object _message(Cursor* c, Envelope* e, feed, recv_ns):
         return None
     if built is None:  # the events came before the channel
         c.i = e.events_at
-        built = _l2_events(c, feed) if e.channel == L2 else _trades(c, feed, recv_ns)
+        built = _l2_events(c, by_id) if e.channel == L2 else _trades(c, by_id, recv_ns)
     return built
 
 
@@ -221,7 +221,7 @@ cdef bint _skip_array(Cursor* c) noexcept:
             return False
 
 
-cdef object _l2_events(Cursor* c, feed):
+cdef object _l2_events(Cursor* c, dict by_id):
     """``[{type, product_id, updates: [{side, price_level, new_quantity, event_time?}]}]`` ->
     a list of (symbol, snapshot, bids, asks); None for anything else (``BadMessage`` from the
     number helpers passes up)."""
@@ -319,7 +319,7 @@ cdef object _l2_events(Cursor* c, feed):
             snapshot = True
         else:
             return None
-        symbol = feed.symbols._by_id.get(text(c, ps, pl))
+        symbol = by_id.get(text(c, ps, pl))
         if symbol is None:
             return None
         ops.append((symbol, snapshot, bids, asks))
@@ -366,7 +366,7 @@ cdef object _positive(Cursor* c, Py_ssize_t start, Py_ssize_t length, str what):
     return value
 
 
-cdef object _trades(Cursor* c, feed, recv_ns):
+cdef object _trades(Cursor* c, dict by_id, recv_ns):
     """``[{type, trades: [{trade_id, product_id, price, size, side, time}]}]`` -> the trades
     in time order (each event's list is newest first); None for anything else."""
     cdef Py_ssize_t ks, kl, vs, vl, k
@@ -427,7 +427,7 @@ cdef object _trades(Cursor* c, feed, recv_ns):
                                 return None
                         if tseen != 63:
                             return None
-                        batch.append(_trade(c, f, feed, recv_ns))
+                        batch.append(_trade(c, f, by_id, recv_ns))
                         if take(c, 93):
                             break
                         if not take(c, 44):
@@ -451,11 +451,11 @@ cdef object _trades(Cursor* c, feed, recv_ns):
             return None
 
 
-cdef object _trade(Cursor* c, Py_ssize_t* f, feed, recv_ns):
+cdef object _trade(Cursor* c, Py_ssize_t* f, dict by_id, recv_ns):
     """One trade, with the checks (and errors) of ``decode_advanced.trades_of``."""
     cdef PyObject* hit
     product_id = text(c, f[2], f[3])
-    symbol = feed.symbols._by_id.get(product_id)
+    symbol = by_id.get(product_id)
     if symbol is None:
         raise BadMessage("unknown_product", f"product {product_id!r} is not subscribed here")
     price = _positive(c, f[4], f[5], "price")
@@ -529,25 +529,55 @@ cdef bint _apply(book, list bids, list asks) except -1:
 
 # --- the message -------------------------------------------------------------------------
 
-def on_message(feed, raw, recv_ns):
+cdef class _Handles:
+    """The feed's containers, looked up once per feed instead of once per message. The feed
+    creates them in ``__init__`` and only ever mutates them, so the references stay valid."""
+    cdef object counters
+    cdef dict by_id, last_ns, books
+
+    def __init__(self, feed):
+        self.counters = feed.counters
+        self.by_id = feed.symbols._by_id
+        self.last_ns = feed._last_ns
+        self.books = feed._books
+
+
+cdef _Handles _handles(feed):
+    try:
+        return <_Handles?>feed._compiled_handles
+    except AttributeError:
+        handles = _Handles(feed)
+        feed._compiled_handles = handles
+        return handles
+
+
+def on_message(self, raw, recv_ns):
     """``CoinbaseFeed.on_message`` (it is this function when the module is built)."""
-    feed.counters.messages += 1
-    if feed.fast_path:
-        out = fast_message(feed, raw, recv_ns) if feed.compiled else feed._fast_message(raw, recv_ns)
+    cdef _Handles handles = _handles(self)
+    handles.counters.messages += 1
+    if self.fast_path:
+        if self.compiled:
+            out = _fast_message(self, handles, raw, recv_ns)
+        else:
+            out = self._fast_message(raw, recv_ns)
         if out is not None:
             return out
-    return feed._general_message(raw, recv_ns)
+    return self._general_message(raw, recv_ns)
 
 
 def fast_message(feed, raw, recv_ns):
     """``CoinbaseFeed._fast_message`` compiled: a ``FeedOutput``, or None for the decoder."""
+    return _fast_message(feed, _handles(feed), raw, recv_ns)
+
+
+cdef object _fast_message(feed, _Handles handles, raw, recv_ns):
     cdef Cursor c
     cdef Envelope e
     cdef tuple op
     if not open_cursor(raw, &c):
         return None
     try:
-        built = _message(&c, &e, feed, recv_ns)
+        built = _message(&c, &e, handles.by_id, recv_ns)
         if built is None:
             return None
         ts_ns = _time(&c, e.ts_start, e.ts_len)
@@ -563,12 +593,12 @@ def fast_message(feed, raw, recv_ns):
         feed._check_connection_sequence(e.sequence_num, ts_ns, recv_ns, out)
     events = out.events
     if trades is not None:
-        last_ns = feed._last_ns
+        last_ns = handles.last_ns
         for trade in <list>trades:
             last_ns[(trade.symbol, "trades")] = trade.ts_ns
         events.extend(trades)
         return out
-    books = feed._books
+    books = handles.books
     for op in <list>ops:
         symbol, snapshot, bids, asks = op
         book = books.get(symbol) if not snapshot else None
@@ -576,9 +606,9 @@ def fast_message(feed, raw, recv_ns):
             feed._apply_book(BookOp(symbol, snapshot, bids, asks, ts_ns), recv_ns, out)
             continue
         if _apply(book, bids, asks):
-            feed.counters.crossed_books += 1
+            handles.counters.crossed_books += 1
             feed._resync([symbol], recv_ns, out, "crossed_book")
             continue
-        feed._last_ns[(symbol, "book")] = ts_ns
+        handles.last_ns[(symbol, "book")] = ts_ns
         events.append(BookDelta(EXCHANGE, symbol, tuple(bids), tuple(asks), ts_ns, recv_ns))
     return out

@@ -44,7 +44,7 @@ from tickvault.model import BookDelta, BookSnapshot, Candle, Gap, Instrument, Le
 try:  # the compiled fast path (coinbase/_fast.pyx), when the package was built with it
     from tickvault.exchanges.coinbase import _fast as compiled_fast_path
 except ImportError:  # pragma: no cover - a source tree without the built extension
-    compiled_fast_path = None
+    compiled_fast_path = None  # type: ignore[assignment]
 
 _probe = msgspec.json.Decoder(Probe)
 _fast = msgspec.json.Decoder(AdvL2Message | AdvTradesMessage)
@@ -125,7 +125,7 @@ class CoinbaseFeed:
         return self._general_message(raw, recv_ns)
 
     if compiled_fast_path is not None:  # the same method in C, with the compiled fast path
-        on_message = compiled_fast_path.on_message  # noqa: F811
+        on_message = compiled_fast_path.on_message
 
     def _general_message(self, raw: bytes | str, recv_ns: int) -> FeedOutput:
         """Any message, through the general decoder."""
