@@ -214,3 +214,42 @@ cdef inline int plain_shape(const unsigned char* s, Py_ssize_t start,
     if not digit:
         return 0
     return 2 if nonzero else 1
+
+
+# --- a few names (a feed's symbols), searched in order -------------------------------------
+
+cdef enum:
+    NAME_SLOTS = 16
+
+
+cdef inline PyObject* find_name(Slot* table, const unsigned char* s, Py_ssize_t start,
+                                Py_ssize_t length) noexcept nogil:
+    cdef int k
+    for k in range(NAME_SLOTS):
+        if table[k].value == NULL:
+            return NULL
+        if table[k].length == length and memcmp(table[k].text, s + start, length) == 0:
+            return table[k].value
+    return NULL
+
+
+cdef inline void keep_name(Slot* table, const unsigned char* s, Py_ssize_t start,
+                           Py_ssize_t length, object value) noexcept:
+    """Remember a name in the first free slot (none left, or too long: not kept)."""
+    cdef int k
+    if length > SLOT_TEXT:
+        return
+    for k in range(NAME_SLOTS):
+        if table[k].value == NULL:
+            Py_INCREF(value)
+            table[k].value = <PyObject*>value
+            table[k].length = length
+            memcpy(table[k].text, s + start, length)
+            return
+
+
+cdef inline void release_names(Slot* table) noexcept:
+    cdef int k
+    for k in range(NAME_SLOTS):
+        Py_XDECREF(table[k].value)
+        table[k].value = NULL

@@ -18,8 +18,8 @@ from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM, PyTuple_GET_ITEM
 from cpython.ref cimport Py_INCREF
 
 from tickvault.exchanges._scan cimport (
-    SLOT_COUNT, Cursor, Slot, at_end, cached, integer, is_key, keep, new_output, open_cursor,
-    plain_shape, string, take, text,
+    NAME_SLOTS, SLOT_COUNT, Cursor, Slot, at_end, cached, find_name, integer, is_key, keep,
+    keep_name, new_output, open_cursor, plain_shape, release_names, string, take, text,
 )
 from decimal import Decimal
 
@@ -213,10 +213,9 @@ cdef int _kind(Cursor* c, Py_ssize_t start, Py_ssize_t length) noexcept:
     return 0
 
 
-cdef int _update(object side, list levels) except -1:
-    """``SideLevels.update``: absolute sizes in order; size 0 deletes."""
-    cdef dict book = side.levels
-    cdef list prices = side.prices
+cdef int _update(dict book, list prices, list levels) except -1:
+    """``SideLevels.update`` on its level dict and sorted prices: absolute sizes in order;
+    size 0 deletes."""
     cdef Py_ssize_t lo, hi, mid
     cdef PyObject* old
     cdef tuple level
@@ -252,10 +251,8 @@ cdef int _update(object side, list levels) except -1:
     return 0
 
 
-cdef tuple _top(object side, Py_ssize_t depth, bint highest):
+cdef tuple _top(dict book, list prices, Py_ssize_t depth, bint highest):
     """``SideLevels.highest`` / ``lowest``: the best ``depth`` level tuples."""
-    cdef dict book = side.levels
-    cdef list prices = side.prices
     cdef Py_ssize_t size = PyList_GET_SIZE(prices)
     cdef Py_ssize_t count = depth if depth < size else size
     cdef Py_ssize_t k
@@ -275,6 +272,7 @@ cdef class _Handles:
     cdef object counters
     cdef dict by_id, last_seen, books
     cdef Py_ssize_t book_depth
+    cdef Slot symbols[NAME_SLOTS]  # wire symbol -> canonical symbol, as by_id gives it
 
     def __init__(self, feed):
         self.counters = feed.counters
@@ -282,6 +280,20 @@ cdef class _Handles:
         self.last_seen = feed._last_seen
         self.books = feed._books
         self.book_depth = feed.book_depth
+
+    def __dealloc__(self):
+        release_names(self.symbols)
+
+    cdef object symbol(self, Cursor* c, Py_ssize_t start, Py_ssize_t length):
+        """The canonical symbol of a wire symbol, or None when the feed has no such market."""
+        cdef PyObject* found = find_name(self.symbols, c.s, start, length)
+        if found != NULL:
+            return <object>found
+        instrument = self.by_id.get(text(c, start, length))
+        if instrument is None:
+            return None
+        keep_name(self.symbols, c.s, start, length, instrument.symbol)
+        return instrument.symbol
 
 
 cdef _Handles _handles(feed):
@@ -334,8 +346,8 @@ cdef object _fast_message(feed, _Handles handles, raw, recv_ns):
             return None
         if d.event_ms > MAX_MS:
             return None  # ns would not fit in 64 bits: the Python path has big integers
-        instrument = handles.by_id.get(text(&c, d.sym_start, d.sym_len))
-        if instrument is None:
+        symbol = handles.symbol(&c, d.sym_start, d.sym_len)
+        if symbol is None:
             return None
         try:
             c.i = d.bids_at
@@ -344,12 +356,12 @@ cdef object _fast_message(feed, _Handles handles, raw, recv_ns):
             asks = _levels(&c)
         except _Reject:
             return None
-        return _depth(feed, handles, instrument.symbol, d, bids, asks, recv_ns)
+        return _depth(feed, handles, symbol, d, bids, asks, recv_ns)
     if kind == 2:
         if not _scan_ticker(&c, slots) or not take(&c, 125) or not at_end(&c):
             return None
-        instrument = handles.by_id.get(text(&c, slots[0], slots[1]))
-        if instrument is None:
+        symbol = handles.symbol(&c, slots[0], slots[1])
+        if symbol is None:
             return None
         try:
             bid_price = _value(&c, slots[2], slots[3])
@@ -358,7 +370,6 @@ cdef object _fast_message(feed, _Handles handles, raw, recv_ns):
             ask_size = _value(&c, slots[8], slots[9])
         except _Reject:
             return None
-        symbol = instrument.symbol
         handles.last_seen[(symbol, "ticker")] = recv_ns  # spot bookTicker has no time
         return new_output(FeedOutput, [
             Ticker(EXCHANGE, symbol, recv_ns, recv_ns, bid_price, bid_size, ask_price, ask_size)
@@ -367,7 +378,8 @@ cdef object _fast_message(feed, _Handles handles, raw, recv_ns):
 
 
 cdef object _depth(feed, _Handles handles, str symbol, _Depth d, list bids, list asks, recv_ns):
-    cdef long long ts_ns = d.event_ms * NS_PER_MS
+    cdef object ts_ns = d.event_ms * NS_PER_MS  # one int object for every use below
+    cdef object last_id = d.last_id
     cdef dict books = handles.books
     cdef PyObject* found
     handles.last_seen[(symbol, "book")] = ts_ns
@@ -380,30 +392,33 @@ cdef object _depth(feed, _Handles handles, str symbol, _Depth d, list bids, list
     out = new_output(FeedOutput, [])
     if sync.synced:
         update_id = sync.update_id
-        if d.last_id > update_id and d.first_id == update_id + 1:  # live and continuous
+        if last_id > update_id and d.first_id == update_id + 1:  # live and continuous
             book = sync.book
             book_bids = book.bids
             book_asks = book.asks
-            _update(book_bids, bids)
-            _update(book_asks, asks)
-            sync.update_id = d.last_id
-            sync.last_ts_ns = ts_ns
+            bid_levels = <dict>book_bids.levels
             bid_prices = <list>book_bids.prices
+            ask_levels = <dict>book_asks.levels
             ask_prices = <list>book_asks.prices
+            _update(bid_levels, bid_prices, bids)
+            _update(ask_levels, ask_prices, asks)
+            sync.update_id = last_id
+            sync.last_ts_ns = ts_ns
             if (PyList_GET_SIZE(bid_prices) and PyList_GET_SIZE(ask_prices)
                     and PyObject_RichCompareBool(
                         <object>PyList_GET_ITEM(bid_prices, PyList_GET_SIZE(bid_prices) - 1),
                         <object>PyList_GET_ITEM(ask_prices, 0), Py_GE)):
                 sync._unsync()
-                event = DepthEvent(d.first_id, d.last_id, ts_ns, recv_ns, bids, asks)
+                event = DepthEvent(d.first_id, last_id, ts_ns, recv_ns, bids, asks)
                 feed._handle(symbol, sync, _CROSSED, out, event, recv_ns)
                 return out
-            depth = handles.book_depth
             out.events.append(BookSnapshot(
-                EXCHANGE, symbol, _top(book_bids, depth, True), _top(book_asks, depth, False),
-                ts_ns, recv_ns, d.last_id,
+                EXCHANGE, symbol,
+                _top(bid_levels, bid_prices, handles.book_depth, True),
+                _top(ask_levels, ask_prices, handles.book_depth, False),
+                ts_ns, recv_ns, last_id,
             ))
             return out
-    event = DepthEvent(d.first_id, d.last_id, ts_ns, recv_ns, bids, asks)
+    event = DepthEvent(d.first_id, last_id, ts_ns, recv_ns, bids, asks)
     feed._handle(symbol, sync, sync.on_event(event), out, event, recv_ns)
     return out

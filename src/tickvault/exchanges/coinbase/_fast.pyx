@@ -19,8 +19,8 @@ from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from cpython.ref cimport Py_INCREF
 
 from tickvault.exchanges._scan cimport (
-    SLOT_COUNT, Cursor, Slot, at_end, cached, integer, is_key, keep, new_output, open_cursor,
-    plain_shape, string, take, text,
+    NAME_SLOTS, SLOT_COUNT, Cursor, Slot, at_end, cached, find_name, integer, is_key, keep,
+    keep_name, new_output, open_cursor, plain_shape, release_names, string, take, text,
 )
 from decimal import Decimal
 
@@ -122,7 +122,7 @@ cdef object _time(Cursor* c, Py_ssize_t start, Py_ssize_t length):
 
 # --- scanning ----------------------------------------------------------------------------
 
-cdef object _message(Cursor* c, Envelope* e, dict by_id, recv_ns):
+cdef object _message(Cursor* c, Envelope* e, _Handles handles, recv_ns):
     """The whole envelope (fields channel, timestamp, sequence_num, events, client_id, type)
     -> its events built (``_l2_events`` / ``_trades``), or None. The events are built as they
     are read when the channel came first (as Coinbase sends it), else read again at the end."""
@@ -158,9 +158,9 @@ cdef object _message(Cursor* c, Envelope* e, dict by_id, recv_ns):
             bit = 8
             e.events_at = c.i
             if e.channel == L2:
-                built = _l2_events(c, by_id)
+                built = _l2_events(c, handles)
             elif e.channel == TRADES:
-                built = _trades(c, by_id, recv_ns)
+                built = _trades(c, handles, recv_ns)
             elif not _skip_array(c):
                 return None
             if e.channel != OTHER and built is None:
@@ -186,7 +186,7 @@ cdef object _message(Cursor* c, Envelope* e, dict by_id, recv_ns):
         return None
     if built is None:  # the events came before the channel
         c.i = e.events_at
-        built = _l2_events(c, by_id) if e.channel == L2 else _trades(c, by_id, recv_ns)
+        built = _l2_events(c, handles) if e.channel == L2 else _trades(c, handles, recv_ns)
     return built
 
 
@@ -221,7 +221,7 @@ cdef bint _skip_array(Cursor* c) noexcept:
             return False
 
 
-cdef object _l2_events(Cursor* c, dict by_id):
+cdef object _l2_events(Cursor* c, _Handles handles):
     """``[{type, product_id, updates: [{side, price_level, new_quantity, event_time?}]}]`` ->
     a list of (symbol, snapshot, bids, asks); None for anything else (``BadMessage`` from the
     number helpers passes up)."""
@@ -319,7 +319,7 @@ cdef object _l2_events(Cursor* c, dict by_id):
             snapshot = True
         else:
             return None
-        symbol = by_id.get(text(c, ps, pl))
+        symbol = handles.symbol(c, ps, pl)
         if symbol is None:
             return None
         ops.append((symbol, snapshot, bids, asks))
@@ -366,7 +366,7 @@ cdef object _positive(Cursor* c, Py_ssize_t start, Py_ssize_t length, str what):
     return value
 
 
-cdef object _trades(Cursor* c, dict by_id, recv_ns):
+cdef object _trades(Cursor* c, _Handles handles, recv_ns):
     """``[{type, trades: [{trade_id, product_id, price, size, side, time}]}]`` -> the trades
     in time order (each event's list is newest first); None for anything else."""
     cdef Py_ssize_t ks, kl, vs, vl, k
@@ -427,7 +427,7 @@ cdef object _trades(Cursor* c, dict by_id, recv_ns):
                                 return None
                         if tseen != 63:
                             return None
-                        batch.append(_trade(c, f, by_id, recv_ns))
+                        batch.append(_trade(c, f, handles, recv_ns))
                         if take(c, 93):
                             break
                         if not take(c, 44):
@@ -451,12 +451,12 @@ cdef object _trades(Cursor* c, dict by_id, recv_ns):
             return None
 
 
-cdef object _trade(Cursor* c, Py_ssize_t* f, dict by_id, recv_ns):
+cdef object _trade(Cursor* c, Py_ssize_t* f, _Handles handles, recv_ns):
     """One trade, with the checks (and errors) of ``decode_advanced.trades_of``."""
     cdef PyObject* hit
-    product_id = text(c, f[2], f[3])
-    symbol = by_id.get(product_id)
+    symbol = handles.symbol(c, f[2], f[3])
     if symbol is None:
+        product_id = text(c, f[2], f[3])
         raise BadMessage("unknown_product", f"product {product_id!r} is not subscribed here")
     price = _positive(c, f[4], f[5], "price")
     size = _positive(c, f[6], f[7], "size")
@@ -534,12 +534,26 @@ cdef class _Handles:
     creates them in ``__init__`` and only ever mutates them, so the references stay valid."""
     cdef object counters
     cdef dict by_id, last_ns, books
+    cdef Slot symbols[NAME_SLOTS]  # product id -> canonical symbol, as by_id gives it
 
     def __init__(self, feed):
         self.counters = feed.counters
         self.by_id = feed.symbols._by_id
         self.last_ns = feed._last_ns
         self.books = feed._books
+
+    def __dealloc__(self):
+        release_names(self.symbols)
+
+    cdef object symbol(self, Cursor* c, Py_ssize_t start, Py_ssize_t length):
+        """The canonical symbol of a product id, or None when the feed does not have it."""
+        cdef PyObject* found = find_name(self.symbols, c.s, start, length)
+        if found != NULL:
+            return <object>found
+        symbol = self.by_id.get(text(c, start, length))
+        if symbol is not None:
+            keep_name(self.symbols, c.s, start, length, symbol)
+        return symbol
 
 
 cdef _Handles _handles(feed):
@@ -577,7 +591,7 @@ cdef object _fast_message(feed, _Handles handles, raw, recv_ns):
     if not open_cursor(raw, &c):
         return None
     try:
-        built = _message(&c, &e, handles.by_id, recv_ns)
+        built = _message(&c, &e, handles, recv_ns)
         if built is None:
             return None
         ts_ns = _time(&c, e.ts_start, e.ts_len)
