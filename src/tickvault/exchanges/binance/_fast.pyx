@@ -1,14 +1,16 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """Compiled fast path of :class:`~tickvault.exchanges.binance.feed.BinanceFeed` (optional).
 
-``fast_message(feed, raw, recv_ns)`` does what ``BinanceFeed._fast_message`` does — enveloped
-diff depth and bookTicker — with the same results: it reads the message with a strict scanner
-(``exchanges/_scan.pxd``), takes the numbers from the decoder's cache of validated wire strings
-(a table of the values ``decode._dec`` gave, asked again on a miss), and keeps the feed's own
-Python objects (``BookSync``, ``SideLevels``), applying a live diff to the level dict and sorted
-price list in C. Anything unusual — a shape the scanner does not take, a book not live, a gap,
-a stale event, a crossed book — goes to the same Python code the pure fast path uses, or the
-function returns None before touching any state and the general decoder runs.
+``on_message`` is ``BinanceFeed.on_message`` when this module is built; ``fast_message(feed,
+raw, recv_ns)`` does what ``BinanceFeed._fast_message`` does — enveloped diff depth and
+bookTicker — with the same results. A strict scanner (``exchanges/_scan.pxd``) reads the
+message; wire numbers come from a table of the values ``decode._dec`` gave (a plain string is
+built directly, anything else goes to ``_dec`` with its errors); the feed's own Python objects
+(``BookSync``, ``SideLevels``) are kept, a live continuous diff being applied to the level dict
+and sorted price list in C, with the crossed-book check and the top-N snapshot. Anything else —
+a shape the scanner does not take, a book not live, a gap, a stale event, a crossed book — goes
+to the feed's Python code, or the function returns None before touching any feed state and
+the general decoder runs.
 """
 
 from cpython.dict cimport PyDict_GetItem, PyDict_SetItem, PyDict_DelItem

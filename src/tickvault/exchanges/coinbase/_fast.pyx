@@ -1,15 +1,16 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """Compiled fast path of :class:`~tickvault.exchanges.coinbase.feed.CoinbaseFeed` (optional).
 
-``fast_message(feed, raw, recv_ns)`` does what ``CoinbaseFeed._fast_message`` does — Advanced
-``l2_data`` and ``market_trades`` envelopes — with the same results: a strict scanner
-(``exchanges/_scan.pxd``) reads the whole message first, numbers come from the decoder's caches
-of validated wire strings (``decode.POSITIVE`` / ``NOT_NEGATIVE``, filled by the Python helpers
-on a miss), RFC 3339 times of the usual ``...T..:..:...fffZ`` shape are read in C (others go to
-``parse_time_ns``), and a live book update is applied to the feed's own ``L2Book`` in C. Book
-snapshots, updates for a book being resynced, a crossed book and a sequence gap take the feed's
-Python methods. Anything unusual returns None before any state changes and the general decoder
-runs.
+``on_message`` is ``CoinbaseFeed.on_message`` when this module is built; ``fast_message(feed,
+raw, recv_ns)`` does what ``CoinbaseFeed._fast_message`` does — Advanced ``l2_data`` and
+``market_trades`` envelopes — with the same results. A strict scanner (``exchanges/_scan.pxd``)
+reads the message in one pass; plain decimal strings (``numbers.plain_decimal``'s shape) become
+``Decimal`` directly, prices through a small table of those already seen, anything else goes to
+``decode.level`` / ``decode.positive`` with their errors; RFC 3339 times of the usual
+``YYYY-MM-DDTHH:MM:SS.fffZ`` shape are read in C (others go to ``parse_time_ns``); a live book
+update is applied to the feed's own ``L2Book`` in C. Book snapshots, updates for a book being
+resynced, a crossed book and a sequence gap take the feed's Python methods. Anything unusual
+returns None before any feed state changes, and the general decoder runs.
 """
 
 from cpython.dict cimport PyDict_GetItem, PyDict_SetItem, PyDict_DelItem, PyDict_Next
@@ -34,9 +35,8 @@ from tickvault.model import BookDelta, Trade
 cdef object _BUY = taker_side("BUY")  # the side mapping, read once (decode_advanced's switch)
 cdef object _SELL = taker_side("SELL")
 cdef long long NS_PER_S = 1_000_000_000
-# Wire string -> the price (positive) / size (not negative) value decode.py gives for it.
+# Price wire string -> the (positive) value decode.py gives for it.
 cdef Slot _POSITIVE_SLOTS[SLOT_COUNT]
-cdef Slot _NOT_NEGATIVE_SLOTS[SLOT_COUNT]
 
 # What the envelope's "channel" says.
 cdef enum Channel:
@@ -331,33 +331,36 @@ cdef object _l2_events(Cursor* c, _Handles handles):
 
 cdef tuple _level(Cursor* c, Py_ssize_t price_s, Py_ssize_t price_l, Py_ssize_t size_s,
                   Py_ssize_t size_l):
-    """``(price, size)`` as the Python fast path builds it (``level`` on a cache miss)."""
+    """``(price, size)`` as ``decode.level`` gives it. Prices repeat and come from the slots;
+    sizes rarely repeat (a cache would mostly miss and evict), so a plain one is built."""
     cdef PyObject* price = cached(_POSITIVE_SLOTS, c.s, price_s, price_l)
-    cdef PyObject* size = cached(_NOT_NEGATIVE_SLOTS, c.s, size_s, size_l)
     cdef tuple pair
-    if price == NULL or size == NULL:
-        # ``level``: a plain price other than zero and a plain size are taken as they are;
-        # anything else gets its checks (and errors) from ``level`` itself.
-        if (price == NULL and plain_shape(c.s, price_s, price_l) != 2) or (
-                size == NULL and plain_shape(c.s, size_s, size_l) == 0):
-            pair = level(text(c, price_s, price_l), text(c, size_s, size_l))
-        else:
-            pair = (<object>price if price != NULL else Decimal(text(c, price_s, price_l)),
-                    <object>size if size != NULL else Decimal(text(c, size_s, size_l)))
+    if (price == NULL and plain_shape(c.s, price_s, price_l) != 2) or plain_shape(
+            c.s, size_s, size_l) == 0:
+        # not plain (or a zero price): the checks and errors of ``level`` itself
+        pair = level(text(c, price_s, price_l), text(c, size_s, size_l))
         keep(_POSITIVE_SLOTS, c.s, price_s, price_l, pair[0])
-        keep(_NOT_NEGATIVE_SLOTS, c.s, size_s, size_l, pair[1])
         return pair
+    if price == NULL:
+        value = Decimal(text(c, price_s, price_l))
+        keep(_POSITIVE_SLOTS, c.s, price_s, price_l, value)
+        price = <PyObject*>value
+    size = Decimal(text(c, size_s, size_l))
     pair = PyTuple_New(2)
     Py_INCREF(<object>price)
     PyTuple_SET_ITEM(pair, 0, <object>price)
-    Py_INCREF(<object>size)
-    PyTuple_SET_ITEM(pair, 1, <object>size)
+    Py_INCREF(size)
+    PyTuple_SET_ITEM(pair, 1, size)
     return pair
 
 
-cdef object _positive(Cursor* c, Py_ssize_t start, Py_ssize_t length, str what):
-    """``decode.positive`` for a wire string, through the slots."""
-    cdef PyObject* hit = cached(_POSITIVE_SLOTS, c.s, start, length)
+cdef object _positive(Cursor* c, Py_ssize_t start, Py_ssize_t length, str what, bint slots):
+    """``decode.positive`` for a wire string, through the slots when ``slots``."""
+    cdef PyObject* hit
+    if not slots:
+        wire = text(c, start, length)
+        return Decimal(wire) if plain_shape(c.s, start, length) == 2 else positive(wire, what)
+    hit = cached(_POSITIVE_SLOTS, c.s, start, length)
     if hit != NULL:
         return <object>hit
     wire = text(c, start, length)
@@ -458,8 +461,8 @@ cdef object _trade(Cursor* c, Py_ssize_t* f, _Handles handles, recv_ns):
     if symbol is None:
         product_id = text(c, f[2], f[3])
         raise BadMessage("unknown_product", f"product {product_id!r} is not subscribed here")
-    price = _positive(c, f[4], f[5], "price")
-    size = _positive(c, f[6], f[7], "size")
+    price = _positive(c, f[4], f[5], "price", True)
+    size = _positive(c, f[6], f[7], "size", False)
     if is_key(c.s, f[8], f[9], b"BUY", 3):
         side = _BUY
     elif is_key(c.s, f[8], f[9], b"SELL", 4):
