@@ -253,3 +253,17 @@ cdef inline void release_names(Slot* table) noexcept:
     for k in range(NAME_SLOTS):
         Py_XDECREF(table[k].value)
         table[k].value = NULL
+
+
+cdef inline bint boolean(Cursor* c, bint* value) noexcept nogil:
+    """``true`` or ``false``."""
+    skip_ws(c)
+    if c.n - c.i >= 4 and memcmp(c.s + c.i, b"true", 4) == 0:
+        value[0] = True
+        c.i += 4
+        return True
+    if c.n - c.i >= 5 and memcmp(c.s + c.i, b"false", 5) == 0:
+        value[0] = False
+        c.i += 5
+        return True
+    return False

@@ -3,7 +3,8 @@
 
 ``on_message`` is ``BinanceFeed.on_message`` when this module is built; ``fast_message(feed,
 raw, recv_ns)`` does what ``BinanceFeed._fast_message`` does — enveloped diff depth and
-bookTicker — with the same results. A strict scanner (``exchanges/_scan.pxd``) reads the
+bookTicker — with the same results, and enveloped aggTrade as the general decoder does it
+(with the trade-id gap check). A strict scanner (``exchanges/_scan.pxd``) reads the
 message; wire numbers come from a table of the values ``decode._dec`` gave (a plain string is
 built directly, anything else goes to ``_dec`` with its errors); the feed's own Python objects
 (``BookSync``, ``SideLevels``) are kept, a live continuous diff being applied to the level dict
@@ -20,7 +21,7 @@ from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM, PyTuple_GET_ITEM
 from cpython.ref cimport Py_INCREF
 
 from tickvault.exchanges._scan cimport (
-    NAME_SLOTS, SLOT_COUNT, Cursor, Slot, at_end, cached, find_name, integer, is_key, keep,
+    NAME_SLOTS, SLOT_COUNT, Cursor, Slot, at_end, boolean, cached, find_name, integer, is_key, keep,
     keep_name, new_output, open_cursor, plain_shape, release_names, string, take, text,
 )
 from decimal import Decimal
@@ -29,14 +30,17 @@ from tickvault.exchanges.base import FeedOutput
 from tickvault.exchanges.binance.book import BookSync, DepthEvent, SyncStatus
 from tickvault.exchanges.binance.decode import _dec, _Reject
 from tickvault.exchanges.binance.symbols import EXCHANGE
-from tickvault.model import BookSnapshot, Ticker
+from tickvault.model import BookSnapshot, Side, Ticker, Trade
 
 cdef long long NS_PER_MS = 1_000_000
 cdef long long MAX_MS = 9_000_000_000_000  # year 2255
 cdef object _CROSSED = SyncStatus.CROSSED
+cdef object _BUY = Side.BUY
+cdef object _SELL = Side.SELL
 cdef Slot _SLOTS[SLOT_COUNT]  # wire string -> the Decimal _dec gives for it
 
 cdef extern from "Python.h":
+    void PyObject_GC_UnTrack(void* op)
     int PyList_SetSlice(object lst, Py_ssize_t low, Py_ssize_t high, PyObject* itemlist) except -1
 
 
@@ -99,6 +103,7 @@ cdef list _levels(Cursor* c):
         PyTuple_SET_ITEM(level, 0, price)
         Py_INCREF(size)
         PyTuple_SET_ITEM(level, 1, size)
+        PyObject_GC_UnTrack(<void*>level)  # two Decimals: never part of a cycle (the GC's own rule)
         PyList_Append(out, level)
         if take(c, 93):
             return out
@@ -199,8 +204,58 @@ cdef bint _scan_ticker(Cursor* c, Py_ssize_t* slots) noexcept:
             return False
 
 
+cdef bint _scan_agg_trade(Cursor* c, Py_ssize_t* slots, long long* numbers,
+                          bint* buyer_is_maker) noexcept:
+    """An aggTrade payload: ``e`` = "aggTrade", integers ``E a f l T`` (into numbers 0-4),
+    strings ``s p q`` (offsets into slots 0-5), boolean ``m``; also the documented ``M``
+    (ignored, as the schema ignores it). Nothing else, each once, any order."""
+    cdef Py_ssize_t ks, kl, vs, vl
+    cdef int seen = 0, bit
+    cdef unsigned char key
+    cdef bint ignored
+    if not take(c, 123):
+        return False
+    while True:
+        if not string(c, &ks, &kl) or not take(c, 58) or kl != 1:
+            return False
+        key = c.s[ks]
+        if key == 101:  # e
+            bit = 1
+            if not string(c, &vs, &vl) or not is_key(c.s, vs, vl, b"aggTrade", 8):
+                return False
+        elif key == 69 or key == 97 or key == 102 or key == 108 or key == 84:  # E a f l T
+            bit = (2 if key == 69 else 4 if key == 97 else 8 if key == 102 else 16 if key == 108
+                   else 32)
+            if not integer(c, &numbers[0 if key == 69 else 1 if key == 97 else 2 if key == 102
+                                       else 3 if key == 108 else 4]):
+                return False
+        elif key == 115 or key == 112 or key == 113:  # s p q
+            bit = 64 if key == 115 else 128 if key == 112 else 256
+            vs = 0 if key == 115 else 2 if key == 112 else 4
+            if not string(c, &slots[vs], &slots[vs + 1]):
+                return False
+        elif key == 109:  # m
+            bit = 512
+            if not boolean(c, buyer_is_maker):
+                return False
+        elif key == 77:  # M
+            bit = 1024
+            if not boolean(c, &ignored):
+                return False
+        else:
+            return False
+        if seen & bit:
+            return False
+        seen |= bit
+        if take(c, 125):
+            return (seen & 1023) == 1023
+        if not take(c, 44):
+            return False
+
+
 cdef int _kind(Cursor* c, Py_ssize_t start, Py_ssize_t length) noexcept:
-    """1 = diff depth, 2 = bookTicker, 0 = other, from the stream name's part after "@"."""
+    """1 = diff depth, 2 = bookTicker, 3 = aggTrade, 0 = other, from the stream name's part
+    after "@"."""
     cdef Py_ssize_t at = start, end = start + length
     while at < end and c.s[at] != 64:  # '@'
         at += 1
@@ -209,6 +264,8 @@ cdef int _kind(Cursor* c, Py_ssize_t start, Py_ssize_t length) noexcept:
     at += 1
     if is_key(c.s, at, end - at, b"bookTicker", 10):
         return 2
+    if is_key(c.s, at, end - at, b"aggTrade", 8):
+        return 3
     if (is_key(c.s, at, end - at, b"depth", 5) or is_key(c.s, at, end - at, b"depth@100ms", 11)
             or is_key(c.s, at, end - at, b"depth@1000ms", 12)):
         return 1
@@ -330,6 +387,8 @@ cdef object _fast_message(feed, _Handles handles, raw, recv_ns):
     cdef Cursor c
     cdef Py_ssize_t ss, sl, ks, kl
     cdef Py_ssize_t slots[10]
+    cdef long long numbers[5]
+    cdef bint buyer_is_maker
     cdef int kind
     cdef _Depth d
     cdef list bids, asks
@@ -376,7 +435,35 @@ cdef object _fast_message(feed, _Handles handles, raw, recv_ns):
         return new_output(FeedOutput, [
             Ticker(EXCHANGE, symbol, recv_ns, recv_ns, bid_price, bid_size, ask_price, ask_size)
         ])
+    if kind == 3:
+        if not _scan_agg_trade(&c, slots, numbers, &buyer_is_maker) or not take(&c, 125):
+            return None
+        if not at_end(&c) or numbers[4] > MAX_MS:
+            return None
+        symbol = handles.symbol(&c, slots[0], slots[1])
+        if symbol is None:
+            return None
+        try:
+            price = _value(&c, slots[2], slots[3])
+            size = _value(&c, slots[4], slots[5])
+        except _Reject:
+            return None
+        return _agg_trade(feed, handles, symbol, numbers, price, size, buyer_is_maker, recv_ns)
     return None
+
+
+cdef object _agg_trade(feed, _Handles handles, str symbol, long long* numbers, price, size,
+                       bint buyer_is_maker, recv_ns):
+    """What the general path makes of an aggTrade: the trade, the trade-id check, the time."""
+    cdef object ts_ns = numbers[4] * NS_PER_MS
+    trade = Trade(EXCHANGE, symbol, str(numbers[1]), price, size,
+                  _SELL if buyer_is_maker else _BUY, ts_ns, recv_ns)
+    out = new_output(FeedOutput, [trade])
+    jumps = feed._trade_ids.check(out.events, out.gaps)
+    if jumps:
+        handles.counters.sequence_gaps += jumps
+    handles.last_seen[(symbol, "trades")] = ts_ns
+    return out
 
 
 cdef object _depth(feed, _Handles handles, str symbol, _Depth d, list bids, list asks, recv_ns):

@@ -35,6 +35,9 @@ from tickvault.model import BookDelta, Trade
 cdef object _BUY = taker_side("BUY")  # the side mapping, read once (decode_advanced's switch)
 cdef object _SELL = taker_side("SELL")
 cdef long long NS_PER_S = 1_000_000_000
+
+cdef extern from "Python.h":
+    void PyObject_GC_UnTrack(void* op)
 # Price wire string -> the (positive) value decode.py gives for it.
 cdef Slot _POSITIVE_SLOTS[SLOT_COUNT]
 
@@ -351,6 +354,7 @@ cdef tuple _level(Cursor* c, Py_ssize_t price_s, Py_ssize_t price_l, Py_ssize_t 
     PyTuple_SET_ITEM(pair, 0, <object>price)
     Py_INCREF(size)
     PyTuple_SET_ITEM(pair, 1, size)
+    PyObject_GC_UnTrack(<void*>pair)  # two Decimals: never part of a cycle (the GC's own rule)
     return pair
 
 
