@@ -16,7 +16,7 @@ returns None before any feed state changes, and the general decoder runs.
 from cpython.dict cimport PyDict_GetItem, PyDict_SetItem, PyDict_DelItem, PyDict_Next
 from cpython.list cimport PyList_GET_SIZE, PyList_GET_ITEM, PyList_Append
 from cpython.object cimport PyObject, PyObject_RichCompareBool, Py_GT, Py_LT, Py_GE
-from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
+from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_New, PyTuple_SET_ITEM
 from cpython.ref cimport Py_INCREF
 
 from tickvault.exchanges._scan cimport (
@@ -491,46 +491,46 @@ cdef object _best(dict levels, bint highest):
     return best
 
 
+cdef object _apply_side(book, dict levels, list changes, bint bids):
+    """One side of ``L2Book.apply``, then its best price as ``best_bid``/``best_ask`` resolves
+    it; the book's cached best and dirty flag are written back only when they changed."""
+    cdef tuple pair
+    cdef bint dirty, was_dirty
+    was = book._best_bid if bids else book._best_ask
+    was_dirty = book._bid_dirty if bids else book._ask_dirty
+    best = was
+    dirty = was_dirty
+    for pair in changes:
+        price = <object>PyTuple_GET_ITEM(pair, 0)
+        size = <object>PyTuple_GET_ITEM(pair, 1)
+        if size:
+            PyDict_SetItem(levels, price, size)
+            if not dirty and (best is None or PyObject_RichCompareBool(
+                    price, best, Py_GT if bids else Py_LT)):
+                best = price
+        elif PyDict_GetItem(levels, price) != NULL:
+            PyDict_DelItem(levels, price)
+            if price == best:
+                dirty = True
+    if dirty:
+        best = _best(levels, bids)
+    if best is not was:
+        if bids:
+            book._best_bid = best
+        else:
+            book._best_ask = best
+    if was_dirty:
+        if bids:
+            book._bid_dirty = False
+        else:
+            book._ask_dirty = False
+    return best
+
+
 cdef bint _apply(book, list bids, list asks) except -1:
     """``L2Book.apply`` then ``L2Book.crossed``: True when the book is crossed."""
-    cdef dict levels = book.bids
-    cdef tuple pair
-    best = book._best_bid
-    cdef bint dirty = book._bid_dirty
-    for pair in bids:
-        price, size = pair
-        if size:
-            PyDict_SetItem(levels, price, size)
-            if not dirty and (best is None or PyObject_RichCompareBool(price, best, Py_GT)):
-                best = price
-        elif PyDict_GetItem(levels, price) != NULL:
-            PyDict_DelItem(levels, price)
-            if price == best:
-                dirty = True
-    if dirty:
-        best = _best(levels, True)
-        dirty = False
-    book._best_bid = best
-    book._bid_dirty = dirty
-    bid = best
-    levels = book.asks
-    best = book._best_ask
-    dirty = book._ask_dirty
-    for pair in asks:
-        price, size = pair
-        if size:
-            PyDict_SetItem(levels, price, size)
-            if not dirty and (best is None or PyObject_RichCompareBool(price, best, Py_LT)):
-                best = price
-        elif PyDict_GetItem(levels, price) != NULL:
-            PyDict_DelItem(levels, price)
-            if price == best:
-                dirty = True
-    if dirty:
-        best = _best(levels, False)
-        dirty = False
-    book._best_ask = best
-    book._ask_dirty = dirty
+    bid = _apply_side(book, <dict>book.bids, bids, True)
+    best = _apply_side(book, <dict>book.asks, asks, False)
     return bid is not None and best is not None and PyObject_RichCompareBool(bid, best, Py_GE)
 
 
