@@ -3,8 +3,8 @@
 
 ``on_message`` is ``BinanceFeed.on_message`` when this module is built; ``fast_message(feed,
 raw, recv_ns)`` does what ``BinanceFeed._fast_message`` does — enveloped diff depth and
-bookTicker — with the same results, and enveloped aggTrade as the general decoder does it
-(with the trade-id gap check). A strict scanner (``exchanges/_scan.pxd``) reads the
+bookTicker — with the same results, and enveloped aggTrade and kline as the general decoder
+does them (with the trade-id gap check). A strict scanner (``exchanges/_scan.pxd``) reads the
 message; wire numbers come from a table of the values ``decode._dec`` gave (a plain string is
 built directly, anything else goes to ``_dec`` with its errors); the feed's own Python objects
 (``BookSync``, ``SideLevels``) are kept, a live continuous diff being applied to the level dict
@@ -30,7 +30,7 @@ from tickvault.exchanges.base import FeedOutput
 from tickvault.exchanges.binance.book import BookSync, DepthEvent, SyncStatus
 from tickvault.exchanges.binance.decode import _dec, _Reject
 from tickvault.exchanges.binance.symbols import EXCHANGE
-from tickvault.model import BookSnapshot, Side, Ticker, Trade
+from tickvault.model import TIMEFRAMES, BookSnapshot, Candle, Side, Ticker, Trade
 
 cdef long long NS_PER_MS = 1_000_000
 cdef long long MAX_MS = 9_000_000_000_000  # year 2255
@@ -253,9 +253,131 @@ cdef bint _scan_agg_trade(Cursor* c, Py_ssize_t* slots, long long* numbers,
             return False
 
 
+cdef struct Kline:
+    long long event_ms
+    Py_ssize_t symbol_start, symbol_length
+    long long numbers[3]  # t (open time), T (close time), n (trade count)
+    Py_ssize_t texts[20]  # i o c h l v q V Q s(of k): (start, length)
+    bint closed
+
+
+cdef bint _scan_kline_body(Cursor* c, Kline* k) noexcept:
+    """The ``k`` object: integers ``t T n``, strings ``i o c h l v q V Q s``, boolean ``x``,
+    each once; also ``f L`` (integers) and ``B`` (string), which the schema ignores."""
+    cdef Py_ssize_t ks, kl, vs, vl
+    cdef int seen = 0, bit, slot
+    cdef long long number
+    cdef unsigned char key
+    if not take(c, 123):
+        return False
+    while True:
+        if not string(c, &ks, &kl) or not take(c, 58) or kl != 1:
+            return False
+        key = c.s[ks]
+        slot = -1
+        if key == 116 or key == 84 or key == 110:  # t T n
+            slot = 0 if key == 116 else 1 if key == 84 else 2
+            bit = 1 << slot
+            if not integer(c, &k.numbers[slot]):
+                return False
+        elif key == 102 or key == 76:  # f L
+            bit = 1 << (3 if key == 102 else 4)
+            if not integer(c, &number):
+                return False
+        elif key == 120:  # x
+            bit = 1 << 5
+            if not boolean(c, &k.closed):
+                return False
+        elif key == 66:  # B
+            bit = 1 << 6
+            if not string(c, &vs, &vl):
+                return False
+        else:
+            slot = (0 if key == 105 else 1 if key == 111 else 2 if key == 99 else 3 if key == 104
+                    else 4 if key == 108 else 5 if key == 118 else 6 if key == 113 else 7
+                    if key == 86 else 8 if key == 81 else 9 if key == 115 else -1)
+            if slot < 0:
+                return False
+            bit = 1 << (7 + slot)
+            if not string(c, &k.texts[2 * slot], &k.texts[2 * slot + 1]):
+                return False
+        if seen & bit:
+            return False
+        seen |= bit
+        if take(c, 125):
+            return (seen & 0b11111111110100111) == 0b11111111110100111  # all but f L B
+        if not take(c, 44):
+            return False
+
+
+cdef bint _scan_kline(Cursor* c, Kline* k) noexcept:
+    """A kline payload: ``e`` = "kline", ``E``, ``s`` and the ``k`` object, each once."""
+    cdef Py_ssize_t ks, kl, vs, vl
+    cdef int seen = 0, bit
+    cdef unsigned char key
+    if not take(c, 123):
+        return False
+    while True:
+        if not string(c, &ks, &kl) or not take(c, 58) or kl != 1:
+            return False
+        key = c.s[ks]
+        if key == 101:  # e
+            bit = 1
+            if not string(c, &vs, &vl) or not is_key(c.s, vs, vl, b"kline", 5):
+                return False
+        elif key == 69:  # E
+            bit = 2
+            if not integer(c, &k.event_ms):
+                return False
+        elif key == 115:  # s
+            bit = 4
+            if not string(c, &k.symbol_start, &k.symbol_length):
+                return False
+        elif key == 107:  # k
+            bit = 8
+            if not _scan_kline_body(c, k):
+                return False
+        else:
+            return False
+        if seen & bit:
+            return False
+        seen |= bit
+        if take(c, 125):
+            return seen == 15
+        if not take(c, 44):
+            return False
+
+
+cdef object _kline(Cursor* c, _Handles handles, Kline* k, recv_ns):
+    """What the general path makes of a kline (None when it would be an error there)."""
+    cdef Py_ssize_t* t = k.texts
+    if k.event_ms > MAX_MS or k.numbers[0] > MAX_MS:
+        return None
+    symbol = handles.symbol(c, k.symbol_start, k.symbol_length)
+    if symbol is None:
+        return None
+    interval = text(c, t[0], t[1])
+    if interval not in TIMEFRAMES:
+        return None
+    try:
+        volume = _value(c, t[10], t[11])
+        buy_volume = _value(c, t[14], t[15])
+        candle = Candle(
+            EXCHANGE, symbol, interval, k.numbers[0] * NS_PER_MS,
+            _value(c, t[2], t[3]), _value(c, t[6], t[7]), _value(c, t[8], t[9]),
+            _value(c, t[4], t[5]), volume, k.closed, k.event_ms * NS_PER_MS, recv_ns,
+            trade_count=k.numbers[2], quote_volume=_value(c, t[12], t[13]),
+            buy_volume=buy_volume, sell_volume=volume - buy_volume,
+        )
+    except _Reject:
+        return None
+    handles.last_seen[(symbol, "candles")] = k.event_ms * NS_PER_MS
+    return new_output(FeedOutput, [candle])
+
+
 cdef int _kind(Cursor* c, Py_ssize_t start, Py_ssize_t length) noexcept:
-    """1 = diff depth, 2 = bookTicker, 3 = aggTrade, 0 = other, from the stream name's part
-    after "@"."""
+    """1 = diff depth, 2 = bookTicker, 3 = aggTrade, 4 = kline, 0 = other, from the stream
+    name's part after "@"."""
     cdef Py_ssize_t at = start, end = start + length
     while at < end and c.s[at] != 64:  # '@'
         at += 1
@@ -266,6 +388,8 @@ cdef int _kind(Cursor* c, Py_ssize_t start, Py_ssize_t length) noexcept:
         return 2
     if is_key(c.s, at, end - at, b"aggTrade", 8):
         return 3
+    if end - at > 6 and is_key(c.s, at, 6, b"kline_", 6):
+        return 4
     if (is_key(c.s, at, end - at, b"depth", 5) or is_key(c.s, at, end - at, b"depth@100ms", 11)
             or is_key(c.s, at, end - at, b"depth@1000ms", 12)):
         return 1
@@ -389,6 +513,7 @@ cdef object _fast_message(feed, _Handles handles, raw, recv_ns):
     cdef Py_ssize_t slots[10]
     cdef long long numbers[5]
     cdef bint buyer_is_maker
+    cdef Kline kline
     cdef int kind
     cdef _Depth d
     cdef list bids, asks
@@ -449,6 +574,10 @@ cdef object _fast_message(feed, _Handles handles, raw, recv_ns):
         except _Reject:
             return None
         return _agg_trade(feed, handles, symbol, numbers, price, size, buyer_is_maker, recv_ns)
+    if kind == 4:
+        if not _scan_kline(&c, &kline) or not take(&c, 125) or not at_end(&c):
+            return None
+        return _kline(&c, handles, &kline, recv_ns)
     return None
 
 
