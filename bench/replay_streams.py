@@ -115,7 +115,23 @@ def binance_stream(messages: int) -> list[CaptureRecord]:
                     data[key] += cycle * duration_ns // 1_000_000
             raw = _dumps({"stream": message["stream"], "data": data})
             out.append(CaptureRecord(record.ts_ns + cycle * duration_ns, "binance", "ws", url, raw))
-    return out[: messages + 5]
+    return _contiguous_agg_ids(out[: messages + 5])
+
+
+def _contiguous_agg_ids(records: list[CaptureRecord]) -> list[CaptureRecord]:
+    """Number each symbol's aggregate trades one by one: the recording holds only some of a
+    symbol's trades, and a jump in ids is a sequence gap for tickvault (a live stream has none)."""
+    next_id: dict[str, int] = {}
+    out = []
+    for record in records:
+        if record.kind == "ws" and '"e":"aggTrade"' in record.raw:
+            message = json.loads(record.raw)
+            data = message["data"]
+            data["a"] = next_id.get(data["s"], data["a"])
+            next_id[data["s"]] = data["a"] + 1
+            record = CaptureRecord(record.ts_ns, "binance", "ws", record.url, _dumps(message))
+        out.append(record)
+    return out
 
 
 # --- Kraken v1 --------------------------------------------------------------------------

@@ -83,14 +83,21 @@ def assert_same(
     instruments: Sequence[Instrument],
     records: Sequence[CaptureRecord],
     rest_symbol: Callable[[CaptureRecord], str] | None = None,
+    compiled: bool = False,
     feeds: Sequence[FeedState] | None = None,
 ) -> int:
     """Feed every path (by default the fast one and the general one, which is the reference:
-    the last of ``feeds``); returns how many WebSocket messages the first answered alone."""
+    the last of ``feeds``); returns how many WebSocket messages the first answered alone.
+    ``compiled``: the default fast feed uses its compiled fast path (else the pure-Python one)."""
     if feeds is None:
         adapter = get_adapter(exchange)
-        feeds = [adapter.new_feed(instruments, 10), adapter.new_feed(instruments, 10)]
-        feeds[1].fast_path = False  # type: ignore[attr-defined]
+        fast, reference = adapter.new_feed(instruments, 10), adapter.new_feed(instruments, 10)
+        reference.fast_path = False  # type: ignore[attr-defined]
+        if hasattr(fast, "compiled"):
+            if compiled and not fast.compiled:
+                require_built(f"{exchange}._fast")
+            fast.compiled = compiled
+        feeds = [fast, reference]
     *others, slow = feeds
     answered = 0
     for index, record in enumerate(records):
@@ -112,6 +119,22 @@ def assert_same(
     for feed in others:
         assert vars_of(feed) == vars_of(slow)
     return answered
+
+
+def require_built(module: str) -> None:
+    """Skip a compiled variant only where the build was skipped on purpose; else fail."""
+    assert os.environ.get("TICKVAULT_PURE_PYTHON") == "1", (
+        f"tickvault.exchanges.{module} is not built"
+    )
+    pytest.skip(f"{module} not built (TICKVAULT_PURE_PYTHON=1)")
+
+
+def compiled_module(name: str) -> Any:
+    """The compiled module, or a skip where the build was skipped on purpose (else a failure)."""
+    try:
+        return __import__(name, fromlist=["_"])
+    except ImportError:
+        require_built(name.removeprefix("tickvault.exchanges."))
 
 
 def vars_of(feed: Any) -> dict[str, Any]:
@@ -140,12 +163,13 @@ def _binance_rest_symbol(record: CaptureRecord) -> str:
     return record.url.split("symbol=")[1].split("&")[0]
 
 
+@pytest.mark.parametrize("compiled", [False, True], ids=["python", "compiled"])
 @pytest.mark.parametrize("seed", [None, 1, 2, 3])
 @pytest.mark.parametrize("name", _BINANCE_FILES)
-def test_binance_fast_path_matches_the_decoder(name: str, seed: int | None) -> None:
+def test_binance_fast_path_matches_the_decoder(name: str, seed: int | None, compiled: bool) -> None:
     records = [r for r in _records("binance", name) if r.kind == "ws" or "/depth" in r.url]
     answered = assert_same(
-        "binance", _binance_instruments(), _stream(records, seed), _binance_rest_symbol
+        "binance", _binance_instruments(), _stream(records, seed), _binance_rest_symbol, compiled
     )
     assert answered > 0
 
@@ -154,6 +178,7 @@ def test_binance_fast_path_is_used() -> None:
     """The fast path really answers the recording's depth and bookTicker messages."""
     adapter = get_adapter("binance")
     feed = adapter.new_feed(_binance_instruments(), 10)
+    feed.compiled = False  # type: ignore[attr-defined]
     calls = 0
     original = feed._fast_message  # type: ignore[attr-defined]
 
@@ -167,6 +192,21 @@ def test_binance_fast_path_is_used() -> None:
     ws = [r for r in _records("binance", _BINANCE_FILES[0]) if r.kind == "ws"]
     for record in ws:
         feed.on_message(record.raw, record.ts_ns)
+    assert calls > len(ws) // 2
+
+
+def test_binance_compiled_fast_path_is_used() -> None:
+    """The compiled fast path answers them too (where it is built)."""
+    compiled = compiled_module("tickvault.exchanges.binance._fast")
+    feed = get_adapter("binance").new_feed(_binance_instruments(), 10)
+    feed.fast_path = False  # type: ignore[attr-defined]  # only for what it gives up on
+    ws = [r for r in _records("binance", _BINANCE_FILES[0]) if r.kind == "ws"]
+    calls = 0
+    for record in ws:
+        if compiled.fast_message(feed, record.raw, record.ts_ns) is None:
+            feed.on_message(record.raw, record.ts_ns)
+        else:
+            calls += 1
     assert calls > len(ws) // 2
 
 
@@ -187,11 +227,91 @@ def _coinbase_instruments() -> list[Instrument]:
     return [Instrument("coinbase", f"{b}-{q}", f"{b}-{q}", b, q) for b, q in pairs]
 
 
+@pytest.mark.parametrize("compiled", [False, True], ids=["python", "compiled"])
 @pytest.mark.parametrize("seed", [None, 1, 2, 3])
 @pytest.mark.parametrize("name", _COINBASE_FILES)
-def test_coinbase_fast_path_matches_the_decoder(name: str, seed: int | None) -> None:
+def test_coinbase_fast_path_matches_the_decoder(
+    name: str, seed: int | None, compiled: bool
+) -> None:
     records = [r for r in _records("coinbase", name) if r.kind == "ws"]
-    assert_same("coinbase", _coinbase_instruments(), _stream(records, seed))
+    assert_same("coinbase", _coinbase_instruments(), _stream(records, seed), compiled=compiled)
+
+
+# --- compiled fast paths: the scanner's edges ------------------------------------------------
+
+
+def _reordered(raw: str) -> str:
+    """The same message with every object's keys in reverse order, spaced out."""
+
+    def flip(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {key: flip(value[key]) for key in reversed(value)}
+        if isinstance(value, list):
+            return [flip(item) for item in value]
+        return value
+
+    return msgspec.json.format(
+        msgspec.json.encode(flip(msgspec.json.decode(raw))), indent=1
+    ).decode()
+
+
+# Edits of a valid message the compiled scanner must either read exactly like msgspec or leave
+# to the general decoder: escapes, repeated keys, numbers that are no plain integers, odd times,
+# extra or missing fields, trailing bytes, bytes input, non-ASCII.
+_EDITS: tuple[tuple[str, str], ...] = (
+    ('"s":"', '"s":"\\u0042'),
+    ('"product_id":"', '"product_id":"\\u0053'),
+    ('"U":', '"U":0'),
+    ('"u":', '"u":-'),
+    ('"E":', '"E":1.5e3,"X":'),
+    ('"E":', '"E":99999999999999999999,"Y":'),
+    ('"sequence_num":', '"sequence_num":1.0,"z":'),
+    ('"sequence_num":', '"sequence_num":01'),
+    ('"channel":', '"channel":"l2_data","channel":'),
+    ('"stream":"', '"stream":"x@bookTicker","stream":"'),
+    ('"b":', '"b":[],"b":'),
+    ('"timestamp":"2', '"timestamp":"9'),
+    ('"timestamp":"20', '"timestamp":"00'),
+    ('Z"', '+01:30"'),
+    ("T0", "t0"),
+    ('"side":"BUY"', '"side":"buy"'),
+    ('"side":"bid"', '"side":"BID"'),
+    ('"type":"update"', '"type":null'),
+    ('"client_id":""', '"client_id":"\u00e9"'),
+    ('"new_quantity":"', '"new_quantity":" '),
+    ('"price_level":"', '"price_level":"0'),
+    ('"price":"', '"price":".'),
+    ('"events":[', '"extra":true,"events":['),
+)
+
+
+def _edited(records: Sequence[CaptureRecord]) -> list[CaptureRecord]:
+    out = list(records)
+    for record in records:
+        if record.kind != "ws":
+            continue
+        variants = [_reordered(record.raw), record.raw + " ", record.raw + "x", " " + record.raw]
+        variants += [record.raw.replace(old, new, 1) for old, new in _EDITS if old in record.raw]
+        out += [msgspec.structs.replace(record, raw=raw) for raw in variants]
+        out.append(msgspec.structs.replace(record, raw=record.raw.encode()))  # type: ignore[arg-type]
+    return out
+
+
+def test_binance_compiled_edges_match_the_decoder() -> None:
+    compiled_module("tickvault.exchanges.binance._fast")
+    records = [
+        r for r in _records("binance", _BINANCE_FILES[0]) if r.kind == "ws" or "/depth" in r.url
+    ]
+    assert_same(
+        "binance", _binance_instruments(), _edited(records[:120]), _binance_rest_symbol, True
+    )
+
+
+@pytest.mark.parametrize("name", _COINBASE_FILES[:3])
+def test_coinbase_compiled_edges_match_the_decoder(name: str) -> None:
+    compiled_module("tickvault.exchanges.coinbase._fast")
+    records = [r for r in _records("coinbase", name) if r.kind == "ws"]
+    assert_same("coinbase", _coinbase_instruments(), _edited(records), compiled=True)
 
 
 # --- Kraken ----------------------------------------------------------------------------------

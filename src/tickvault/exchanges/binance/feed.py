@@ -34,6 +34,11 @@ from tickvault.exchanges.binance.symbols import EXCHANGE, SymbolMap
 from tickvault.exchanges.trade_ids import TradeIdTracker
 from tickvault.model import BookSnapshot, DecodeError, Gap, Instrument, Ticker, decimal_str
 
+try:  # the compiled fast path (binance/_fast.pyx), when the package was built with it
+    from tickvault.exchanges.binance import _fast as compiled_fast_path
+except ImportError:  # pragma: no cover - a source tree without the built extension
+    compiled_fast_path = None  # type: ignore[assignment]
+
 NS_PER_MS = 1_000_000
 # Combined-stream suffixes the fast path handles: 1 = diff depth, 2 = bookTicker.
 _FAST_STREAMS = {"depth": 1, "depth@100ms": 1, "depth@1000ms": 1, "bookTicker": 2}
@@ -59,6 +64,8 @@ class BinanceFeed:
         # combined-stream envelope) with the same results as the general decoder; it gives up
         # (None) before touching any state on anything else. Off only in tests comparing both.
         self.fast_path = True
+        # The compiled fast path (same results, in C) when built; False selects the Python one.
+        self.compiled = compiled_fast_path is not None
         self._trade_ids = TradeIdTracker(EXCHANGE)
 
     # -- FeedState ---------------------------------------------------------------------
@@ -69,6 +76,13 @@ class BinanceFeed:
             fast = self._fast_message(raw, recv_ns)
             if fast is not None:
                 return fast
+        return self._general_message(raw, recv_ns)
+
+    if compiled_fast_path is not None:  # the same method in C, with the compiled fast path
+        on_message = compiled_fast_path.on_message
+
+    def _general_message(self, raw: bytes | str, recv_ns: int) -> FeedOutput:
+        """Any message, through the general decoder."""
         decoded = self.decoder.decode(raw, recv_ns)
         out = FeedOutput(events=decoded.events, errors=decoded.errors)
         if decoded.events:

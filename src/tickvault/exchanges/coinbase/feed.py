@@ -41,6 +41,11 @@ from tickvault.exchanges.coinbase.symbols import SymbolMap
 from tickvault.exchanges.trade_ids import TradeIdTracker
 from tickvault.model import BookDelta, BookSnapshot, Candle, Gap, Instrument, Level, Trade
 
+try:  # the compiled fast path (coinbase/_fast.pyx), when the package was built with it
+    from tickvault.exchanges.coinbase import _fast as compiled_fast_path
+except ImportError:  # pragma: no cover - a source tree without the built extension
+    compiled_fast_path = None  # type: ignore[assignment]
+
 _probe = msgspec.json.Decoder(Probe)
 _fast = msgspec.json.Decoder(AdvL2Message | AdvTradesMessage)
 
@@ -106,6 +111,8 @@ class CoinbaseFeed:
         # with the same checks; on anything else it gives up (None) before touching state and
         # the general decoder runs. Off only in tests comparing both.
         self.fast_path = True
+        # The compiled fast path (same results, in C) when built; False selects the Python one.
+        self.compiled = compiled_fast_path is not None
 
     # --- FeedState -----------------------------------------------------------------------
 
@@ -115,6 +122,13 @@ class CoinbaseFeed:
             fast = self._fast_message(raw, recv_ns)
             if fast is not None:
                 return fast
+        return self._general_message(raw, recv_ns)
+
+    if compiled_fast_path is not None:  # the same method in C, with the compiled fast path
+        on_message = compiled_fast_path.on_message
+
+    def _general_message(self, raw: bytes | str, recv_ns: int) -> FeedOutput:
+        """Any message, through the general decoder."""
         decoded = decode_message(raw, recv_ns, self.symbols)
         out = FeedOutput(errors=decoded.errors)
         self.counters.decode_errors += len(decoded.errors)

@@ -1,0 +1,635 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Compiled fast path of :class:`~tickvault.exchanges.coinbase.feed.CoinbaseFeed` (optional).
+
+``on_message`` is ``CoinbaseFeed.on_message`` when this module is built; ``fast_message(feed,
+raw, recv_ns)`` does what ``CoinbaseFeed._fast_message`` does — Advanced ``l2_data`` and
+``market_trades`` envelopes — with the same results. A strict scanner (``exchanges/_scan.pxd``)
+reads the message in one pass; plain decimal strings (``numbers.plain_decimal``'s shape) become
+``Decimal`` directly, prices through a small table of those already seen, anything else goes to
+``decode.level`` / ``decode.positive`` with their errors; RFC 3339 times of the usual
+``YYYY-MM-DDTHH:MM:SS.fffZ`` shape are read in C (others go to ``parse_time_ns``); a live book
+update is applied to the feed's own ``L2Book`` in C. Book snapshots, updates for a book being
+resynced, a crossed book and a sequence gap take the feed's Python methods. Anything unusual
+returns None before any feed state changes, and the general decoder runs.
+"""
+
+from cpython.dict cimport PyDict_GetItem, PyDict_SetItem, PyDict_DelItem, PyDict_Next
+from cpython.list cimport PyList_GET_SIZE, PyList_GET_ITEM, PyList_Append
+from cpython.object cimport PyObject, PyObject_RichCompareBool, Py_GT, Py_LT, Py_GE
+from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_New, PyTuple_SET_ITEM
+from cpython.ref cimport Py_INCREF
+
+from tickvault.exchanges._scan cimport (
+    NAME_SLOTS, SLOT_COUNT, Cursor, Slot, at_end, cached, find_name, integer, is_key, keep,
+    keep_name, new_output, open_cursor, plain_shape, release_names, string, take, text,
+)
+from decimal import Decimal
+
+from tickvault.exchanges.base import FeedOutput
+from tickvault.exchanges.coinbase.decode import (
+    EXCHANGE, BadMessage, BookOp, level, parse_time_ns, positive,
+)
+from tickvault.exchanges.coinbase.decode_advanced import taker_side
+from tickvault.model import BookDelta, Trade
+
+cdef object _BUY = taker_side("BUY")  # the side mapping, read once (decode_advanced's switch)
+cdef object _SELL = taker_side("SELL")
+cdef long long NS_PER_S = 1_000_000_000
+
+cdef extern from "Python.h":
+    void PyObject_GC_UnTrack(void* op)
+# Price wire string -> the (positive) value decode.py gives for it.
+cdef Slot _POSITIVE_SLOTS[SLOT_COUNT]
+
+# What the envelope's "channel" says.
+cdef enum Channel:
+    OTHER, L2, TRADES
+
+
+cdef struct Envelope:
+    int channel
+    long long sequence_num
+    Py_ssize_t ts_start, ts_len, events_at
+
+
+# --- times -------------------------------------------------------------------------------
+
+cdef inline int _digits(const unsigned char* s, Py_ssize_t at, int count) noexcept nogil:
+    """``count`` ASCII digits at ``at`` as a number, -1 if one is not a digit."""
+    cdef int total = 0, k
+    cdef unsigned char ch
+    for k in range(count):
+        ch = s[at + k]
+        if ch < 48 or ch > 57:
+            return -1
+        total = total * 10 + (ch - 48)
+    return total
+
+
+cdef inline bint _leap(int year) noexcept nogil:
+    return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+
+
+cdef int[13] _MONTH_DAYS
+_MONTH_DAYS[:] = [0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
+
+
+cdef bint _time_ns(const unsigned char* s, Py_ssize_t at, Py_ssize_t length,
+                   long long* out) noexcept nogil:
+    """``YYYY-MM-DDTHH:MM:SS.f{1,9}Z`` in range -> ns since the epoch; False for anything
+    else (``parse_time_ns`` then decides, with its errors)."""
+    cdef int year, month, day, hour, minute, second, digit, k, fraction_digits
+    cdef long long days, y, era, yoe, doy, fraction = 0
+    # (years before 1700 or after 2200 are left to parse_time_ns: ns beyond 64 bits)
+    if length < 22 or length > 30 or s[at + length - 1] != 90:  # 'Z'
+        return False
+    if (s[at + 4] != 45 or s[at + 7] != 45 or s[at + 10] != 84 or s[at + 13] != 58
+            or s[at + 16] != 58 or s[at + 19] != 46):  # - - T : : .
+        return False
+    year = _digits(s, at, 4)
+    month = _digits(s, at + 5, 2)
+    day = _digits(s, at + 8, 2)
+    hour = _digits(s, at + 11, 2)
+    minute = _digits(s, at + 14, 2)
+    second = _digits(s, at + 17, 2)
+    if year < 1700 or year > 2200 or month < 1 or month > 12 or day < 1 or hour < 0 or hour > 23:
+        return False
+    if minute < 0 or minute > 59 or second < 0 or second > 59:
+        return False
+    if day > _MONTH_DAYS[month] + (month == 2 and _leap(year)):
+        return False
+    fraction_digits = <int>(length - 21)
+    for k in range(9):
+        if k < fraction_digits:
+            digit = _digits(s, at + 20 + k, 1)
+            if digit < 0:
+                return False
+        else:
+            digit = 0
+        fraction = fraction * 10 + digit
+    y = year - (month <= 2)  # days from civil (proleptic Gregorian), y >= 0 here
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (month - 3 if month > 2 else month + 9) + 2) // 5 + day - 1
+    days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
+    out[0] = (days * 86400 + hour * 3600 + minute * 60 + second) * NS_PER_S + fraction
+    return True
+
+
+cdef object _time(Cursor* c, Py_ssize_t start, Py_ssize_t length):
+    cdef long long value
+    if _time_ns(c.s, start, length, &value):
+        return value
+    return parse_time_ns(text(c, start, length))
+
+
+# --- scanning ----------------------------------------------------------------------------
+
+cdef object _message(Cursor* c, Envelope* e, _Handles handles, recv_ns):
+    """The whole envelope (fields channel, timestamp, sequence_num, events, client_id, type)
+    -> its events built (``_l2_events`` / ``_trades``), or None. The events are built as they
+    are read when the channel came first (as Coinbase sends it), else read again at the end."""
+    cdef Py_ssize_t ks, kl, vs, vl
+    cdef int seen = 0, bit
+    built = None
+    e.channel = OTHER
+    e.events_at = -1
+    if not take(c, 123):
+        return None
+    while True:
+        if not string(c, &ks, &kl) or not take(c, 58):
+            return None
+        if is_key(c.s, ks, kl, b"channel", 7):
+            bit = 1
+            if not string(c, &vs, &vl):
+                return None
+            if is_key(c.s, vs, vl, b"l2_data", 7):
+                e.channel = L2
+            elif is_key(c.s, vs, vl, b"market_trades", 13):
+                e.channel = TRADES
+            else:
+                return None
+        elif is_key(c.s, ks, kl, b"timestamp", 9):
+            bit = 2
+            if not string(c, &e.ts_start, &e.ts_len):
+                return None
+        elif is_key(c.s, ks, kl, b"sequence_num", 12):
+            bit = 4
+            if not integer(c, &e.sequence_num):
+                return None
+        elif is_key(c.s, ks, kl, b"events", 6):
+            bit = 8
+            e.events_at = c.i
+            if e.channel == L2:
+                built = _l2_events(c, handles)
+            elif e.channel == TRADES:
+                built = _trades(c, handles, recv_ns)
+            elif not _skip_array(c):
+                return None
+            if e.channel != OTHER and built is None:
+                return None
+        elif is_key(c.s, ks, kl, b"client_id", 9):
+            bit = 16
+            if not string(c, &vs, &vl):
+                return None
+        elif is_key(c.s, ks, kl, b"type", 4):
+            bit = 32
+            if not string(c, &vs, &vl):
+                return None
+        else:
+            return None
+        if seen & bit:
+            return None
+        seen |= bit
+        if take(c, 125):
+            break
+        if not take(c, 44):
+            return None
+    if (seen & 15) != 15 or not at_end(c):
+        return None
+    if built is None:  # the events came before the channel
+        c.i = e.events_at
+        built = _l2_events(c, handles) if e.channel == L2 else _trades(c, handles, recv_ns)
+    return built
+
+
+cdef bint _skip_array(Cursor* c) noexcept:
+    """An array of objects/arrays/strings/integers (no other values), skipped."""
+    cdef int depth = 0
+    cdef Py_ssize_t vs, vl
+    cdef long long number
+    cdef unsigned char ch
+    # A bracket counter over the scanner's tokens: strings and integers are read with the
+    # scanner, so a bracket inside a string is never counted; structure is checked in pass 2.
+    while True:
+        if take(c, 91) or take(c, 123):
+            depth += 1
+            continue
+        if take(c, 93) or take(c, 125):
+            depth -= 1
+            if depth == 0:
+                return True
+            if depth < 0:
+                return False
+            continue
+        if take(c, 44) or take(c, 58):
+            continue
+        if c.i >= c.n:
+            return False
+        ch = c.s[c.i]
+        if ch == 34:
+            if not string(c, &vs, &vl):
+                return False
+        elif not integer(c, &number):
+            return False
+
+
+cdef object _l2_events(Cursor* c, _Handles handles):
+    """``[{type, product_id, updates: [{side, price_level, new_quantity, event_time?}]}]`` ->
+    a list of (symbol, snapshot, bids, asks); None for anything else (``BadMessage`` from the
+    number helpers passes up)."""
+    cdef Py_ssize_t ks, kl, vs, vl, ts, tl, ps, pl, side_s, side_l, price_s, price_l, size_s, size_l
+    cdef int seen, useen, bit, side
+    cdef list ops = [], bids, asks
+    cdef PyObject* hit
+    cdef tuple pair
+    if not take(c, 91):
+        return None
+    if take(c, 93):
+        return ops
+    while True:
+        if not take(c, 123):
+            return None
+        seen = 0
+        bids = []
+        asks = []
+        while True:
+            if not string(c, &ks, &kl) or not take(c, 58):
+                return None
+            if is_key(c.s, ks, kl, b"type", 4):
+                bit = 1
+                if not string(c, &ts, &tl):
+                    return None
+            elif is_key(c.s, ks, kl, b"product_id", 10):
+                bit = 2
+                if not string(c, &ps, &pl):
+                    return None
+            elif is_key(c.s, ks, kl, b"updates", 7):
+                bit = 4
+                if not take(c, 91):
+                    return None
+                if not take(c, 93):
+                    while True:
+                        if not take(c, 123):
+                            return None
+                        useen = 0
+                        while True:
+                            if not string(c, &ks, &kl) or not take(c, 58):
+                                return None
+                            if is_key(c.s, ks, kl, b"side", 4):
+                                bit = 1
+                                if not string(c, &side_s, &side_l):
+                                    return None
+                            elif is_key(c.s, ks, kl, b"price_level", 11):
+                                bit = 2
+                                if not string(c, &price_s, &price_l):
+                                    return None
+                            elif is_key(c.s, ks, kl, b"new_quantity", 12):
+                                bit = 4
+                                if not string(c, &size_s, &size_l):
+                                    return None
+                            elif is_key(c.s, ks, kl, b"event_time", 10):
+                                bit = 8
+                                if not string(c, &vs, &vl):
+                                    return None
+                            else:
+                                return None
+                            if useen & bit:
+                                return None
+                            useen |= bit
+                            if take(c, 125):
+                                break
+                            if not take(c, 44):
+                                return None
+                        if (useen & 7) != 7:
+                            return None
+                        if is_key(c.s, side_s, side_l, b"bid", 3):
+                            side = 0
+                        elif is_key(c.s, side_s, side_l, b"offer", 5):
+                            side = 1
+                        else:
+                            return None
+                        PyList_Append(asks if side else bids,
+                                      _level(c, price_s, price_l, size_s, size_l))
+                        if take(c, 93):
+                            break
+                        if not take(c, 44):
+                            return None
+            else:
+                return None
+            if seen & bit:
+                return None
+            seen |= bit
+            if take(c, 125):
+                break
+            if not take(c, 44):
+                return None
+        if seen != 7:
+            return None
+        if is_key(c.s, ts, tl, b"update", 6):
+            snapshot = False
+        elif is_key(c.s, ts, tl, b"snapshot", 8):
+            snapshot = True
+        else:
+            return None
+        symbol = handles.symbol(c, ps, pl)
+        if symbol is None:
+            return None
+        ops.append((symbol, snapshot, bids, asks))
+        if take(c, 93):
+            return ops
+        if not take(c, 44):
+            return None
+
+
+cdef tuple _level(Cursor* c, Py_ssize_t price_s, Py_ssize_t price_l, Py_ssize_t size_s,
+                  Py_ssize_t size_l):
+    """``(price, size)`` as ``decode.level`` gives it. Prices repeat and come from the slots;
+    sizes rarely repeat (a cache would mostly miss and evict), so a plain one is built."""
+    cdef PyObject* price = cached(_POSITIVE_SLOTS, c.s, price_s, price_l)
+    cdef tuple pair
+    if (price == NULL and plain_shape(c.s, price_s, price_l) != 2) or plain_shape(
+            c.s, size_s, size_l) == 0:
+        # not plain (or a zero price): the checks and errors of ``level`` itself
+        pair = level(text(c, price_s, price_l), text(c, size_s, size_l))
+        keep(_POSITIVE_SLOTS, c.s, price_s, price_l, pair[0])
+        return pair
+    if price == NULL:
+        value = Decimal(text(c, price_s, price_l))
+        keep(_POSITIVE_SLOTS, c.s, price_s, price_l, value)
+        price = <PyObject*>value
+    size = Decimal(text(c, size_s, size_l))
+    pair = PyTuple_New(2)
+    Py_INCREF(<object>price)
+    PyTuple_SET_ITEM(pair, 0, <object>price)
+    Py_INCREF(size)
+    PyTuple_SET_ITEM(pair, 1, size)
+    PyObject_GC_UnTrack(<void*>pair)  # two Decimals: never part of a cycle (the GC's own rule)
+    return pair
+
+
+cdef object _positive(Cursor* c, Py_ssize_t start, Py_ssize_t length, str what, bint slots):
+    """``decode.positive`` for a wire string, through the slots when ``slots``."""
+    cdef PyObject* hit
+    if not slots:
+        wire = text(c, start, length)
+        return Decimal(wire) if plain_shape(c.s, start, length) == 2 else positive(wire, what)
+    hit = cached(_POSITIVE_SLOTS, c.s, start, length)
+    if hit != NULL:
+        return <object>hit
+    wire = text(c, start, length)
+    value = Decimal(wire) if plain_shape(c.s, start, length) == 2 else positive(wire, what)
+    keep(_POSITIVE_SLOTS, c.s, start, length, value)
+    return value
+
+
+cdef object _trades(Cursor* c, _Handles handles, recv_ns):
+    """``[{type, trades: [{trade_id, product_id, price, size, side, time}]}]`` -> the trades
+    in time order (each event's list is newest first); None for anything else."""
+    cdef Py_ssize_t ks, kl, vs, vl, k
+    cdef Py_ssize_t f[12]  # trade_id, product_id, price, size, side, time: (start, length)
+    cdef int seen, tseen, bit, slot
+    cdef list out = [], batch
+    cdef PyObject* hit
+    if not take(c, 91):
+        return None
+    if take(c, 93):
+        return out
+    while True:
+        if not take(c, 123):
+            return None
+        seen = 0
+        batch = []
+        while True:
+            if not string(c, &ks, &kl) or not take(c, 58):
+                return None
+            if is_key(c.s, ks, kl, b"type", 4):
+                bit = 1
+                if not string(c, &vs, &vl):
+                    return None
+            elif is_key(c.s, ks, kl, b"trades", 6):
+                bit = 2
+                if not take(c, 91):
+                    return None
+                if not take(c, 93):
+                    while True:
+                        if not take(c, 123):
+                            return None
+                        tseen = 0
+                        while True:
+                            if not string(c, &ks, &kl) or not take(c, 58):
+                                return None
+                            if is_key(c.s, ks, kl, b"trade_id", 8):
+                                slot = 0
+                            elif is_key(c.s, ks, kl, b"product_id", 10):
+                                slot = 1
+                            elif is_key(c.s, ks, kl, b"price", 5):
+                                slot = 2
+                            elif is_key(c.s, ks, kl, b"size", 4):
+                                slot = 3
+                            elif is_key(c.s, ks, kl, b"side", 4):
+                                slot = 4
+                            elif is_key(c.s, ks, kl, b"time", 4):
+                                slot = 5
+                            else:
+                                return None
+                            if tseen & (1 << slot):
+                                return None
+                            tseen |= 1 << slot
+                            if not string(c, &f[2 * slot], &f[2 * slot + 1]):
+                                return None
+                            if take(c, 125):
+                                break
+                            if not take(c, 44):
+                                return None
+                        if tseen != 63:
+                            return None
+                        batch.append(_trade(c, f, handles, recv_ns))
+                        if take(c, 93):
+                            break
+                        if not take(c, 44):
+                            return None
+            else:
+                return None
+            if seen & bit:
+                return None
+            seen |= bit
+            if take(c, 125):
+                break
+            if not take(c, 44):
+                return None
+        if seen != 3:
+            return None
+        for k in range(PyList_GET_SIZE(batch) - 1, -1, -1):
+            out.append(<object>PyList_GET_ITEM(batch, k))
+        if take(c, 93):
+            return out
+        if not take(c, 44):
+            return None
+
+
+cdef object _trade(Cursor* c, Py_ssize_t* f, _Handles handles, recv_ns):
+    """One trade, with the checks (and errors) of ``decode_advanced.trades_of``."""
+    cdef PyObject* hit
+    symbol = handles.symbol(c, f[2], f[3])
+    if symbol is None:
+        product_id = text(c, f[2], f[3])
+        raise BadMessage("unknown_product", f"product {product_id!r} is not subscribed here")
+    price = _positive(c, f[4], f[5], "price", True)
+    size = _positive(c, f[6], f[7], "size", False)
+    if is_key(c.s, f[8], f[9], b"BUY", 3):
+        side = _BUY
+    elif is_key(c.s, f[8], f[9], b"SELL", 4):
+        side = _SELL
+    else:
+        side = taker_side(text(c, f[8], f[9]))
+    return Trade(EXCHANGE, symbol, text(c, f[0], f[1]), price, size, side,
+                 _time(c, f[10], f[11]), recv_ns)
+
+
+# --- the book ----------------------------------------------------------------------------
+
+cdef object _best(dict levels, bint highest):
+    """max / min of the prices (None when empty), as ``L2Book.best_bid`` / ``best_ask``."""
+    cdef Py_ssize_t pos = 0
+    cdef PyObject* key
+    cdef PyObject* value
+    best = None
+    while PyDict_Next(levels, &pos, &key, &value):
+        if best is None or PyObject_RichCompareBool(<object>key, best, Py_GT if highest else Py_LT):
+            best = <object>key
+    return best
+
+
+cdef object _apply_side(book, dict levels, list changes, bint bids):
+    """One side of ``L2Book.apply``, then its best price as ``best_bid``/``best_ask`` resolves
+    it; the book's cached best and dirty flag are written back only when they changed."""
+    cdef tuple pair
+    cdef bint dirty, was_dirty
+    was = book._best_bid if bids else book._best_ask
+    was_dirty = book._bid_dirty if bids else book._ask_dirty
+    best = was
+    dirty = was_dirty
+    for pair in changes:
+        price = <object>PyTuple_GET_ITEM(pair, 0)
+        size = <object>PyTuple_GET_ITEM(pair, 1)
+        if size:
+            PyDict_SetItem(levels, price, size)
+            if not dirty and (best is None or PyObject_RichCompareBool(
+                    price, best, Py_GT if bids else Py_LT)):
+                best = price
+        elif PyDict_GetItem(levels, price) != NULL:
+            PyDict_DelItem(levels, price)
+            if price == best:
+                dirty = True
+    if dirty:
+        best = _best(levels, bids)
+    if best is not was:
+        if bids:
+            book._best_bid = best
+        else:
+            book._best_ask = best
+    if was_dirty:
+        if bids:
+            book._bid_dirty = False
+        else:
+            book._ask_dirty = False
+    return best
+
+
+cdef bint _apply(book, list bids, list asks) except -1:
+    """``L2Book.apply`` then ``L2Book.crossed``: True when the book is crossed."""
+    bid = _apply_side(book, <dict>book.bids, bids, True)
+    best = _apply_side(book, <dict>book.asks, asks, False)
+    return bid is not None and best is not None and PyObject_RichCompareBool(bid, best, Py_GE)
+
+
+# --- the message -------------------------------------------------------------------------
+
+cdef class _Handles:
+    """The feed's containers, looked up once per feed instead of once per message. The feed
+    creates them in ``__init__`` and only ever mutates them, so the references stay valid."""
+    cdef object counters
+    cdef dict by_id, last_ns, books
+    cdef Slot symbols[NAME_SLOTS]  # product id -> canonical symbol, as by_id gives it
+
+    def __init__(self, feed):
+        self.counters = feed.counters
+        self.by_id = feed.symbols._by_id
+        self.last_ns = feed._last_ns
+        self.books = feed._books
+
+    def __dealloc__(self):
+        release_names(self.symbols)
+
+    cdef object symbol(self, Cursor* c, Py_ssize_t start, Py_ssize_t length):
+        """The canonical symbol of a product id, or None when the feed does not have it."""
+        cdef PyObject* found = find_name(self.symbols, c.s, start, length)
+        if found != NULL:
+            return <object>found
+        symbol = self.by_id.get(text(c, start, length))
+        if symbol is not None:
+            keep_name(self.symbols, c.s, start, length, symbol)
+        return symbol
+
+
+cdef _Handles _handles(feed):
+    try:
+        return <_Handles?>feed._compiled_handles
+    except AttributeError:
+        handles = _Handles(feed)
+        feed._compiled_handles = handles
+        return handles
+
+
+def on_message(self, raw, recv_ns):
+    """``CoinbaseFeed.on_message`` (it is this function when the module is built)."""
+    cdef _Handles handles = _handles(self)
+    handles.counters.messages += 1
+    if self.fast_path:
+        if self.compiled:
+            out = _fast_message(self, handles, raw, recv_ns)
+        else:
+            out = self._fast_message(raw, recv_ns)
+        if out is not None:
+            return out
+    return self._general_message(raw, recv_ns)
+
+
+def fast_message(feed, raw, recv_ns):
+    """``CoinbaseFeed._fast_message`` compiled: a ``FeedOutput``, or None for the decoder."""
+    return _fast_message(feed, _handles(feed), raw, recv_ns)
+
+
+cdef object _fast_message(feed, _Handles handles, raw, recv_ns):
+    cdef Cursor c
+    cdef Envelope e
+    cdef tuple op
+    if not open_cursor(raw, &c):
+        return None
+    try:
+        built = _message(&c, &e, handles, recv_ns)
+        if built is None:
+            return None
+        ts_ns = _time(&c, e.ts_start, e.ts_len)
+    except BadMessage:
+        return None
+    ops = built if e.channel == L2 else None
+    trades = built if e.channel == TRADES else None
+    out = new_output(FeedOutput, [])
+    previous = feed._sequence_num
+    if previous is not None and e.sequence_num == previous + 1:
+        feed._sequence_num = e.sequence_num
+    else:
+        feed._check_connection_sequence(e.sequence_num, ts_ns, recv_ns, out)
+    events = out.events
+    if trades is not None:
+        last_ns = handles.last_ns
+        for trade in <list>trades:
+            last_ns[(trade.symbol, "trades")] = trade.ts_ns
+        events.extend(trades)
+        return out
+    books = handles.books
+    for op in <list>ops:
+        symbol, snapshot, bids, asks = op
+        book = books.get(symbol) if not snapshot else None
+        if book is None:
+            feed._apply_book(BookOp(symbol, snapshot, bids, asks, ts_ns), recv_ns, out)
+            continue
+        if _apply(book, bids, asks):
+            handles.counters.crossed_books += 1
+            feed._resync([symbol], recv_ns, out, "crossed_book")
+            continue
+        handles.last_ns[(symbol, "book")] = ts_ns
+        events.append(BookDelta(EXCHANGE, symbol, tuple(bids), tuple(asks), ts_ns, recv_ns))
+    return out
