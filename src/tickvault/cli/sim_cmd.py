@@ -57,6 +57,7 @@ def sim(
         history_s=history_s,
         rate_limits=not no_rate_limits,
         truth_file=truth_file,
+        freeze_gc=True,  # its own process: nothing else's garbage is kept by the freeze
     )
     asyncio.run(_serve(config, duration))
 

@@ -28,8 +28,10 @@ def market_channels(out: StageOutput) -> dict[tuple[str, str], int]:
     return counts
 
 
-def split(out: StageOutput, counts: BatchCounts) -> tuple[WriteItem, WriteItem]:
-    """(item for PostgreSQL, item for Redis) of one stage batch."""
+def split(
+    out: StageOutput, counts: BatchCounts, *, live: bool = True
+) -> tuple[WriteItem, WriteItem]:
+    """(item for PostgreSQL, item for Redis) of one stage batch (``live``: not history)."""
     channels = market_channels(out)
     newest = {stream: value[1] for stream, value in counts.collected.items()}
     pg: list[object] = list(out.market)
@@ -46,7 +48,7 @@ def split(out: StageOutput, counts: BatchCounts) -> tuple[WriteItem, WriteItem]:
     pg.extend(out.quarantine)
     pg.extend(out.gaps)
     pg.extend(finding_row(f) for f in out.findings)
-    return WriteItem(pg, channels, newest), WriteItem(cache, channels, newest)
+    return WriteItem(pg, channels, newest, live), WriteItem(cache, channels, newest, live)
 
 
 def signal_row(signal: PipelineSignal) -> Signal:

@@ -140,6 +140,7 @@ class WriteItem:
     records: list[Any]
     channels: dict[tuple[str, str], int] = field(default_factory=dict)  # (exchange, channel)
     newest: dict[tuple[str, str, str], int] = field(default_factory=dict)  # stream -> ts_ns
+    live: bool = True  # False: repaired history, whose age is not the pipeline's latency
 
 
 @dataclass
@@ -244,7 +245,9 @@ class Writer:
         if not healthy:
             return  # buffered, not durable: no latency or freshness for it yet
         metrics.write_latency(self.backend, "batch").observe(took_s)
-        stats.latency_ns.extend([done_ns - r.ts_ns for r in records if type(r) is Trade])
+        stats.latency_ns.extend(
+            [done_ns - r.ts_ns for i in items if i.live for r in i.records if type(r) is Trade]
+        )
         if self.track_freshness:
             for item in items:
                 for (exchange, symbol, channel), ts_ns in item.newest.items():

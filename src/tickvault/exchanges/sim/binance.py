@@ -26,7 +26,7 @@ from tickvault.exchanges.sim.binance_rest import (
     qty,
     quote,
 )
-from tickvault.exchanges.sim.candles import bars
+from tickvault.exchanges.sim.candles import bars, current_bar
 from tickvault.exchanges.sim.hub import WsClient, accept
 from tickvault.exchanges.sim.market import Market, Tick
 from tickvault.exchanges.sim.ratelimit import WeightLimiter
@@ -346,7 +346,11 @@ class BinanceVenue(Venue):
         now_us: int,
         closed: bool,
     ) -> None:
-        rows = bars(market, tf_us, open_us, open_us + tf_us, include_empty=True)
+        rows = (
+            bars(market, tf_us, open_us, open_us + tf_us, include_empty=True)
+            if closed
+            else current_bar(market, tf_us, now_us)
+        )
         if not rows:
             return
         bar, sym = rows[0], market.spec.exchange_id

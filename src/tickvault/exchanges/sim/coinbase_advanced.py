@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from tickvault.exchanges.sim.candles import bars
+from tickvault.exchanges.sim.candles import current_bar
 from tickvault.exchanges.sim.coinbase_rest import px, sz
 from tickvault.exchanges.sim.hub import (
     Fanout,
@@ -81,8 +81,7 @@ class AdvancedFeed:
         }]}]).decode()  # fmt: skip
 
     def _candles_event(self, market: Market, now_us: int, kind: str = "update") -> str:
-        open_us = now_us - now_us % CANDLE_US
-        rows = bars(market, CANDLE_US, open_us, open_us + CANDLE_US, include_empty=True)
+        rows = current_bar(market, CANDLE_US, now_us)
         return orjson.dumps([{"type": kind, "candles": [{
             "start": str(b.open_us // 1_000_000), "high": px(market, b.high), "low": px(market, b.low),
             "open": px(market, b.open), "close": px(market, b.close), "volume": sz(market, b.volume),

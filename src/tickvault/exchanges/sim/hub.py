@@ -146,7 +146,9 @@ class Fanout:
 
 async def accept(request: web.Request, heartbeat_s: float | None = None) -> WsClient:
     """Upgrade to a WebSocket; aiohttp's heartbeat sends ping frames and drops silent peers."""
-    ws = web.WebSocketResponse(heartbeat=heartbeat_s, max_msg_size=1 << 20)
+    # No permessage-deflate: over loopback it only costs CPU on both ends (the simulator's
+    # deflate was a large share of its time per message at high rates).
+    ws = web.WebSocketResponse(heartbeat=heartbeat_s, max_msg_size=1 << 20, compress=False)
     await ws.prepare(request)
     client = WsClient(ws, request.remote or "?")
     client.start()

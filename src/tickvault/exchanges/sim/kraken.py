@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import WSMsgType, web
 
-from tickvault.exchanges.sim.candles import bars
+from tickvault.exchanges.sim.candles import bars, current_bar
 from tickvault.exchanges.sim.hub import WsClient, accept
 from tickvault.exchanges.sim.kraken_rest import OHLC_INTERVALS_MIN, KrakenRest, kerror
 from tickvault.exchanges.sim.market import Market, SimTrade, Tick
@@ -97,7 +97,11 @@ class KrakenVenue(Venue):
         pd, qd = market.spec.price_decimals, market.spec.qty_decimals
         tf_us, now_us = interval * 60_000_000, self.now_us()
         open_us = now_us - now_us % tf_us
-        rows = bars(market, tf_us, open_us - (count - 1) * tf_us, now_us + 1, include_empty=True)
+        rows = (
+            current_bar(market, tf_us, now_us)
+            if count == 1
+            else bars(market, tf_us, open_us - (count - 1) * tf_us, now_us + 1, True)
+        )
         data = ",".join(
             f'{{"symbol":"{market.spec.ws_id}","open":{fixed(b.open, pd)},"high":{fixed(b.high, pd)},'
             f'"low":{fixed(b.low, pd)},"close":{fixed(b.close, pd)},"trades":{b.count},'

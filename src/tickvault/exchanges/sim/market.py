@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 from bisect import bisect_left, insort
 from dataclasses import dataclass, field
+from typing import Any
 
 from tickvault.exchanges.sim.spec import MarketSpec
 
@@ -62,6 +63,8 @@ class Market:
         self.trade_ts: list[int] = []  # ts_us of ``trades``, for bisect
         self.last_ts_us = 0
         self.pending_bad: list[str] = []  # injected bad values for the next trades
+        # candles.current_bar's forming bar per timeframe: (bar, index of the next trade)
+        self.open_bars: dict[int, tuple[Any, int]] = {}
         for k in range(book_levels):
             self._set(True, mid - self.spacing // 2 - k * self.spacing - 1, self._size())
             self._set(False, mid + self.spacing // 2 + k * self.spacing + 1, self._size())

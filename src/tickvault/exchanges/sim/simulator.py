@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import time
+from bisect import bisect_left
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,8 @@ VENUES: dict[str, type[Venue]] = {
     "kraken": KrakenVenue,
 }
 _INCLUDE_EMPTY = {"binance": True, "coinbase": False, "kraken": True}
+# How often what the generator holds is moved out of the garbage collector's sight.
+FREEZE_INTERVAL_US = 2_000_000
 
 
 class Simulator:
@@ -121,11 +125,17 @@ class Simulator:
     async def _run(self) -> None:
         cfg = self.config
         last_us = max(time.time_ns() // 1000, self.anchor_us)
+        frozen_us = last_us
         while True:
             await asyncio.sleep(cfg.tick_s)
             now_us = max(time.time_ns() // 1000, last_us + 1)
             self.step(last_us, now_us)
             last_us = now_us
+            if cfg.freeze_gc and now_us - frozen_us >= FREEZE_INTERVAL_US:
+                # Every trade ever generated is kept (the ground truth): without this, each full
+                # collection walks millions of them, a pause that grew past 0.5 s at 40 000 ev/s.
+                gc.freeze()
+                frozen_us = now_us
 
     def step(self, start_us: int, end_us: int) -> None:
         """One generator step: events for (start_us, end_us] on every market, then fan-out."""
@@ -198,12 +208,14 @@ class Simulator:
         """Every trade generated, as the venue published it (ts at the venue's resolution)."""
         market = self.market(exchange, symbol)
         pd, qd = market.spec.price_decimals, market.spec.qty_decimals
+        # trade_ts is sorted: bisect the window instead of scanning every trade (this runs on
+        # the generator's loop, and a long run holds millions of trades)
+        lo = 0 if since_ns is None else bisect_left(market.trade_ts, -(-since_ns // 1000))
+        hi = None if until_ns is None else bisect_left(market.trade_ts, -(-until_ns // 1000))
         return [
             {"trade_id": str(t.trade_id), "ts_ns": t.ts_us * 1000, "price": fixed(t.price, pd),
              "size": fixed(t.qty, qd), "side": t.side, "injected": t.injected}
-            for t in market.trades
-            if (since_ns is None or t.ts_us * 1000 >= since_ns)
-            and (until_ns is None or t.ts_us * 1000 < until_ns)
+            for t in market.trades[lo:hi]
         ]  # fmt: skip
 
     def truth_candles(

@@ -9,10 +9,12 @@ from __future__ import annotations
 import time
 import zlib
 from collections.abc import Iterable
+from functools import lru_cache
 
 NS_PER_US = 1000
 
 
+@lru_cache(maxsize=1 << 16)  # prices and sizes repeat: every message prints several
 def fixed(value: int, decimals: int, out_decimals: int | None = None) -> str:
     """``value * 10**-decimals`` printed with ``out_decimals`` (>= decimals) fraction digits."""
     out = decimals if out_decimals is None else out_decimals
