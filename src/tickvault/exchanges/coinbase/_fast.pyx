@@ -15,9 +15,11 @@ returns None before any feed state changes, and the general decoder runs.
 
 from cpython.dict cimport PyDict_GetItem, PyDict_SetItem, PyDict_DelItem, PyDict_Next
 from cpython.list cimport PyList_GET_SIZE, PyList_GET_ITEM, PyList_Append
-from cpython.object cimport PyObject, PyObject_RichCompareBool, Py_GT, Py_LT, Py_GE
+from cpython.object cimport PyObject, PyTypeObject, PyObject_RichCompareBool, Py_GT, Py_LT, Py_GE
+from cpython.unicode cimport PyUnicode_DecodeASCII
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_New, PyTuple_SET_ITEM
-from cpython.ref cimport Py_INCREF
+from cpython.ref cimport Py_INCREF, Py_XDECREF
+from libc.stdint cimport uint64_t
 
 from tickvault.exchanges._scan cimport (
     NAME_SLOTS, SLOT_COUNT, Cursor, Slot, at_end, cached, find_name, integer, is_key, keep,
@@ -38,6 +40,46 @@ cdef long long NS_PER_S = 1_000_000_000
 
 cdef extern from "Python.h":
     void PyObject_GC_UnTrack(void* op)
+    ctypedef struct PyMemberDef:
+        int type
+        Py_ssize_t offset
+    ctypedef struct PyMemberDescrObject:
+        PyMemberDef* d_member
+
+# CPython's C ``Decimal`` object (Modules/_decimal/_decimal.c, ``PyDecObject``, and libmpdec's
+# ``mpd_t``, 64-bit): a small coefficient lives in the object's own 4 words.
+cdef extern from *:
+    """
+    typedef struct {
+        uint8_t flags; Py_ssize_t exp; Py_ssize_t digits; Py_ssize_t len; Py_ssize_t alloc;
+        uint64_t *data;
+    } tv_mpd_t;
+    typedef struct {
+        PyObject_HEAD
+        Py_hash_t hash;
+        tv_mpd_t dec;
+        uint64_t data[4];
+    } tv_dec_t;
+    static PyObject* tv_new_decimal(PyTypeObject* type, uint64_t coefficient,
+                                    Py_ssize_t digits, Py_ssize_t exp) {
+        /* what PyDecType_New then mpd_qset_string leave for a positive coefficient of at
+           most 19 digits: flags MPD_STATIC|MPD_STATIC_DATA (16|32), one word */
+        tv_dec_t* dec = PyObject_New(tv_dec_t, type);
+        if (dec == NULL) return NULL;
+        dec->hash = -1;
+        dec->dec.flags = 16 | 32;
+        dec->dec.exp = exp;
+        dec->dec.digits = digits;
+        dec->dec.len = 1;
+        dec->dec.alloc = 4;
+        dec->dec.data = dec->data;
+        dec->data[0] = coefficient;
+        return (PyObject*)dec;
+    }
+    """
+    size_t TV_DEC_SIZE "sizeof(tv_dec_t)"
+    object tv_new_decimal(PyTypeObject* type, uint64_t coefficient, Py_ssize_t digits,
+                          Py_ssize_t exp)
 # Price wire string -> the (positive) value decode.py gives for it.
 cdef Slot _POSITIVE_SLOTS[SLOT_COUNT]
 
@@ -50,6 +92,78 @@ cdef struct Envelope:
     int channel
     long long sequence_num
     Py_ssize_t ts_start, ts_len, events_at
+
+
+# --- numbers -----------------------------------------------------------------------------
+
+cdef PyTypeObject* _DECIMAL_TYPE = <PyTypeObject*>Decimal
+cdef bint _DIRECT = False  # Decimals built in place (layout checked at import: _check_direct)
+
+
+cdef object _decimal(const unsigned char* s, Py_ssize_t start, Py_ssize_t length):
+    """``Decimal(text)`` of a ``plain_shape`` text (``digits[.digits]``). Up to 19 digits the
+    object is filled in directly (what ``Decimal(text)`` computes: coefficient, exponent =
+    -digits after the dot, digit count), without the text object, the argument parsing and
+    the string conversion; else, or when the layout check failed, ``Decimal(text)``."""
+    cdef uint64_t coefficient = 0
+    cdef Py_ssize_t k, exp = 0, digits = 0, total = 0
+    cdef bint dot = False
+    cdef unsigned char ch
+    if _DIRECT and length <= 20:
+        for k in range(start, start + length):
+            ch = s[k]
+            if ch == 46:
+                dot = True
+                continue
+            coefficient = coefficient * 10 + (ch - 48)
+            total += 1
+            if dot:
+                exp -= 1
+        if total <= 19:
+            while coefficient != 0 and digits < 19 and _POW10[digits] <= coefficient:
+                digits += 1
+            return tv_new_decimal(_DECIMAL_TYPE, coefficient, digits if digits else 1, exp)
+    return Decimal(PyUnicode_DecodeASCII(<const char*>s + start, length, NULL))
+
+
+cdef uint64_t _POW10[20]
+_POW10[0] = 1
+for _k in range(1, 20):
+    _POW10[_k] = _POW10[_k - 1] * 10
+
+
+def _check_direct():
+    """Turn the direct construction on only if it gives what ``Decimal(text)`` gives here: the
+    C decimal module, a non-GC type of the expected size, and identical values, strings,
+    tuples, hashes and arithmetic on a set of samples."""
+    global _DIRECT
+    import decimal
+    _DIRECT = False
+    if (type(Decimal) is not type or Decimal.__module__ != "decimal"
+            or getattr(decimal, "__libmpdec_version__", None) is None
+            or Decimal.__basicsize__ != TV_DEC_SIZE or Decimal.__flags__ & (1 << 14)
+            or sizeof(Py_ssize_t) != 8):
+        return False
+    samples = ["0", "0.0", "000", "0.00000000", "1", "10", "1.0", "8.35919668", "70886.09",
+               "0012.50", "9999999999999999999", "0.0000000000000000001", "5.", ".5",
+               "1234567890.123456789", "100000000000000000.0", "3"]
+    _DIRECT = True
+    try:
+        for sample in samples:
+            raw = sample.encode()
+            ours = _decimal(raw, 0, len(raw))
+            theirs = Decimal(sample)
+            if (str(ours) != str(theirs) or ours.as_tuple() != theirs.as_tuple()
+                    or hash(ours) != hash(theirs) or ours != theirs
+                    or ours + 1 != theirs + 1 or ours * 3 != theirs * 3
+                    or bool(ours) != bool(theirs) or float(ours) != float(theirs)):
+                _DIRECT = False
+    except Exception:
+        _DIRECT = False
+    return _DIRECT
+
+
+_check_direct()
 
 
 # --- times -------------------------------------------------------------------------------
@@ -345,10 +459,10 @@ cdef tuple _level(Cursor* c, Py_ssize_t price_s, Py_ssize_t price_l, Py_ssize_t 
         keep(_POSITIVE_SLOTS, c.s, price_s, price_l, pair[0])
         return pair
     if price == NULL:
-        value = Decimal(text(c, price_s, price_l))
+        value = _decimal(c.s, price_s, price_l)
         keep(_POSITIVE_SLOTS, c.s, price_s, price_l, value)
         price = <PyObject*>value
-    size = Decimal(text(c, size_s, size_l))
+    size = _decimal(c.s, size_s, size_l)
     pair = PyTuple_New(2)
     Py_INCREF(<object>price)
     PyTuple_SET_ITEM(pair, 0, <object>price)
@@ -362,13 +476,16 @@ cdef object _positive(Cursor* c, Py_ssize_t start, Py_ssize_t length, str what, 
     """``decode.positive`` for a wire string, through the slots when ``slots``."""
     cdef PyObject* hit
     if not slots:
-        wire = text(c, start, length)
-        return Decimal(wire) if plain_shape(c.s, start, length) == 2 else positive(wire, what)
+        if plain_shape(c.s, start, length) == 2:
+            return _decimal(c.s, start, length)
+        return positive(text(c, start, length), what)
     hit = cached(_POSITIVE_SLOTS, c.s, start, length)
     if hit != NULL:
         return <object>hit
-    wire = text(c, start, length)
-    value = Decimal(wire) if plain_shape(c.s, start, length) == 2 else positive(wire, what)
+    if plain_shape(c.s, start, length) == 2:
+        value = _decimal(c.s, start, length)
+    else:
+        value = positive(text(c, start, length), what)
     keep(_POSITIVE_SLOTS, c.s, start, length, value)
     return value
 
