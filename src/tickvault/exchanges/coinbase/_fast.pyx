@@ -23,7 +23,7 @@ from libc.stdint cimport uint64_t
 
 from tickvault.exchanges._scan cimport (
     NAME_SLOTS, SLOT_COUNT, Cursor, Slot, at_end, cached, find_name, integer, is_key, keep,
-    keep_name, new_output, open_cursor, plain_shape, release_names, string, take, text,
+    keep_name, open_cursor, plain_shape, release_names, string, take, text,
 )
 from decimal import Decimal
 
@@ -45,6 +45,8 @@ cdef extern from "Python.h":
         Py_ssize_t offset
     ctypedef struct PyMemberDescrObject:
         PyMemberDef* d_member
+    object PyType_GenericAlloc(object type, Py_ssize_t items)
+    long long PyLong_AsLongLongAndOverflow(object value, int* overflow) except? -1
 
 # CPython's C ``Decimal`` object (Modules/_decimal/_decimal.c, ``PyDecObject``, and libmpdec's
 # ``mpd_t``, 64-bit): a small coefficient lives in the object's own 4 words.
@@ -653,18 +655,55 @@ cdef bint _apply(book, list bids, list asks) except -1:
 
 # --- the message -------------------------------------------------------------------------
 
+cdef Py_ssize_t _slot_offset(object cls, str name) except -1:
+    """Offset of the object slot ``name`` of a __slots__ class (checked to be one)."""
+    descriptor = cls.__dict__[name]
+    if type(descriptor).__name__ != "member_descriptor":
+        raise TypeError(f"{cls.__name__}.{name} is not a slot")
+    cdef PyMemberDef* member = (<PyMemberDescrObject*><PyObject*>descriptor).d_member
+    if member.type != 16:  # T_OBJECT_EX
+        raise TypeError(f"{cls.__name__}.{name} is not an object slot")
+    return member.offset
+
+
+cdef inline void _slot_set(object obj, Py_ssize_t offset, object value) noexcept:
+    cdef PyObject** slot = <PyObject**>((<char*><PyObject*>obj) + offset)
+    Py_INCREF(value)
+    Py_XDECREF(slot[0])
+    slot[0] = <PyObject*>value
+
+
 cdef class _Handles:
     """The feed's containers, looked up once per feed instead of once per message. The feed
-    creates them in ``__init__`` and only ever mutates them, so the references stay valid."""
-    cdef object counters
-    cdef dict by_id, last_ns, books
+    creates them in ``__init__`` and only ever mutates them, so the references stay valid.
+    ``on_message`` is the feed's entry point while the compiled fast path is on."""
+    cdef object feed, counters, general
+    cdef dict by_id, last_ns, books, state
     cdef Slot symbols[NAME_SLOTS]  # product id -> canonical symbol, as by_id gives it
+    cdef object output_type
+    cdef Py_ssize_t slots[4]  # offsets of FeedOutput's slots: events, errors, gaps, resync
+    cdef Py_ssize_t messages_slot  # offset of FeedCounters.messages
+    cdef object key_symbol  # the last symbol and its (symbol, channel) keys of ``last_ns``
+    cdef tuple book_key, trades_key
 
     def __init__(self, feed):
+        self.feed = feed
         self.counters = feed.counters
+        self.general = feed._general_message
         self.by_id = feed.symbols._by_id
         self.last_ns = feed._last_ns
         self.books = feed._books
+        self.state = feed.__dict__  # ``_sequence_num`` is a plain instance attribute
+        # FeedOutput and FeedCounters are slots dataclasses: their fields are written at the
+        # offsets of their member descriptors (what the descriptors themselves do), and a
+        # FeedOutput is allocated as object.__new__ would (it has no __new__ of its own).
+        self.output_type = FeedOutput
+        if FeedOutput.__new__ is not object.__new__:
+            raise TypeError("FeedOutput has its own __new__")
+        for index, name in enumerate(("events", "errors", "gaps", "resync")):
+            self.slots[index] = _slot_offset(FeedOutput, name)
+        self.messages_slot = _slot_offset(type(self.counters), "messages")
+        self.key_symbol = None
 
     def __dealloc__(self):
         release_names(self.symbols)
@@ -679,6 +718,39 @@ cdef class _Handles:
             keep_name(self.symbols, c.s, start, length, symbol)
         return symbol
 
+    cdef inline void keys(self, symbol):
+        """``book_key``/``trades_key`` for ``symbol`` (equal tuples, built once per symbol)."""
+        if symbol is not self.key_symbol:
+            self.book_key = (symbol, "book")
+            self.trades_key = (symbol, "trades")
+            self.key_symbol = symbol
+
+    cdef object output(self):
+        """An empty ``FeedOutput``."""
+        out = PyType_GenericAlloc(self.output_type, 0)
+        _slot_set(out, self.slots[0], [])
+        _slot_set(out, self.slots[1], [])
+        _slot_set(out, self.slots[2], [])
+        _slot_set(out, self.slots[3], [])
+        return out
+
+    cdef int count(self) except -1:
+        """``counters.messages += 1``."""
+        cdef PyObject** slot = <PyObject**>((<char*><PyObject*>self.counters) + self.messages_slot)
+        if slot[0] == NULL:
+            self.counters.messages += 1
+            return 0
+        _slot_set(self.counters, self.messages_slot, <object>slot[0] + 1)
+        return 0
+
+    def on_message(self, raw, recv_ns):
+        """``CoinbaseFeed.on_message`` with the compiled fast path on."""
+        self.count()
+        out = _fast_message(self.feed, self, raw, recv_ns)
+        if out is not None:
+            return out
+        return self.general(raw, recv_ns)
+
 
 cdef _Handles _handles(feed):
     try:
@@ -689,10 +761,15 @@ cdef _Handles _handles(feed):
         return handles
 
 
+def entry(feed):
+    """The feed's compiled ``on_message`` (a bound method of its per-feed state)."""
+    return _handles(feed).on_message
+
+
 def on_message(self, raw, recv_ns):
-    """``CoinbaseFeed.on_message`` (it is this function when the module is built)."""
+    """``CoinbaseFeed.on_message`` through the feed's switches (``fast_path``, ``compiled``)."""
     cdef _Handles handles = _handles(self)
-    handles.counters.messages += 1
+    handles.count()
     if self.fast_path:
         if self.compiled:
             out = _fast_message(self, handles, raw, recv_ns)
@@ -712,6 +789,8 @@ cdef object _fast_message(feed, _Handles handles, raw, recv_ns):
     cdef Cursor c
     cdef Envelope e
     cdef tuple op
+    cdef PyObject* previous
+    cdef int overflow = 0
     if not open_cursor(raw, &c):
         return None
     try:
@@ -721,23 +800,24 @@ cdef object _fast_message(feed, _Handles handles, raw, recv_ns):
         ts_ns = _time(&c, e.ts_start, e.ts_len)
     except BadMessage:
         return None
-    ops = built if e.channel == L2 else None
-    trades = built if e.channel == TRADES else None
-    out = new_output(FeedOutput, [])
-    previous = feed._sequence_num
-    if previous is not None and e.sequence_num == previous + 1:
-        feed._sequence_num = e.sequence_num
+    out = handles.output()
+    previous = PyDict_GetItem(handles.state, "_sequence_num")
+    if (previous != NULL and type(<object>previous) is int
+            and e.sequence_num - 1 == PyLong_AsLongLongAndOverflow(<object>previous, &overflow)
+            and not overflow):
+        PyDict_SetItem(handles.state, "_sequence_num", e.sequence_num)
     else:
         feed._check_connection_sequence(e.sequence_num, ts_ns, recv_ns, out)
-    events = out.events
-    if trades is not None:
+    events = <list>(<PyObject**>((<char*><PyObject*>out) + handles.slots[0]))[0]
+    if e.channel == TRADES:
         last_ns = handles.last_ns
-        for trade in <list>trades:
-            last_ns[(trade.symbol, "trades")] = trade.ts_ns
-        events.extend(trades)
+        for trade in <list>built:
+            handles.keys(trade.symbol)
+            PyDict_SetItem(last_ns, handles.trades_key, trade.ts_ns)
+        events.extend(<list>built)
         return out
     books = handles.books
-    for op in <list>ops:
+    for op in <list>built:
         symbol, snapshot, bids, asks = op
         book = books.get(symbol) if not snapshot else None
         if book is None:
@@ -747,6 +827,7 @@ cdef object _fast_message(feed, _Handles handles, raw, recv_ns):
             handles.counters.crossed_books += 1
             feed._resync([symbol], recv_ns, out, "crossed_book")
             continue
-        handles.last_ns[(symbol, "book")] = ts_ns
+        handles.keys(symbol)
+        PyDict_SetItem(handles.last_ns, handles.book_key, ts_ns)
         events.append(BookDelta(EXCHANGE, symbol, tuple(bids), tuple(asks), ts_ns, recv_ns))
     return out
