@@ -28,6 +28,7 @@ from tickvault.exchanges._scan cimport (
 from decimal import Decimal
 
 from tickvault.exchanges.base import FeedOutput
+from tickvault.exchanges.coinbase.book import L2Book
 from tickvault.exchanges.coinbase.decode import (
     EXCHANGE, BadMessage, BookOp, level, parse_time_ns, positive,
 )
@@ -610,51 +611,6 @@ cdef object _best(dict levels, bint highest):
     return best
 
 
-cdef object _apply_side(book, dict levels, list changes, bint bids):
-    """One side of ``L2Book.apply``, then its best price as ``best_bid``/``best_ask`` resolves
-    it; the book's cached best and dirty flag are written back only when they changed."""
-    cdef tuple pair
-    cdef bint dirty, was_dirty
-    was = book._best_bid if bids else book._best_ask
-    was_dirty = book._bid_dirty if bids else book._ask_dirty
-    best = was
-    dirty = was_dirty
-    for pair in changes:
-        price = <object>PyTuple_GET_ITEM(pair, 0)
-        size = <object>PyTuple_GET_ITEM(pair, 1)
-        if size:
-            PyDict_SetItem(levels, price, size)
-            if not dirty and (best is None or PyObject_RichCompareBool(
-                    price, best, Py_GT if bids else Py_LT)):
-                best = price
-        elif PyDict_GetItem(levels, price) != NULL:
-            PyDict_DelItem(levels, price)
-            if price == best:
-                dirty = True
-    if dirty:
-        best = _best(levels, bids)
-    if best is not was:
-        if bids:
-            book._best_bid = best
-        else:
-            book._best_ask = best
-    if was_dirty:
-        if bids:
-            book._bid_dirty = False
-        else:
-            book._ask_dirty = False
-    return best
-
-
-cdef bint _apply(book, list bids, list asks) except -1:
-    """``L2Book.apply`` then ``L2Book.crossed``: True when the book is crossed."""
-    bid = _apply_side(book, <dict>book.bids, bids, True)
-    best = _apply_side(book, <dict>book.asks, asks, False)
-    return bid is not None and best is not None and PyObject_RichCompareBool(bid, best, Py_GE)
-
-
-# --- the message -------------------------------------------------------------------------
-
 cdef Py_ssize_t _slot_offset(object cls, str name) except -1:
     """Offset of the object slot ``name`` of a __slots__ class (checked to be one)."""
     descriptor = cls.__dict__[name]
@@ -672,6 +628,71 @@ cdef inline void _slot_set(object obj, Py_ssize_t offset, object value) noexcept
     Py_XDECREF(slot[0])
     slot[0] = <PyObject*>value
 
+
+# ``L2Book`` is a __slots__ class: its fields are read and written at their slots' offsets
+# (what the member descriptors do), for books of exactly that class.
+cdef Py_ssize_t _LEVELS[2]  # [bids, asks]
+cdef Py_ssize_t _BEST[2]
+cdef Py_ssize_t _DIRTY[2]
+_LEVELS[0] = _slot_offset(L2Book, "bids")
+_LEVELS[1] = _slot_offset(L2Book, "asks")
+_BEST[0] = _slot_offset(L2Book, "_best_bid")
+_BEST[1] = _slot_offset(L2Book, "_best_ask")
+_DIRTY[0] = _slot_offset(L2Book, "_bid_dirty")
+_DIRTY[1] = _slot_offset(L2Book, "_ask_dirty")
+
+
+cdef inline PyObject* _slot_get(object obj, Py_ssize_t offset) noexcept:
+    """The slot's value (borrowed), NULL when unset."""
+    return (<PyObject**>((<char*><PyObject*>obj) + offset))[0]
+
+
+cdef object _apply_side(book, list changes, int side):
+    """One side (0 bids, 1 asks) of ``L2Book.apply``, then its best price as ``best_bid`` /
+    ``best_ask`` resolves it; the cached best and dirty flag are written back only when they
+    changed."""
+    cdef tuple pair
+    cdef bint dirty, was_dirty
+    cdef PyObject* found = _slot_get(book, _LEVELS[side])
+    cdef int op = Py_GT if side == 0 else Py_LT
+    if found == NULL or type(<object>found) is not dict:
+        raise AttributeError("L2Book levels")
+    levels = <dict>found
+    found = _slot_get(book, _BEST[side])
+    was = <object>found if found != NULL else None
+    found = _slot_get(book, _DIRTY[side])
+    was_dirty = found != NULL and <object>found is True
+    best = was
+    dirty = was_dirty
+    for pair in changes:
+        price = <object>PyTuple_GET_ITEM(pair, 0)
+        size = <object>PyTuple_GET_ITEM(pair, 1)
+        if size:
+            PyDict_SetItem(levels, price, size)
+            if not dirty and (best is None or (price is not best and PyObject_RichCompareBool(
+                    price, best, op))):
+                best = price
+        elif PyDict_GetItem(levels, price) != NULL:
+            PyDict_DelItem(levels, price)
+            if price is best or price == best:
+                dirty = True
+    if dirty:
+        best = _best(levels, side == 0)
+    if best is not was:
+        _slot_set(book, _BEST[side], best)
+    if was_dirty:
+        _slot_set(book, _DIRTY[side], False)
+    return best
+
+
+cdef bint _apply(book, list bids, list asks) except -1:
+    """``L2Book.apply`` then ``L2Book.crossed``: True when the book is crossed."""
+    bid = _apply_side(book, bids, 0)
+    best = _apply_side(book, asks, 1)
+    return bid is not None and best is not None and PyObject_RichCompareBool(bid, best, Py_GE)
+
+
+# --- the message -------------------------------------------------------------------------
 
 cdef class _Handles:
     """The feed's containers, looked up once per feed instead of once per message. The feed
@@ -820,7 +841,7 @@ cdef object _fast_message(feed, _Handles handles, raw, recv_ns):
     for op in <list>built:
         symbol, snapshot, bids, asks = op
         book = books.get(symbol) if not snapshot else None
-        if book is None:
+        if book is None or type(book) is not L2Book:
             feed._apply_book(BookOp(symbol, snapshot, bids, asks, ts_ns), recv_ns, out)
             continue
         if _apply(book, bids, asks):
