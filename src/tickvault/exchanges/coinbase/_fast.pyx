@@ -20,10 +20,11 @@ from cpython.unicode cimport PyUnicode_DecodeASCII
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_New, PyTuple_SET_ITEM
 from cpython.ref cimport Py_INCREF, Py_XDECREF
 from libc.stdint cimport uint64_t
+from libc.string cimport memcpy
 
 from tickvault.exchanges._scan cimport (
     NAME_SLOTS, SLOT_COUNT, Cursor, Slot, at_end, cached, find_name, integer, is_key, keep,
-    keep_name, open_cursor, plain_shape, release_names, string, take, text,
+    keep_name, open_cursor, plain_shape, release_names, take, text,
 )
 from decimal import Decimal
 
@@ -242,6 +243,55 @@ cdef object _time(Cursor* c, Py_ssize_t start, Py_ssize_t length):
 
 # --- scanning ----------------------------------------------------------------------------
 
+cdef extern from *:
+    """
+    #define TV_ONES 0x0101010101010101ULL
+    #define TV_HIGH 0x8080808080808080ULL
+    """
+    const uint64_t _ONES "TV_ONES"
+    const uint64_t _HIGH "TV_HIGH"
+
+
+cdef inline bint _take(Cursor* c, unsigned char ch) noexcept nogil:
+    """The scanner's ``take`` (skip whitespace, then consume ``ch`` if next), testing the
+    next byte first: messages seldom hold whitespace."""
+    if c.i < c.n and c.s[c.i] == ch:
+        c.i += 1
+        return True
+    return take(c, ch)
+
+
+cdef inline bint _string(Cursor* c, Py_ssize_t* start, Py_ssize_t* length) noexcept nogil:
+    """The scanner's ``string`` (same result), 8 bytes per step while none of them can end
+    or break the string: a word holding a ``"``, a backslash, a control byte or a byte of
+    127 and more goes to the byte loop (exact "any such byte" tests; which one is not needed)."""
+    cdef unsigned char ch
+    cdef Py_ssize_t i
+    cdef uint64_t w, q, b
+    if not _take(c, 34):  # '"'
+        return False
+    i = c.i
+    while i + 8 <= c.n:
+        memcpy(&w, c.s + i, 8)
+        q = w ^ (_ONES * 34)
+        b = w ^ (_ONES * 92)
+        if ((q - _ONES) & ~q | (b - _ONES) & ~b | (w - _ONES * 32) & ~w | w
+                | (w + _ONES)) & _HIGH:
+            break
+        i += 8
+    while i < c.n:
+        ch = c.s[i]
+        if ch == 34:
+            start[0] = c.i
+            length[0] = i - c.i
+            c.i = i + 1
+            return True
+        if ch < 32 or ch >= 127 or ch == 92:  # control, non-ASCII/DEL, backslash
+            return False
+        i += 1
+    return False
+
+
 cdef object _message(Cursor* c, Envelope* e, _Handles handles, recv_ns):
     """The whole envelope (fields channel, timestamp, sequence_num, events, client_id, type)
     -> its events built (``_l2_events`` / ``_trades``), or None. The events are built as they
@@ -251,14 +301,14 @@ cdef object _message(Cursor* c, Envelope* e, _Handles handles, recv_ns):
     built = None
     e.channel = OTHER
     e.events_at = -1
-    if not take(c, 123):
+    if not _take(c, 123):
         return None
     while True:
-        if not string(c, &ks, &kl) or not take(c, 58):
+        if not _string(c, &ks, &kl) or not _take(c, 58):
             return None
         if is_key(c.s, ks, kl, b"channel", 7):
             bit = 1
-            if not string(c, &vs, &vl):
+            if not _string(c, &vs, &vl):
                 return None
             if is_key(c.s, vs, vl, b"l2_data", 7):
                 e.channel = L2
@@ -268,7 +318,7 @@ cdef object _message(Cursor* c, Envelope* e, _Handles handles, recv_ns):
                 return None
         elif is_key(c.s, ks, kl, b"timestamp", 9):
             bit = 2
-            if not string(c, &e.ts_start, &e.ts_len):
+            if not _string(c, &e.ts_start, &e.ts_len):
                 return None
         elif is_key(c.s, ks, kl, b"sequence_num", 12):
             bit = 4
@@ -287,20 +337,20 @@ cdef object _message(Cursor* c, Envelope* e, _Handles handles, recv_ns):
                 return None
         elif is_key(c.s, ks, kl, b"client_id", 9):
             bit = 16
-            if not string(c, &vs, &vl):
+            if not _string(c, &vs, &vl):
                 return None
         elif is_key(c.s, ks, kl, b"type", 4):
             bit = 32
-            if not string(c, &vs, &vl):
+            if not _string(c, &vs, &vl):
                 return None
         else:
             return None
         if seen & bit:
             return None
         seen |= bit
-        if take(c, 125):
+        if _take(c, 125):
             break
-        if not take(c, 44):
+        if not _take(c, 44):
             return None
     if (seen & 15) != 15 or not at_end(c):
         return None
@@ -319,23 +369,23 @@ cdef bint _skip_array(Cursor* c) noexcept:
     # A bracket counter over the scanner's tokens: strings and integers are read with the
     # scanner, so a bracket inside a string is never counted; structure is checked in pass 2.
     while True:
-        if take(c, 91) or take(c, 123):
+        if _take(c, 91) or _take(c, 123):
             depth += 1
             continue
-        if take(c, 93) or take(c, 125):
+        if _take(c, 93) or _take(c, 125):
             depth -= 1
             if depth == 0:
                 return True
             if depth < 0:
                 return False
             continue
-        if take(c, 44) or take(c, 58):
+        if _take(c, 44) or _take(c, 58):
             continue
         if c.i >= c.n:
             return False
         ch = c.s[c.i]
         if ch == 34:
-            if not string(c, &vs, &vl):
+            if not _string(c, &vs, &vl):
                 return False
         elif not integer(c, &number):
             return False
@@ -350,63 +400,63 @@ cdef object _l2_events(Cursor* c, _Handles handles):
     cdef list ops = [], bids, asks
     cdef PyObject* hit
     cdef tuple pair
-    if not take(c, 91):
+    if not _take(c, 91):
         return None
-    if take(c, 93):
+    if _take(c, 93):
         return ops
     while True:
-        if not take(c, 123):
+        if not _take(c, 123):
             return None
         seen = 0
         bids = []
         asks = []
         while True:
-            if not string(c, &ks, &kl) or not take(c, 58):
+            if not _string(c, &ks, &kl) or not _take(c, 58):
                 return None
             if is_key(c.s, ks, kl, b"type", 4):
                 bit = 1
-                if not string(c, &ts, &tl):
+                if not _string(c, &ts, &tl):
                     return None
             elif is_key(c.s, ks, kl, b"product_id", 10):
                 bit = 2
-                if not string(c, &ps, &pl):
+                if not _string(c, &ps, &pl):
                     return None
             elif is_key(c.s, ks, kl, b"updates", 7):
                 bit = 4
-                if not take(c, 91):
+                if not _take(c, 91):
                     return None
-                if not take(c, 93):
+                if not _take(c, 93):
                     while True:
-                        if not take(c, 123):
+                        if not _take(c, 123):
                             return None
                         useen = 0
                         while True:
-                            if not string(c, &ks, &kl) or not take(c, 58):
+                            if not _string(c, &ks, &kl) or not _take(c, 58):
                                 return None
                             if is_key(c.s, ks, kl, b"side", 4):
                                 bit = 1
-                                if not string(c, &side_s, &side_l):
+                                if not _string(c, &side_s, &side_l):
                                     return None
                             elif is_key(c.s, ks, kl, b"price_level", 11):
                                 bit = 2
-                                if not string(c, &price_s, &price_l):
+                                if not _string(c, &price_s, &price_l):
                                     return None
                             elif is_key(c.s, ks, kl, b"new_quantity", 12):
                                 bit = 4
-                                if not string(c, &size_s, &size_l):
+                                if not _string(c, &size_s, &size_l):
                                     return None
                             elif is_key(c.s, ks, kl, b"event_time", 10):
                                 bit = 8
-                                if not string(c, &vs, &vl):
+                                if not _string(c, &vs, &vl):
                                     return None
                             else:
                                 return None
                             if useen & bit:
                                 return None
                             useen |= bit
-                            if take(c, 125):
+                            if _take(c, 125):
                                 break
-                            if not take(c, 44):
+                            if not _take(c, 44):
                                 return None
                         if (useen & 7) != 7:
                             return None
@@ -418,18 +468,18 @@ cdef object _l2_events(Cursor* c, _Handles handles):
                             return None
                         PyList_Append(asks if side else bids,
                                       _level(c, price_s, price_l, size_s, size_l))
-                        if take(c, 93):
+                        if _take(c, 93):
                             break
-                        if not take(c, 44):
+                        if not _take(c, 44):
                             return None
             else:
                 return None
             if seen & bit:
                 return None
             seen |= bit
-            if take(c, 125):
+            if _take(c, 125):
                 break
-            if not take(c, 44):
+            if not _take(c, 44):
                 return None
         if seen != 7:
             return None
@@ -443,9 +493,9 @@ cdef object _l2_events(Cursor* c, _Handles handles):
         if symbol is None:
             return None
         ops.append((symbol, snapshot, bids, asks))
-        if take(c, 93):
+        if _take(c, 93):
             return ops
-        if not take(c, 44):
+        if not _take(c, 44):
             return None
 
 
@@ -501,33 +551,33 @@ cdef object _trades(Cursor* c, _Handles handles, recv_ns):
     cdef int seen, tseen, bit, slot
     cdef list out = [], batch
     cdef PyObject* hit
-    if not take(c, 91):
+    if not _take(c, 91):
         return None
-    if take(c, 93):
+    if _take(c, 93):
         return out
     while True:
-        if not take(c, 123):
+        if not _take(c, 123):
             return None
         seen = 0
         batch = []
         while True:
-            if not string(c, &ks, &kl) or not take(c, 58):
+            if not _string(c, &ks, &kl) or not _take(c, 58):
                 return None
             if is_key(c.s, ks, kl, b"type", 4):
                 bit = 1
-                if not string(c, &vs, &vl):
+                if not _string(c, &vs, &vl):
                     return None
             elif is_key(c.s, ks, kl, b"trades", 6):
                 bit = 2
-                if not take(c, 91):
+                if not _take(c, 91):
                     return None
-                if not take(c, 93):
+                if not _take(c, 93):
                     while True:
-                        if not take(c, 123):
+                        if not _take(c, 123):
                             return None
                         tseen = 0
                         while True:
-                            if not string(c, &ks, &kl) or not take(c, 58):
+                            if not _string(c, &ks, &kl) or not _take(c, 58):
                                 return None
                             if is_key(c.s, ks, kl, b"trade_id", 8):
                                 slot = 0
@@ -546,35 +596,35 @@ cdef object _trades(Cursor* c, _Handles handles, recv_ns):
                             if tseen & (1 << slot):
                                 return None
                             tseen |= 1 << slot
-                            if not string(c, &f[2 * slot], &f[2 * slot + 1]):
+                            if not _string(c, &f[2 * slot], &f[2 * slot + 1]):
                                 return None
-                            if take(c, 125):
+                            if _take(c, 125):
                                 break
-                            if not take(c, 44):
+                            if not _take(c, 44):
                                 return None
                         if tseen != 63:
                             return None
                         batch.append(_trade(c, f, handles, recv_ns))
-                        if take(c, 93):
+                        if _take(c, 93):
                             break
-                        if not take(c, 44):
+                        if not _take(c, 44):
                             return None
             else:
                 return None
             if seen & bit:
                 return None
             seen |= bit
-            if take(c, 125):
+            if _take(c, 125):
                 break
-            if not take(c, 44):
+            if not _take(c, 44):
                 return None
         if seen != 3:
             return None
         for k in range(PyList_GET_SIZE(batch) - 1, -1, -1):
             out.append(<object>PyList_GET_ITEM(batch, k))
-        if take(c, 93):
+        if _take(c, 93):
             return out
-        if not take(c, 44):
+        if not _take(c, 44):
             return None
 
 
