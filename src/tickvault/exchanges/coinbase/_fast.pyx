@@ -15,7 +15,9 @@ returns None before any feed state changes, and the general decoder runs.
 
 from cpython.dict cimport PyDict_GetItem, PyDict_SetItem, PyDict_DelItem, PyDict_Next
 from cpython.list cimport PyList_GET_SIZE, PyList_GET_ITEM, PyList_Append
-from cpython.object cimport PyObject, PyTypeObject, PyObject_RichCompareBool, Py_GT, Py_LT, Py_GE
+from cpython.object cimport (
+    PyObject, PyTypeObject, PyObject_RichCompareBool, Py_EQ, Py_GT, Py_LT, Py_GE, Py_TYPE,
+)
 from cpython.unicode cimport PyUnicode_DecodeASCII
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_New, PyTuple_SET_ITEM
 from cpython.ref cimport Py_INCREF, Py_XDECREF
@@ -80,8 +82,18 @@ cdef extern from *:
         dec->data[0] = coefficient;
         return (PyObject*)dec;
     }
+    static int tv_compare_words(PyObject* a, PyObject* b, int* result) {
+        /* finite, non-negative, one-word coefficients with the same exponent: compared as
+           the coefficients (exact); 0 when not of that kind */
+        tv_mpd_t *x = &((tv_dec_t*)a)->dec, *y = &((tv_dec_t*)b)->dec;
+        if (((x->flags | y->flags) & 15) || x->len != 1 || y->len != 1 || x->exp != y->exp)
+            return 0;
+        *result = (x->data[0] > y->data[0]) - (x->data[0] < y->data[0]);
+        return 1;
+    }
     """
     size_t TV_DEC_SIZE "sizeof(tv_dec_t)"
+    bint tv_compare_words(PyObject* a, PyObject* b, int* result) noexcept nogil
     object tv_new_decimal(PyTypeObject* type, uint64_t coefficient, Py_ssize_t digits,
                           Py_ssize_t exp)
 # Price wire string -> the (positive) value decode.py gives for it.
@@ -130,6 +142,24 @@ cdef object _decimal(const unsigned char* s, Py_ssize_t start, Py_ssize_t length
     return Decimal(PyUnicode_DecodeASCII(<const char*>s + start, length, NULL))
 
 
+cdef inline int _compare(a, b, int op) except -1:
+    """``PyObject_RichCompareBool(a, b, op)`` (``op`` one of GT, LT, GE, EQ); two Decimals
+    with one-word coefficients and the same exponent (prices of one product) are compared in
+    C when the layout check passed."""
+    cdef int r
+    if (_DIRECT and Py_TYPE(a) == _DECIMAL_TYPE and Py_TYPE(b) == _DECIMAL_TYPE
+            and tv_compare_words(<PyObject*>a, <PyObject*>b, &r)):
+        if op == Py_GT:
+            return r > 0
+        if op == Py_LT:
+            return r < 0
+        if op == Py_GE:
+            return r >= 0
+        if op == Py_EQ:
+            return r == 0
+    return PyObject_RichCompareBool(a, b, op)
+
+
 cdef uint64_t _POW10[20]
 _POW10[0] = 1
 for _k in range(1, 20):
@@ -162,6 +192,13 @@ def _check_direct():
                     or ours + 1 != theirs + 1 or ours * 3 != theirs * 3
                     or bool(ours) != bool(theirs) or float(ours) != float(theirs)):
                 _DIRECT = False
+        values = [Decimal(sample) for sample in samples] + [
+            _decimal(sample.encode(), 0, len(sample)) for sample in samples]
+        for a in values:
+            for b in values:
+                if (_compare(a, b, Py_GT) != (a > b) or _compare(a, b, Py_LT) != (a < b)
+                        or _compare(a, b, Py_GE) != (a >= b) or _compare(a, b, Py_EQ) != (a == b)):
+                    _DIRECT = False
     except Exception:
         _DIRECT = False
     return _DIRECT
@@ -656,7 +693,7 @@ cdef object _best(dict levels, bint highest):
     cdef PyObject* value
     best = None
     while PyDict_Next(levels, &pos, &key, &value):
-        if best is None or PyObject_RichCompareBool(<object>key, best, Py_GT if highest else Py_LT):
+        if best is None or _compare(<object>key, best, Py_GT if highest else Py_LT):
             best = <object>key
     return best
 
@@ -719,12 +756,11 @@ cdef object _apply_side(book, list changes, int side):
         size = <object>PyTuple_GET_ITEM(pair, 1)
         if size:
             PyDict_SetItem(levels, price, size)
-            if not dirty and (best is None or (price is not best and PyObject_RichCompareBool(
-                    price, best, op))):
+            if not dirty and (best is None or (price is not best and _compare(price, best, op))):
                 best = price
         elif PyDict_GetItem(levels, price) != NULL:
             PyDict_DelItem(levels, price)
-            if price is best or price == best:
+            if price is best or (best is not None and _compare(price, best, Py_EQ)):
                 dirty = True
     if dirty:
         best = _best(levels, side == 0)
@@ -739,7 +775,7 @@ cdef bint _apply(book, list bids, list asks) except -1:
     """``L2Book.apply`` then ``L2Book.crossed``: True when the book is crossed."""
     bid = _apply_side(book, bids, 0)
     best = _apply_side(book, asks, 1)
-    return bid is not None and best is not None and PyObject_RichCompareBool(bid, best, Py_GE)
+    return bid is not None and best is not None and _compare(bid, best, Py_GE)
 
 
 # --- the message -------------------------------------------------------------------------
