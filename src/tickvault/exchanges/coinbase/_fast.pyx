@@ -23,6 +23,7 @@ from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_New, PyTuple_SET_ITEM
 from cpython.ref cimport Py_INCREF, Py_XDECREF
 from libc.stdint cimport uint64_t
 from libc.string cimport memcpy
+from cpython.mem cimport PyMem_Free, PyMem_Realloc
 
 from tickvault.exchanges._scan cimport (
     NAME_SLOTS, SLOT_COUNT, Cursor, Slot, at_end, cached, find_name, integer, is_key, keep,
@@ -44,6 +45,7 @@ cdef long long NS_PER_S = 1_000_000_000
 
 cdef extern from "Python.h":
     void PyObject_GC_UnTrack(void* op)
+    bint PyObject_GC_IsTracked(object op)
     ctypedef struct PyMemberDef:
         int type
         Py_ssize_t offset
@@ -102,6 +104,12 @@ cdef Slot _POSITIVE_SLOTS[SLOT_COUNT]
 # What the envelope's "channel" says.
 cdef enum Channel:
     OTHER, L2, TRADES
+
+
+cdef struct Levels:
+    PyObject** items  # owned references
+    Py_ssize_t n, cap
+    bint tracked  # some level is a GC-tracked tuple (from the Python helper)
 
 
 cdef struct Envelope:
@@ -430,23 +438,19 @@ cdef bint _skip_array(Cursor* c) noexcept:
 
 cdef object _l2_events(Cursor* c, _Handles handles):
     """``[{type, product_id, updates: [{side, price_level, new_quantity, event_time?}]}]`` ->
-    a list of (symbol, snapshot, bids, asks); None for anything else (``BadMessage`` from the
-    number helpers passes up)."""
+    True, with the events' (symbol, snapshot, bids, asks) kept in ``handles`` (``op``); None for
+    anything else (``BadMessage`` from the number helpers passes up)."""
     cdef Py_ssize_t ks, kl, vs, vl, ts, tl, ps, pl, side_s, side_l, price_s, price_l, size_s, size_l
     cdef int seen, useen, bit, side
-    cdef list ops = [], bids, asks
-    cdef PyObject* hit
-    cdef tuple pair
+    handles.start_ops()
     if not _take(c, 91):
         return None
     if _take(c, 93):
-        return ops
+        return True
     while True:
         if not _take(c, 123):
             return None
         seen = 0
-        bids = []
-        asks = []
         while True:
             if not _string(c, &ks, &kl) or not _take(c, 58):
                 return None
@@ -503,8 +507,7 @@ cdef object _l2_events(Cursor* c, _Handles handles):
                             side = 1
                         else:
                             return None
-                        PyList_Append(asks if side else bids,
-                                      _level(c, price_s, price_l, size_s, size_l))
+                        handles.push(side, _level(c, price_s, price_l, size_s, size_l))
                         if _take(c, 93):
                             break
                         if not _take(c, 44):
@@ -529,9 +532,9 @@ cdef object _l2_events(Cursor* c, _Handles handles):
         symbol = handles.symbol(c, ps, pl)
         if symbol is None:
             return None
-        ops.append((symbol, snapshot, bids, asks))
+        handles.add_op(symbol, snapshot)
         if _take(c, 93):
-            return ops
+            return True
         if not _take(c, 44):
             return None
 
@@ -734,7 +737,7 @@ cdef inline PyObject* _slot_get(object obj, Py_ssize_t offset) noexcept:
     return (<PyObject**>((<char*><PyObject*>obj) + offset))[0]
 
 
-cdef object _apply_side(book, list changes, int side):
+cdef object _apply_side(book, tuple changes, int side):
     """One side (0 bids, 1 asks) of ``L2Book.apply``, then its best price as ``best_bid`` /
     ``best_ask`` resolves it; the cached best and dirty flag are written back only when they
     changed."""
@@ -771,7 +774,7 @@ cdef object _apply_side(book, list changes, int side):
     return best
 
 
-cdef bint _apply(book, list bids, list asks) except -1:
+cdef bint _apply(book, tuple bids, tuple asks) except -1:
     """``L2Book.apply`` then ``L2Book.crossed``: True when the book is crossed."""
     bid = _apply_side(book, bids, 0)
     best = _apply_side(book, asks, 1)
@@ -792,6 +795,14 @@ cdef class _Handles:
     cdef Py_ssize_t messages_slot  # offset of FeedCounters.messages
     cdef object key_symbol  # the last symbol and its (symbol, channel) keys of ``last_ns``
     cdef tuple book_key, trades_key
+    # The L2 events of the message being read: the levels of the current one (bids, asks),
+    # then per event (symbol, snapshot, bids, asks): the first in ``op_*``, others in ``more``.
+    cdef Levels levels[2]
+    cdef Py_ssize_t op_count
+    cdef object op_symbol
+    cdef bint op_snapshot
+    cdef tuple op_bids, op_asks
+    cdef list more
 
     def __init__(self, feed):
         self.feed = feed
@@ -814,6 +825,72 @@ cdef class _Handles:
 
     def __dealloc__(self):
         release_names(self.symbols)
+        self.drop_levels()
+        PyMem_Free(self.levels[0].items)
+        PyMem_Free(self.levels[1].items)
+
+    cdef void drop_levels(self) noexcept:
+        cdef Py_ssize_t k
+        cdef int side
+        for side in range(2):
+            for k in range(self.levels[side].n):
+                Py_XDECREF(self.levels[side].items[k])
+            self.levels[side].n = 0
+            self.levels[side].tracked = False
+
+    cdef inline void start_ops(self) noexcept:
+        """Before reading a message's L2 events (levels of a message given up are dropped)."""
+        if self.levels[0].n or self.levels[1].n:
+            self.drop_levels()
+        self.op_count = 0
+        self.more = None
+
+    cdef int push(self, int side, tuple pair) except -1:
+        """One level of the current event."""
+        cdef Levels* lv = &self.levels[side]
+        cdef PyObject** grown
+        if lv.n == lv.cap:
+            grown = <PyObject**>PyMem_Realloc(lv.items, (lv.cap * 2 + 64) * sizeof(PyObject*))
+            if grown == NULL:
+                raise MemoryError()
+            lv.items = grown
+            lv.cap = lv.cap * 2 + 64
+        Py_INCREF(pair)
+        lv.items[lv.n] = <PyObject*>pair
+        lv.n += 1
+        if PyObject_GC_IsTracked(pair):
+            lv.tracked = True
+        return 0
+
+    cdef tuple side_tuple(self, int side):
+        """The current event's levels of one side as a tuple (references moved into it),
+        untracked by the GC when no level is tracked (the GC's own rule for tuples)."""
+        cdef Levels* lv = &self.levels[side]
+        cdef Py_ssize_t k
+        cdef tuple out = PyTuple_New(lv.n)
+        for k in range(lv.n):
+            PyTuple_SET_ITEM(out, k, <object>lv.items[k])  # steals the reference
+        if lv.n and not lv.tracked:
+            PyObject_GC_UnTrack(<void*>out)
+        lv.n = 0
+        lv.tracked = False
+        return out
+
+    cdef int add_op(self, symbol, bint snapshot) except -1:
+        """The current event read: (symbol, snapshot, bids, asks)."""
+        bids = self.side_tuple(0)
+        asks = self.side_tuple(1)
+        if self.op_count == 0:
+            self.op_symbol = symbol
+            self.op_snapshot = snapshot
+            self.op_bids = bids
+            self.op_asks = asks
+        else:
+            if self.more is None:
+                self.more = []
+            self.more.append((symbol, snapshot, bids, asks))
+        self.op_count += 1
+        return 0
 
     cdef object symbol(self, Cursor* c, Py_ssize_t start, Py_ssize_t length):
         """The canonical symbol of a product id, or None when the feed does not have it."""
@@ -895,7 +972,7 @@ def fast_message(feed, raw, recv_ns):
 cdef object _fast_message(feed, _Handles handles, raw, recv_ns):
     cdef Cursor c
     cdef Envelope e
-    cdef tuple op
+    cdef Py_ssize_t k
     cdef PyObject* previous
     cdef int overflow = 0
     if not open_cursor(raw, &c):
@@ -924,11 +1001,15 @@ cdef object _fast_message(feed, _Handles handles, raw, recv_ns):
         events.extend(<list>built)
         return out
     books = handles.books
-    for op in <list>built:
-        symbol, snapshot, bids, asks = op
+    for k in range(handles.op_count):
+        if k == 0:
+            symbol, snapshot = handles.op_symbol, handles.op_snapshot
+            bids, asks = handles.op_bids, handles.op_asks
+        else:
+            symbol, snapshot, bids, asks = <tuple>handles.more[k - 1]
         book = books.get(symbol) if not snapshot else None
         if book is None or type(book) is not L2Book:
-            feed._apply_book(BookOp(symbol, snapshot, bids, asks, ts_ns), recv_ns, out)
+            feed._apply_book(BookOp(symbol, snapshot, list(bids), list(asks), ts_ns), recv_ns, out)
             continue
         if _apply(book, bids, asks):
             handles.counters.crossed_books += 1
@@ -936,5 +1017,5 @@ cdef object _fast_message(feed, _Handles handles, raw, recv_ns):
             continue
         handles.keys(symbol)
         PyDict_SetItem(handles.last_ns, handles.book_key, ts_ns)
-        events.append(BookDelta(EXCHANGE, symbol, tuple(bids), tuple(asks), ts_ns, recv_ns))
+        events.append(BookDelta(EXCHANGE, symbol, bids, asks, ts_ns, recv_ns))
     return out
