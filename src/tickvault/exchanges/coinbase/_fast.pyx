@@ -27,7 +27,7 @@ from cpython.mem cimport PyMem_Free, PyMem_Realloc
 
 from tickvault.exchanges._scan cimport (
     NAME_SLOTS, SLOT_COUNT, Cursor, Slot, at_end, cached, find_name, integer, is_key, keep,
-    keep_name, open_cursor, plain_shape, release_names, take, text,
+    keep_name, open_cursor, plain_shape, release_names, skip_ws, take, text,
 )
 from decimal import Decimal
 
@@ -332,6 +332,26 @@ cdef inline bint _take(Cursor* c, unsigned char ch) noexcept nogil:
     return take(c, ch)
 
 
+cdef inline bint _key(Cursor* c, const char* name, Py_ssize_t length) noexcept nogil:
+    """The object key ``"name"`` and its ``:`` (whitespace allowed before each), consumed;
+    False (nothing consumed) when the next key is another one. A key that is none of those
+    the caller knows ends the fast path whatever its spelling, so the known names are
+    matched directly instead of scanning the key as a string first."""
+    cdef Py_ssize_t k, i = c.i
+    if i + length + 2 > c.n or c.s[i] != 34:
+        return False
+    for k in range(length):
+        if c.s[i + 1 + k] != <unsigned char>name[k]:
+            return False
+    if c.s[i + 1 + length] != 34:
+        return False
+    c.i = i + length + 2
+    if _take(c, 58):
+        return True
+    c.i = i
+    return False
+
+
 cdef inline bint _string(Cursor* c, Py_ssize_t* start, Py_ssize_t* length) noexcept nogil:
     """The scanner's ``string`` (same result: printable ASCII without escapes), a word at a
     time (``tv_string_end``)."""
@@ -359,9 +379,8 @@ cdef object _message(Cursor* c, Envelope* e, _Handles handles, recv_ns):
     if not _take(c, 123):
         return None
     while True:
-        if not _string(c, &ks, &kl) or not _take(c, 58):
-            return None
-        if is_key(c.s, ks, kl, b"channel", 7):
+        skip_ws(c)
+        if _key(c, b"channel", 7):
             bit = 1
             if not _string(c, &vs, &vl):
                 return None
@@ -371,15 +390,15 @@ cdef object _message(Cursor* c, Envelope* e, _Handles handles, recv_ns):
                 e.channel = TRADES
             else:
                 return None
-        elif is_key(c.s, ks, kl, b"timestamp", 9):
+        elif _key(c, b"timestamp", 9):
             bit = 2
             if not _string(c, &e.ts_start, &e.ts_len):
                 return None
-        elif is_key(c.s, ks, kl, b"sequence_num", 12):
+        elif _key(c, b"sequence_num", 12):
             bit = 4
             if not integer(c, &e.sequence_num):
                 return None
-        elif is_key(c.s, ks, kl, b"events", 6):
+        elif _key(c, b"events", 6):
             bit = 8
             e.events_at = c.i
             if e.channel == L2:
@@ -390,11 +409,11 @@ cdef object _message(Cursor* c, Envelope* e, _Handles handles, recv_ns):
                 return None
             if e.channel != OTHER and built is None:
                 return None
-        elif is_key(c.s, ks, kl, b"client_id", 9):
+        elif _key(c, b"client_id", 9):
             bit = 16
             if not _string(c, &vs, &vl):
                 return None
-        elif is_key(c.s, ks, kl, b"type", 4):
+        elif _key(c, b"type", 4):
             bit = 32
             if not _string(c, &vs, &vl):
                 return None
@@ -462,17 +481,16 @@ cdef object _l2_events(Cursor* c, _Handles handles):
             return None
         seen = 0
         while True:
-            if not _string(c, &ks, &kl) or not _take(c, 58):
-                return None
-            if is_key(c.s, ks, kl, b"type", 4):
+            skip_ws(c)
+            if _key(c, b"type", 4):
                 bit = 1
                 if not _string(c, &ts, &tl):
                     return None
-            elif is_key(c.s, ks, kl, b"product_id", 10):
+            elif _key(c, b"product_id", 10):
                 bit = 2
                 if not _string(c, &ps, &pl):
                     return None
-            elif is_key(c.s, ks, kl, b"updates", 7):
+            elif _key(c, b"updates", 7):
                 bit = 4
                 if not _take(c, 91):
                     return None
@@ -482,21 +500,20 @@ cdef object _l2_events(Cursor* c, _Handles handles):
                             return None
                         useen = 0
                         while True:
-                            if not _string(c, &ks, &kl) or not _take(c, 58):
-                                return None
-                            if is_key(c.s, ks, kl, b"side", 4):
+                            skip_ws(c)
+                            if _key(c, b"side", 4):
                                 bit = 1
                                 if not _string(c, &side_s, &side_l):
                                     return None
-                            elif is_key(c.s, ks, kl, b"price_level", 11):
+                            elif _key(c, b"price_level", 11):
                                 bit = 2
                                 if not _string(c, &price_s, &price_l):
                                     return None
-                            elif is_key(c.s, ks, kl, b"new_quantity", 12):
+                            elif _key(c, b"new_quantity", 12):
                                 bit = 4
                                 if not _string(c, &size_s, &size_l):
                                     return None
-                            elif is_key(c.s, ks, kl, b"event_time", 10):
+                            elif _key(c, b"event_time", 10):
                                 bit = 8
                                 if not _string(c, &vs, &vl):
                                     return None
@@ -611,13 +628,12 @@ cdef object _trades(Cursor* c, _Handles handles, recv_ns):
         seen = 0
         batch = []
         while True:
-            if not _string(c, &ks, &kl) or not _take(c, 58):
-                return None
-            if is_key(c.s, ks, kl, b"type", 4):
+            skip_ws(c)
+            if _key(c, b"type", 4):
                 bit = 1
                 if not _string(c, &vs, &vl):
                     return None
-            elif is_key(c.s, ks, kl, b"trades", 6):
+            elif _key(c, b"trades", 6):
                 bit = 2
                 if not _take(c, 91):
                     return None
@@ -627,19 +643,18 @@ cdef object _trades(Cursor* c, _Handles handles, recv_ns):
                             return None
                         tseen = 0
                         while True:
-                            if not _string(c, &ks, &kl) or not _take(c, 58):
-                                return None
-                            if is_key(c.s, ks, kl, b"trade_id", 8):
+                            skip_ws(c)
+                            if _key(c, b"trade_id", 8):
                                 slot = 0
-                            elif is_key(c.s, ks, kl, b"product_id", 10):
+                            elif _key(c, b"product_id", 10):
                                 slot = 1
-                            elif is_key(c.s, ks, kl, b"price", 5):
+                            elif _key(c, b"price", 5):
                                 slot = 2
-                            elif is_key(c.s, ks, kl, b"size", 4):
+                            elif _key(c, b"size", 4):
                                 slot = 3
-                            elif is_key(c.s, ks, kl, b"side", 4):
+                            elif _key(c, b"side", 4):
                                 slot = 4
-                            elif is_key(c.s, ks, kl, b"time", 4):
+                            elif _key(c, b"time", 4):
                                 slot = 5
                             else:
                                 return None
