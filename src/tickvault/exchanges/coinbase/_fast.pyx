@@ -215,6 +215,25 @@ def _check_direct():
 _check_direct()
 
 
+def direct_decimals():
+    """Whether plain numbers are built in place here (the layout check passed)."""
+    return _DIRECT
+
+
+def decimal_of(bytes text):
+    """The ``Decimal`` the fast path builds for a plain ``digits[.digits]`` text (tests)."""
+    if plain_shape(text, 0, len(text)) == 0:
+        raise ValueError(f"not a plain decimal: {text!r}")
+    return _decimal(text, 0, len(text))
+
+
+def compare(a, b, int op):
+    """The fast path's comparison of two prices (``op``: 0 <, 2 ==, 4 >, 5 >=; tests)."""
+    if op not in (Py_LT, Py_EQ, Py_GT, Py_GE):
+        raise ValueError(op)
+    return bool(_compare(a, b, op))
+
+
 # --- times -------------------------------------------------------------------------------
 
 cdef inline int _digits(const unsigned char* s, Py_ssize_t at, int count) noexcept nogil:
