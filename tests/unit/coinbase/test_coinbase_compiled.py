@@ -60,7 +60,7 @@ def test_in_place_decimals_equal_decimal_of_the_text() -> None:
 
 def test_price_comparisons_equal_decimal_comparisons() -> None:
     fast = _compiled()
-    texts = _plain_texts(2, 150) + ["70886.09", "70886.10", "70886.1", "70886.0900"]
+    texts = [*_plain_texts(2, 150), "70886.09", "70886.10", "70886.1", "70886.0900"]
     values = [Decimal(t) for t in texts] + [fast.decimal_of(t.encode()) for t in texts]
     values += [Decimal("-1.5"), Decimal("NaN"), Decimal("Infinity"), Decimal(2) ** 80]
     ops = {0: operator.lt, 2: operator.eq, 4: operator.gt, 5: operator.ge}

@@ -1,20 +1,23 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """Compiled fast path of :class:`~tickvault.exchanges.coinbase.feed.CoinbaseFeed` (optional).
 
-``on_message`` is ``CoinbaseFeed.on_message`` when this module is built; ``fast_message(feed,
-raw, recv_ns)`` does what ``CoinbaseFeed._fast_message`` does — Advanced ``l2_data`` and
-``market_trades`` envelopes — with the same results. A strict scanner (``exchanges/_scan.pxd``)
-reads the message in one pass; plain decimal strings (``numbers.plain_decimal``'s shape) become
-``Decimal`` directly, prices through a small table of those already seen, anything else goes to
-``decode.level`` / ``decode.positive`` with their errors; RFC 3339 times of the usual
-``YYYY-MM-DDTHH:MM:SS.fffZ`` shape are read in C (others go to ``parse_time_ns``); a live book
-update is applied to the feed's own ``L2Book`` in C. Book snapshots, updates for a book being
-resynced, a crossed book and a sequence gap take the feed's Python methods. Anything unusual
-returns None before any feed state changes, and the general decoder runs.
+``entry(feed)`` is the feed's ``on_message`` while its fast path is on and compiled (a bound
+method of the per-feed ``_Handles``, installed by ``CoinbaseFeed``); ``fast_message(feed, raw,
+recv_ns)`` does what ``CoinbaseFeed._fast_message`` does — Advanced ``l2_data`` and
+``market_trades`` envelopes — with the same results. A strict scanner (``exchanges/_scan.pxd``,
+with word-at-a-time strings and the known keys matched in place) reads the message in one pass;
+plain decimal strings (``numbers.plain_decimal``'s shape) become ``Decimal`` directly (filled in
+place when CPython's layout check passes), prices through a small table of those already seen,
+anything else goes to ``decode.level`` / ``decode.positive`` with their errors; RFC 3339 times
+of the usual ``YYYY-MM-DDTHH:MM:SS.fffZ`` shape are read in C (others go to ``parse_time_ns``);
+a live book update is applied to the feed's own ``L2Book`` in C (its slots at their offsets).
+Book snapshots, updates for a book being resynced, a crossed book and a sequence gap take the
+feed's Python methods. Anything unusual returns None before any feed state changes, and the
+general decoder runs.
 """
 
 from cpython.dict cimport PyDict_GetItem, PyDict_SetItem, PyDict_DelItem, PyDict_Next
-from cpython.list cimport PyList_GET_SIZE, PyList_GET_ITEM, PyList_Append
+from cpython.list cimport PyList_GET_SIZE, PyList_GET_ITEM
 from cpython.object cimport (
     PyObject, PyTypeObject, PyObject_RichCompareBool, Py_EQ, Py_GT, Py_LT, Py_GE, Py_TYPE,
 )
@@ -390,7 +393,7 @@ cdef object _message(Cursor* c, Envelope* e, _Handles handles, recv_ns):
     """The whole envelope (fields channel, timestamp, sequence_num, events, client_id, type)
     -> its events built (``_l2_events`` / ``_trades``), or None. The events are built as they
     are read when the channel came first (as Coinbase sends it), else read again at the end."""
-    cdef Py_ssize_t ks, kl, vs, vl
+    cdef Py_ssize_t vs, vl
     cdef int seen = 0, bit
     built = None
     e.channel = OTHER
@@ -488,7 +491,7 @@ cdef object _l2_events(Cursor* c, _Handles handles):
     """``[{type, product_id, updates: [{side, price_level, new_quantity, event_time?}]}]`` ->
     True, with the events' (symbol, snapshot, bids, asks) kept in ``handles`` (``op``); None for
     anything else (``BadMessage`` from the number helpers passes up)."""
-    cdef Py_ssize_t ks, kl, vs, vl, ts, tl, ps, pl, side_s, side_l, price_s, price_l, size_s, size_l
+    cdef Py_ssize_t vs, vl, ts, tl, ps, pl, side_s, side_l, price_s, price_l, size_s, size_l
     cdef int seen, useen, bit, side
     handles.start_ops()
     if not _take(c, 91):
@@ -632,11 +635,10 @@ cdef object _positive(Cursor* c, Py_ssize_t start, Py_ssize_t length, str what, 
 cdef object _trades(Cursor* c, _Handles handles, recv_ns):
     """``[{type, trades: [{trade_id, product_id, price, size, side, time}]}]`` -> the trades
     in time order (each event's list is newest first); None for anything else."""
-    cdef Py_ssize_t ks, kl, vs, vl, k
+    cdef Py_ssize_t vs, vl, k
     cdef Py_ssize_t f[12]  # trade_id, product_id, price, size, side, time: (start, length)
     cdef int seen, tseen, bit, slot
     cdef list out = [], batch
-    cdef PyObject* hit
     if not _take(c, 91):
         return None
     if _take(c, 93):
@@ -714,7 +716,6 @@ cdef object _trades(Cursor* c, _Handles handles, recv_ns):
 
 cdef object _trade(Cursor* c, Py_ssize_t* f, _Handles handles, recv_ns):
     """One trade, with the checks (and errors) of ``decode_advanced.trades_of``."""
-    cdef PyObject* hit
     symbol = handles.symbol(c, f[2], f[3])
     if symbol is None:
         product_id = text(c, f[2], f[3])
