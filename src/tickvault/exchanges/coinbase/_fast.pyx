@@ -25,7 +25,7 @@ from cpython.unicode cimport PyUnicode_DecodeASCII
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_New, PyTuple_SET_ITEM
 from cpython.ref cimport Py_INCREF, Py_XDECREF
 from libc.stdint cimport uint64_t
-from libc.string cimport memcpy
+from libc.string cimport memcmp, memcpy
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
 
 from tickvault.exchanges._scan cimport (
@@ -259,17 +259,36 @@ cdef int[13] _MONTH_DAYS
 _MONTH_DAYS[:] = [0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
 
 
+# The ``YYYY-MM-DDTHH:MM:SS`` of the last time read and its seconds since the epoch: times of
+# one second (most messages in a row) reuse them, checking only the fraction.
+cdef unsigned char _LAST_PREFIX[19]
+cdef long long _LAST_SECONDS
+cdef bint _HAVE_LAST = False
+
+
 cdef bint _time_ns(const unsigned char* s, Py_ssize_t at, Py_ssize_t length,
                    long long* out) noexcept nogil:
     """``YYYY-MM-DDTHH:MM:SS.f{1,9}Z`` in range -> ns since the epoch; False for anything
     else (``parse_time_ns`` then decides, with its errors)."""
-    cdef int year, month, day, hour, minute, second, digit, k, fraction_digits
+    global _LAST_SECONDS, _HAVE_LAST
+    cdef int year, month, day, hour, minute, second, k, fraction_digits
     cdef long long days, y, era, yoe, doy, fraction = 0
+    cdef unsigned char ch
     # (years before 1700 or after 2200 are left to parse_time_ns: ns beyond 64 bits)
-    if length < 22 or length > 30 or s[at + length - 1] != 90:  # 'Z'
+    if length < 22 or length > 30 or s[at + length - 1] != 90 or s[at + 19] != 46:  # 'Z' '.'
         return False
+    fraction_digits = <int>(length - 21)
+    for k in range(fraction_digits):
+        ch = s[at + 20 + k]
+        if ch < 48 or ch > 57:
+            return False
+        fraction = fraction * 10 + (ch - 48)
+    fraction *= _POW10[9 - fraction_digits]
+    if _HAVE_LAST and memcmp(_LAST_PREFIX, s + at, 19) == 0:
+        out[0] = _LAST_SECONDS * NS_PER_S + fraction
+        return True
     if (s[at + 4] != 45 or s[at + 7] != 45 or s[at + 10] != 84 or s[at + 13] != 58
-            or s[at + 16] != 58 or s[at + 19] != 46):  # - - T : : .
+            or s[at + 16] != 58):  # - - T : :
         return False
     year = _digits(s, at, 4)
     month = _digits(s, at + 5, 2)
@@ -283,21 +302,15 @@ cdef bint _time_ns(const unsigned char* s, Py_ssize_t at, Py_ssize_t length,
         return False
     if day > _MONTH_DAYS[month] + (month == 2 and _leap(year)):
         return False
-    fraction_digits = <int>(length - 21)
-    for k in range(9):
-        if k < fraction_digits:
-            digit = _digits(s, at + 20 + k, 1)
-            if digit < 0:
-                return False
-        else:
-            digit = 0
-        fraction = fraction * 10 + digit
     y = year - (month <= 2)  # days from civil (proleptic Gregorian), y >= 0 here
     era = y // 400
     yoe = y - era * 400
     doy = (153 * (month - 3 if month > 2 else month + 9) + 2) // 5 + day - 1
     days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
-    out[0] = (days * 86400 + hour * 3600 + minute * 60 + second) * NS_PER_S + fraction
+    _LAST_SECONDS = days * 86400 + hour * 3600 + minute * 60 + second
+    memcpy(_LAST_PREFIX, s + at, 19)
+    _HAVE_LAST = True
+    out[0] = _LAST_SECONDS * NS_PER_S + fraction
     return True
 
 
