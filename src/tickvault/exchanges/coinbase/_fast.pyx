@@ -144,11 +144,10 @@ cdef object _decimal(const unsigned char* s, Py_ssize_t start, Py_ssize_t length
                 continue
             coefficient = coefficient * 10 + (ch - 48)
             total += 1
+            digits += coefficient != 0  # the coefficient's digits: from its first non-zero one
             if dot:
                 exp -= 1
         if total <= 19:
-            while coefficient != 0 and digits < 19 and _POW10[digits] <= coefficient:
-                digits += 1
             return tv_new_decimal(_DECIMAL_TYPE, coefficient, digits if digits else 1, exp)
     return Decimal(PyUnicode_DecodeASCII(<const char*>s + start, length, NULL))
 
