@@ -372,11 +372,22 @@ cdef inline bint _key(Cursor* c, const char* name, Py_ssize_t length) noexcept n
     the caller knows ends the fast path whatever its spelling, so the known names are
     matched directly instead of scanning the key as a string first."""
     cdef Py_ssize_t k, i = c.i
+    cdef uint64_t a, b
     if i + length + 2 > c.n or c.s[i] != 34:
         return False
-    for k in range(length):
-        if c.s[i + 1 + k] != <unsigned char>name[k]:
+    if length >= 8:  # two (overlapping) 8-byte words
+        memcpy(&a, c.s + i + 1, 8)
+        memcpy(&b, name, 8)
+        if a != b:
             return False
+        memcpy(&a, c.s + i + 1 + length - 8, 8)
+        memcpy(&b, name + length - 8, 8)
+        if a != b:
+            return False
+    else:
+        for k in range(length):
+            if c.s[i + 1 + k] != <unsigned char>name[k]:
+                return False
     if c.s[i + 1 + length] != 34:
         return False
     c.i = i + length + 2
