@@ -1,31 +1,41 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """Compiled fast path of :class:`~tickvault.exchanges.coinbase.feed.CoinbaseFeed` (optional).
 
-``on_message`` is ``CoinbaseFeed.on_message`` when this module is built; ``fast_message(feed,
-raw, recv_ns)`` does what ``CoinbaseFeed._fast_message`` does — Advanced ``l2_data`` and
-``market_trades`` envelopes — with the same results. A strict scanner (``exchanges/_scan.pxd``)
-reads the message in one pass; plain decimal strings (``numbers.plain_decimal``'s shape) become
-``Decimal`` directly, prices through a small table of those already seen, anything else goes to
-``decode.level`` / ``decode.positive`` with their errors; RFC 3339 times of the usual
-``YYYY-MM-DDTHH:MM:SS.fffZ`` shape are read in C (others go to ``parse_time_ns``); a live book
-update is applied to the feed's own ``L2Book`` in C. Book snapshots, updates for a book being
-resynced, a crossed book and a sequence gap take the feed's Python methods. Anything unusual
-returns None before any feed state changes, and the general decoder runs.
+``entry(feed)`` is the feed's ``on_message`` while its fast path is on and compiled (a bound
+method of the per-feed ``_Handles``, installed by ``CoinbaseFeed``); ``fast_message(feed, raw,
+recv_ns)`` does what ``CoinbaseFeed._fast_message`` does — Advanced ``l2_data`` and
+``market_trades`` envelopes — with the same results. A strict scanner (``exchanges/_scan.pxd``,
+with word-at-a-time strings and the known keys matched in place) reads the message in one pass;
+plain decimal strings (``numbers.plain_decimal``'s shape) become ``Decimal`` directly (filled in
+place when CPython's layout check passes), prices through a small table of those already seen,
+anything else goes to ``decode.level`` / ``decode.positive`` with their errors; RFC 3339 times
+of the usual ``YYYY-MM-DDTHH:MM:SS.fffZ`` shape are read in C (others go to ``parse_time_ns``);
+a live book update is applied to the feed's own ``L2Book`` in C (its slots at their offsets).
+Book snapshots, updates for a book being resynced, a crossed book and a sequence gap take the
+feed's Python methods. Anything unusual returns None before any feed state changes, and the
+general decoder runs.
 """
 
 from cpython.dict cimport PyDict_GetItem, PyDict_SetItem, PyDict_DelItem, PyDict_Next
-from cpython.list cimport PyList_GET_SIZE, PyList_GET_ITEM, PyList_Append
-from cpython.object cimport PyObject, PyObject_RichCompareBool, Py_GT, Py_LT, Py_GE
+from cpython.list cimport PyList_GET_SIZE, PyList_GET_ITEM
+from cpython.object cimport (
+    PyObject, PyTypeObject, PyObject_RichCompareBool, Py_EQ, Py_GT, Py_LT, Py_GE, Py_TYPE,
+)
+from cpython.unicode cimport PyUnicode_DecodeASCII
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_New, PyTuple_SET_ITEM
-from cpython.ref cimport Py_INCREF
+from cpython.ref cimport Py_INCREF, Py_XDECREF
+from libc.stdint cimport uint64_t
+from libc.string cimport memcmp, memcpy
+from cpython.mem cimport PyMem_Free, PyMem_Realloc
 
 from tickvault.exchanges._scan cimport (
     NAME_SLOTS, SLOT_COUNT, Cursor, Slot, at_end, cached, find_name, integer, is_key, keep,
-    keep_name, new_output, open_cursor, plain_shape, release_names, string, take, text,
+    keep_name, open_cursor, plain_shape, release_names, skip_ws, take, text,
 )
 from decimal import Decimal
 
 from tickvault.exchanges.base import FeedOutput
+from tickvault.exchanges.coinbase.book import L2Book
 from tickvault.exchanges.coinbase.decode import (
     EXCHANGE, BadMessage, BookOp, level, parse_time_ns, positive,
 )
@@ -38,6 +48,59 @@ cdef long long NS_PER_S = 1_000_000_000
 
 cdef extern from "Python.h":
     void PyObject_GC_UnTrack(void* op)
+    bint PyObject_GC_IsTracked(object op)
+    ctypedef struct PyMemberDef:
+        int type
+        Py_ssize_t offset
+    ctypedef struct PyMemberDescrObject:
+        PyMemberDef* d_member
+    object PyType_GenericAlloc(object type, Py_ssize_t items)
+    long long PyLong_AsLongLongAndOverflow(object value, int* overflow) except? -1
+
+# CPython's C ``Decimal`` object (Modules/_decimal/_decimal.c, ``PyDecObject``, and libmpdec's
+# ``mpd_t``, 64-bit): a small coefficient lives in the object's own 4 words.
+cdef extern from *:
+    """
+    typedef struct {
+        uint8_t flags; Py_ssize_t exp; Py_ssize_t digits; Py_ssize_t len; Py_ssize_t alloc;
+        uint64_t *data;
+    } tv_mpd_t;
+    typedef struct {
+        PyObject_HEAD
+        Py_hash_t hash;
+        tv_mpd_t dec;
+        uint64_t data[4];
+    } tv_dec_t;
+    static PyObject* tv_new_decimal(PyTypeObject* type, uint64_t coefficient,
+                                    Py_ssize_t digits, Py_ssize_t exp) {
+        /* what PyDecType_New then mpd_qset_string leave for a positive coefficient of at
+           most 19 digits: flags MPD_STATIC|MPD_STATIC_DATA (16|32), one word */
+        tv_dec_t* dec = PyObject_New(tv_dec_t, type);
+        if (dec == NULL) return NULL;
+        dec->hash = -1;
+        dec->dec.flags = 16 | 32;
+        dec->dec.exp = exp;
+        dec->dec.digits = digits;
+        dec->dec.len = 1;
+        dec->dec.alloc = 4;
+        dec->dec.data = dec->data;
+        dec->data[0] = coefficient;
+        return (PyObject*)dec;
+    }
+    static int tv_compare_words(PyObject* a, PyObject* b, int* result) {
+        /* finite, non-negative, one-word coefficients with the same exponent: compared as
+           the coefficients (exact); 0 when not of that kind */
+        tv_mpd_t *x = &((tv_dec_t*)a)->dec, *y = &((tv_dec_t*)b)->dec;
+        if (((x->flags | y->flags) & 15) || x->len != 1 || y->len != 1 || x->exp != y->exp)
+            return 0;
+        *result = (x->data[0] > y->data[0]) - (x->data[0] < y->data[0]);
+        return 1;
+    }
+    """
+    size_t TV_DEC_SIZE "sizeof(tv_dec_t)"
+    bint tv_compare_words(PyObject* a, PyObject* b, int* result) noexcept nogil
+    object tv_new_decimal(PyTypeObject* type, uint64_t coefficient, Py_ssize_t digits,
+                          Py_ssize_t exp)
 # Price wire string -> the (positive) value decode.py gives for it.
 cdef Slot _POSITIVE_SLOTS[SLOT_COUNT]
 
@@ -46,10 +109,131 @@ cdef enum Channel:
     OTHER, L2, TRADES
 
 
+cdef struct Levels:
+    PyObject** items  # owned references
+    Py_ssize_t n, cap
+    bint tracked  # some level is a GC-tracked tuple (from the Python helper)
+
+
 cdef struct Envelope:
     int channel
     long long sequence_num
     Py_ssize_t ts_start, ts_len, events_at
+
+
+# --- numbers -----------------------------------------------------------------------------
+
+cdef PyTypeObject* _DECIMAL_TYPE = <PyTypeObject*>Decimal
+cdef bint _DIRECT = False  # Decimals built in place (layout checked at import: _check_direct)
+
+
+cdef object _decimal(const unsigned char* s, Py_ssize_t start, Py_ssize_t length):
+    """``Decimal(text)`` of a ``plain_shape`` text (``digits[.digits]``). Up to 19 digits the
+    object is filled in directly (what ``Decimal(text)`` computes: coefficient, exponent =
+    -digits after the dot, digit count), without the text object, the argument parsing and
+    the string conversion; else, or when the layout check failed, ``Decimal(text)``."""
+    cdef uint64_t coefficient = 0
+    cdef Py_ssize_t k, exp = 0, digits = 0, total = 0
+    cdef bint dot = False
+    cdef unsigned char ch
+    if _DIRECT and length <= 20:
+        for k in range(start, start + length):
+            ch = s[k]
+            if ch == 46:
+                dot = True
+                continue
+            coefficient = coefficient * 10 + (ch - 48)
+            total += 1
+            digits += coefficient != 0  # the coefficient's digits: from its first non-zero one
+            if dot:
+                exp -= 1
+        if total <= 19:
+            return tv_new_decimal(_DECIMAL_TYPE, coefficient, digits if digits else 1, exp)
+    return Decimal(PyUnicode_DecodeASCII(<const char*>s + start, length, NULL))
+
+
+cdef inline int _compare(a, b, int op) except -1:
+    """``PyObject_RichCompareBool(a, b, op)`` (``op`` one of GT, LT, GE, EQ); two Decimals
+    with one-word coefficients and the same exponent (prices of one product) are compared in
+    C when the layout check passed."""
+    cdef int r
+    if (_DIRECT and Py_TYPE(a) == _DECIMAL_TYPE and Py_TYPE(b) == _DECIMAL_TYPE
+            and tv_compare_words(<PyObject*>a, <PyObject*>b, &r)):
+        if op == Py_GT:
+            return r > 0
+        if op == Py_LT:
+            return r < 0
+        if op == Py_GE:
+            return r >= 0
+        if op == Py_EQ:
+            return r == 0
+    return PyObject_RichCompareBool(a, b, op)
+
+
+cdef uint64_t _POW10[20]
+_POW10[0] = 1
+for _k in range(1, 20):
+    _POW10[_k] = _POW10[_k - 1] * 10
+
+
+def _check_direct():
+    """Turn the direct construction on only if it gives what ``Decimal(text)`` gives here: the
+    C decimal module, a non-GC type of the expected size, and identical values, strings,
+    tuples, hashes and arithmetic on a set of samples."""
+    global _DIRECT
+    import decimal
+    _DIRECT = False
+    if (type(Decimal) is not type or Decimal.__module__ != "decimal"
+            or getattr(decimal, "__libmpdec_version__", None) is None
+            or Decimal.__basicsize__ != TV_DEC_SIZE or Decimal.__flags__ & (1 << 14)
+            or sizeof(Py_ssize_t) != 8):
+        return False
+    samples = ["0", "0.0", "000", "0.00000000", "1", "10", "1.0", "8.35919668", "70886.09",
+               "0012.50", "9999999999999999999", "0.0000000000000000001", "5.", ".5",
+               "1234567890.123456789", "100000000000000000.0", "3"]
+    _DIRECT = True
+    try:
+        for sample in samples:
+            raw = sample.encode()
+            ours = _decimal(raw, 0, len(raw))
+            theirs = Decimal(sample)
+            if (str(ours) != str(theirs) or ours.as_tuple() != theirs.as_tuple()
+                    or hash(ours) != hash(theirs) or ours != theirs
+                    or ours + 1 != theirs + 1 or ours * 3 != theirs * 3
+                    or bool(ours) != bool(theirs) or float(ours) != float(theirs)):
+                _DIRECT = False
+        values = [Decimal(sample) for sample in samples] + [
+            _decimal(sample.encode(), 0, len(sample)) for sample in samples]
+        for a in values:
+            for b in values:
+                if (_compare(a, b, Py_GT) != (a > b) or _compare(a, b, Py_LT) != (a < b)
+                        or _compare(a, b, Py_GE) != (a >= b) or _compare(a, b, Py_EQ) != (a == b)):
+                    _DIRECT = False
+    except Exception:
+        _DIRECT = False
+    return _DIRECT
+
+
+_check_direct()
+
+
+def direct_decimals():
+    """Whether plain numbers are built in place here (the layout check passed)."""
+    return _DIRECT
+
+
+def decimal_of(bytes text):
+    """The ``Decimal`` the fast path builds for a plain ``digits[.digits]`` text (tests)."""
+    if plain_shape(text, 0, len(text)) == 0:
+        raise ValueError(f"not a plain decimal: {text!r}")
+    return _decimal(text, 0, len(text))
+
+
+def compare(a, b, int op):
+    """The fast path's comparison of two prices (``op``: 0 <, 2 ==, 4 >, 5 >=; tests)."""
+    if op not in (Py_LT, Py_EQ, Py_GT, Py_GE):
+        raise ValueError(op)
+    return bool(_compare(a, b, op))
 
 
 # --- times -------------------------------------------------------------------------------
@@ -74,17 +258,36 @@ cdef int[13] _MONTH_DAYS
 _MONTH_DAYS[:] = [0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
 
 
+# The ``YYYY-MM-DDTHH:MM:SS`` of the last time read and its seconds since the epoch: times of
+# one second (most messages in a row) reuse them, checking only the fraction.
+cdef unsigned char _LAST_PREFIX[19]
+cdef long long _LAST_SECONDS
+cdef bint _HAVE_LAST = False
+
+
 cdef bint _time_ns(const unsigned char* s, Py_ssize_t at, Py_ssize_t length,
                    long long* out) noexcept nogil:
     """``YYYY-MM-DDTHH:MM:SS.f{1,9}Z`` in range -> ns since the epoch; False for anything
     else (``parse_time_ns`` then decides, with its errors)."""
-    cdef int year, month, day, hour, minute, second, digit, k, fraction_digits
+    global _LAST_SECONDS, _HAVE_LAST
+    cdef int year, month, day, hour, minute, second, k, fraction_digits
     cdef long long days, y, era, yoe, doy, fraction = 0
+    cdef unsigned char ch
     # (years before 1700 or after 2200 are left to parse_time_ns: ns beyond 64 bits)
-    if length < 22 or length > 30 or s[at + length - 1] != 90:  # 'Z'
+    if length < 22 or length > 30 or s[at + length - 1] != 90 or s[at + 19] != 46:  # 'Z' '.'
         return False
+    fraction_digits = <int>(length - 21)
+    for k in range(fraction_digits):
+        ch = s[at + 20 + k]
+        if ch < 48 or ch > 57:
+            return False
+        fraction = fraction * 10 + (ch - 48)
+    fraction *= _POW10[9 - fraction_digits]
+    if _HAVE_LAST and memcmp(_LAST_PREFIX, s + at, 19) == 0:
+        out[0] = _LAST_SECONDS * NS_PER_S + fraction
+        return True
     if (s[at + 4] != 45 or s[at + 7] != 45 or s[at + 10] != 84 or s[at + 13] != 58
-            or s[at + 16] != 58 or s[at + 19] != 46):  # - - T : : .
+            or s[at + 16] != 58):  # - - T : :
         return False
     year = _digits(s, at, 4)
     month = _digits(s, at + 5, 2)
@@ -98,21 +301,15 @@ cdef bint _time_ns(const unsigned char* s, Py_ssize_t at, Py_ssize_t length,
         return False
     if day > _MONTH_DAYS[month] + (month == 2 and _leap(year)):
         return False
-    fraction_digits = <int>(length - 21)
-    for k in range(9):
-        if k < fraction_digits:
-            digit = _digits(s, at + 20 + k, 1)
-            if digit < 0:
-                return False
-        else:
-            digit = 0
-        fraction = fraction * 10 + digit
     y = year - (month <= 2)  # days from civil (proleptic Gregorian), y >= 0 here
     era = y // 400
     yoe = y - era * 400
     doy = (153 * (month - 3 if month > 2 else month + 9) + 2) // 5 + day - 1
     days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
-    out[0] = (days * 86400 + hour * 3600 + minute * 60 + second) * NS_PER_S + fraction
+    _LAST_SECONDS = days * 86400 + hour * 3600 + minute * 60 + second
+    memcpy(_LAST_PREFIX, s + at, 19)
+    _HAVE_LAST = True
+    out[0] = _LAST_SECONDS * NS_PER_S + fraction
     return True
 
 
@@ -125,23 +322,112 @@ cdef object _time(Cursor* c, Py_ssize_t start, Py_ssize_t length):
 
 # --- scanning ----------------------------------------------------------------------------
 
+cdef extern from *:
+    """
+    #define TV_ONES 0x0101010101010101ULL
+    #define TV_HIGH 0x8080808080808080ULL
+    /* The index of the '"' closing a string whose contents start at s[i], or -1 when a
+       backslash, a control byte or a byte of 127 and more comes first (or no '"').
+       8 bytes per step: each test below marks the lowest such byte of a word exactly
+       (borrows and carries only run upwards from a byte that is marked itself). */
+    static Py_ssize_t tv_string_end(const unsigned char* s, Py_ssize_t i, Py_ssize_t n) {
+    #if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        uint64_t w, q, b, mark;
+        while (i + 8 <= n) {
+            memcpy(&w, s + i, 8);
+            q = w ^ (TV_ONES * 34);
+            b = w ^ (TV_ONES * 92);
+            mark = (((q - TV_ONES) & ~q) | ((b - TV_ONES) & ~b) | ((w - TV_ONES * 32) & ~w)
+                    | w | (w + TV_ONES)) & TV_HIGH;
+            if (mark) {
+                i += __builtin_ctzll(mark) >> 3;
+                return s[i] == 34 ? i : -1;
+            }
+            i += 8;
+        }
+    #endif
+        for (; i < n; i++) {
+            unsigned char ch = s[i];
+            if (ch == 34) return i;
+            if (ch < 32 || ch >= 127 || ch == 92) return -1;
+        }
+        return -1;
+    }
+    """
+    Py_ssize_t tv_string_end(const unsigned char* s, Py_ssize_t i, Py_ssize_t n) noexcept nogil
+
+
+cdef inline bint _take(Cursor* c, unsigned char ch) noexcept nogil:
+    """The scanner's ``take`` (skip whitespace, then consume ``ch`` if next), testing the
+    next byte first: messages seldom hold whitespace."""
+    if c.i < c.n and c.s[c.i] == ch:
+        c.i += 1
+        return True
+    return take(c, ch)
+
+
+cdef inline bint _key(Cursor* c, const char* name, Py_ssize_t length) noexcept nogil:
+    """The object key ``"name"`` and its ``:`` (whitespace allowed before each), consumed;
+    False (nothing consumed) when the next key is another one. A key that is none of those
+    the caller knows ends the fast path whatever its spelling, so the known names are
+    matched directly instead of scanning the key as a string first."""
+    cdef Py_ssize_t k, i = c.i
+    cdef uint64_t a, b
+    if i + length + 2 > c.n or c.s[i] != 34:
+        return False
+    if length >= 8:  # two (overlapping) 8-byte words
+        memcpy(&a, c.s + i + 1, 8)
+        memcpy(&b, name, 8)
+        if a != b:
+            return False
+        memcpy(&a, c.s + i + 1 + length - 8, 8)
+        memcpy(&b, name + length - 8, 8)
+        if a != b:
+            return False
+    else:
+        for k in range(length):
+            if c.s[i + 1 + k] != <unsigned char>name[k]:
+                return False
+    if c.s[i + 1 + length] != 34:
+        return False
+    c.i = i + length + 2
+    if _take(c, 58):
+        return True
+    c.i = i
+    return False
+
+
+cdef inline bint _string(Cursor* c, Py_ssize_t* start, Py_ssize_t* length) noexcept nogil:
+    """The scanner's ``string`` (same result: printable ASCII without escapes), a word at a
+    time (``tv_string_end``)."""
+    cdef Py_ssize_t end
+    if not _take(c, 34):  # '"'
+        return False
+    end = tv_string_end(c.s, c.i, c.n)
+    if end < 0:
+        return False
+    start[0] = c.i
+    length[0] = end - c.i
+    c.i = end + 1
+    return True
+
+
 cdef object _message(Cursor* c, Envelope* e, _Handles handles, recv_ns):
     """The whole envelope (fields channel, timestamp, sequence_num, events, client_id, type)
     -> its events built (``_l2_events`` / ``_trades``), or None. The events are built as they
     are read when the channel came first (as Coinbase sends it), else read again at the end."""
-    cdef Py_ssize_t ks, kl, vs, vl
+    cdef Py_ssize_t vs, vl
     cdef int seen = 0, bit
     built = None
     e.channel = OTHER
     e.events_at = -1
-    if not take(c, 123):
+    if not _take(c, 123):
         return None
     while True:
-        if not string(c, &ks, &kl) or not take(c, 58):
-            return None
-        if is_key(c.s, ks, kl, b"channel", 7):
+        skip_ws(c)
+        if _key(c, b"channel", 7):
             bit = 1
-            if not string(c, &vs, &vl):
+            if not _string(c, &vs, &vl):
                 return None
             if is_key(c.s, vs, vl, b"l2_data", 7):
                 e.channel = L2
@@ -149,15 +435,15 @@ cdef object _message(Cursor* c, Envelope* e, _Handles handles, recv_ns):
                 e.channel = TRADES
             else:
                 return None
-        elif is_key(c.s, ks, kl, b"timestamp", 9):
+        elif _key(c, b"timestamp", 9):
             bit = 2
-            if not string(c, &e.ts_start, &e.ts_len):
+            if not _string(c, &e.ts_start, &e.ts_len):
                 return None
-        elif is_key(c.s, ks, kl, b"sequence_num", 12):
+        elif _key(c, b"sequence_num", 12):
             bit = 4
             if not integer(c, &e.sequence_num):
                 return None
-        elif is_key(c.s, ks, kl, b"events", 6):
+        elif _key(c, b"events", 6):
             bit = 8
             e.events_at = c.i
             if e.channel == L2:
@@ -168,22 +454,22 @@ cdef object _message(Cursor* c, Envelope* e, _Handles handles, recv_ns):
                 return None
             if e.channel != OTHER and built is None:
                 return None
-        elif is_key(c.s, ks, kl, b"client_id", 9):
+        elif _key(c, b"client_id", 9):
             bit = 16
-            if not string(c, &vs, &vl):
+            if not _string(c, &vs, &vl):
                 return None
-        elif is_key(c.s, ks, kl, b"type", 4):
+        elif _key(c, b"type", 4):
             bit = 32
-            if not string(c, &vs, &vl):
+            if not _string(c, &vs, &vl):
                 return None
         else:
             return None
         if seen & bit:
             return None
         seen |= bit
-        if take(c, 125):
+        if _take(c, 125):
             break
-        if not take(c, 44):
+        if not _take(c, 44):
             return None
     if (seen & 15) != 15 or not at_end(c):
         return None
@@ -202,23 +488,23 @@ cdef bint _skip_array(Cursor* c) noexcept:
     # A bracket counter over the scanner's tokens: strings and integers are read with the
     # scanner, so a bracket inside a string is never counted; structure is checked in pass 2.
     while True:
-        if take(c, 91) or take(c, 123):
+        if _take(c, 91) or _take(c, 123):
             depth += 1
             continue
-        if take(c, 93) or take(c, 125):
+        if _take(c, 93) or _take(c, 125):
             depth -= 1
             if depth == 0:
                 return True
             if depth < 0:
                 return False
             continue
-        if take(c, 44) or take(c, 58):
+        if _take(c, 44) or _take(c, 58):
             continue
         if c.i >= c.n:
             return False
         ch = c.s[c.i]
         if ch == 34:
-            if not string(c, &vs, &vl):
+            if not _string(c, &vs, &vl):
                 return False
         elif not integer(c, &number):
             return False
@@ -226,70 +512,64 @@ cdef bint _skip_array(Cursor* c) noexcept:
 
 cdef object _l2_events(Cursor* c, _Handles handles):
     """``[{type, product_id, updates: [{side, price_level, new_quantity, event_time?}]}]`` ->
-    a list of (symbol, snapshot, bids, asks); None for anything else (``BadMessage`` from the
-    number helpers passes up)."""
-    cdef Py_ssize_t ks, kl, vs, vl, ts, tl, ps, pl, side_s, side_l, price_s, price_l, size_s, size_l
+    True, with the events' (symbol, snapshot, bids, asks) kept in ``handles`` (``op``); None for
+    anything else (``BadMessage`` from the number helpers passes up)."""
+    cdef Py_ssize_t vs, vl, ts, tl, ps, pl, side_s, side_l, price_s, price_l, size_s, size_l
     cdef int seen, useen, bit, side
-    cdef list ops = [], bids, asks
-    cdef PyObject* hit
-    cdef tuple pair
-    if not take(c, 91):
+    handles.start_ops()
+    if not _take(c, 91):
         return None
-    if take(c, 93):
-        return ops
+    if _take(c, 93):
+        return True
     while True:
-        if not take(c, 123):
+        if not _take(c, 123):
             return None
         seen = 0
-        bids = []
-        asks = []
         while True:
-            if not string(c, &ks, &kl) or not take(c, 58):
-                return None
-            if is_key(c.s, ks, kl, b"type", 4):
+            skip_ws(c)
+            if _key(c, b"type", 4):
                 bit = 1
-                if not string(c, &ts, &tl):
+                if not _string(c, &ts, &tl):
                     return None
-            elif is_key(c.s, ks, kl, b"product_id", 10):
+            elif _key(c, b"product_id", 10):
                 bit = 2
-                if not string(c, &ps, &pl):
+                if not _string(c, &ps, &pl):
                     return None
-            elif is_key(c.s, ks, kl, b"updates", 7):
+            elif _key(c, b"updates", 7):
                 bit = 4
-                if not take(c, 91):
+                if not _take(c, 91):
                     return None
-                if not take(c, 93):
+                if not _take(c, 93):
                     while True:
-                        if not take(c, 123):
+                        if not _take(c, 123):
                             return None
                         useen = 0
                         while True:
-                            if not string(c, &ks, &kl) or not take(c, 58):
-                                return None
-                            if is_key(c.s, ks, kl, b"side", 4):
+                            skip_ws(c)
+                            if _key(c, b"side", 4):
                                 bit = 1
-                                if not string(c, &side_s, &side_l):
+                                if not _string(c, &side_s, &side_l):
                                     return None
-                            elif is_key(c.s, ks, kl, b"price_level", 11):
+                            elif _key(c, b"price_level", 11):
                                 bit = 2
-                                if not string(c, &price_s, &price_l):
+                                if not _string(c, &price_s, &price_l):
                                     return None
-                            elif is_key(c.s, ks, kl, b"new_quantity", 12):
+                            elif _key(c, b"new_quantity", 12):
                                 bit = 4
-                                if not string(c, &size_s, &size_l):
+                                if not _string(c, &size_s, &size_l):
                                     return None
-                            elif is_key(c.s, ks, kl, b"event_time", 10):
+                            elif _key(c, b"event_time", 10):
                                 bit = 8
-                                if not string(c, &vs, &vl):
+                                if not _string(c, &vs, &vl):
                                     return None
                             else:
                                 return None
                             if useen & bit:
                                 return None
                             useen |= bit
-                            if take(c, 125):
+                            if _take(c, 125):
                                 break
-                            if not take(c, 44):
+                            if not _take(c, 44):
                                 return None
                         if (useen & 7) != 7:
                             return None
@@ -299,20 +579,19 @@ cdef object _l2_events(Cursor* c, _Handles handles):
                             side = 1
                         else:
                             return None
-                        PyList_Append(asks if side else bids,
-                                      _level(c, price_s, price_l, size_s, size_l))
-                        if take(c, 93):
+                        handles.push(side, _level(c, price_s, price_l, size_s, size_l))
+                        if _take(c, 93):
                             break
-                        if not take(c, 44):
+                        if not _take(c, 44):
                             return None
             else:
                 return None
             if seen & bit:
                 return None
             seen |= bit
-            if take(c, 125):
+            if _take(c, 125):
                 break
-            if not take(c, 44):
+            if not _take(c, 44):
                 return None
         if seen != 7:
             return None
@@ -325,10 +604,10 @@ cdef object _l2_events(Cursor* c, _Handles handles):
         symbol = handles.symbol(c, ps, pl)
         if symbol is None:
             return None
-        ops.append((symbol, snapshot, bids, asks))
-        if take(c, 93):
-            return ops
-        if not take(c, 44):
+        handles.add_op(symbol, snapshot)
+        if _take(c, 93):
+            return True
+        if not _take(c, 44):
             return None
 
 
@@ -345,10 +624,10 @@ cdef tuple _level(Cursor* c, Py_ssize_t price_s, Py_ssize_t price_l, Py_ssize_t 
         keep(_POSITIVE_SLOTS, c.s, price_s, price_l, pair[0])
         return pair
     if price == NULL:
-        value = Decimal(text(c, price_s, price_l))
+        value = _decimal(c.s, price_s, price_l)
         keep(_POSITIVE_SLOTS, c.s, price_s, price_l, value)
         price = <PyObject*>value
-    size = Decimal(text(c, size_s, size_l))
+    size = _decimal(c.s, size_s, size_l)
     pair = PyTuple_New(2)
     Py_INCREF(<object>price)
     PyTuple_SET_ITEM(pair, 0, <object>price)
@@ -362,13 +641,16 @@ cdef object _positive(Cursor* c, Py_ssize_t start, Py_ssize_t length, str what, 
     """``decode.positive`` for a wire string, through the slots when ``slots``."""
     cdef PyObject* hit
     if not slots:
-        wire = text(c, start, length)
-        return Decimal(wire) if plain_shape(c.s, start, length) == 2 else positive(wire, what)
+        if plain_shape(c.s, start, length) == 2:
+            return _decimal(c.s, start, length)
+        return positive(text(c, start, length), what)
     hit = cached(_POSITIVE_SLOTS, c.s, start, length)
     if hit != NULL:
         return <object>hit
-    wire = text(c, start, length)
-    value = Decimal(wire) if plain_shape(c.s, start, length) == 2 else positive(wire, what)
+    if plain_shape(c.s, start, length) == 2:
+        value = _decimal(c.s, start, length)
+    else:
+        value = positive(text(c, start, length), what)
     keep(_POSITIVE_SLOTS, c.s, start, length, value)
     return value
 
@@ -376,91 +658,87 @@ cdef object _positive(Cursor* c, Py_ssize_t start, Py_ssize_t length, str what, 
 cdef object _trades(Cursor* c, _Handles handles, recv_ns):
     """``[{type, trades: [{trade_id, product_id, price, size, side, time}]}]`` -> the trades
     in time order (each event's list is newest first); None for anything else."""
-    cdef Py_ssize_t ks, kl, vs, vl, k
+    cdef Py_ssize_t vs, vl, k
     cdef Py_ssize_t f[12]  # trade_id, product_id, price, size, side, time: (start, length)
     cdef int seen, tseen, bit, slot
     cdef list out = [], batch
-    cdef PyObject* hit
-    if not take(c, 91):
+    if not _take(c, 91):
         return None
-    if take(c, 93):
+    if _take(c, 93):
         return out
     while True:
-        if not take(c, 123):
+        if not _take(c, 123):
             return None
         seen = 0
         batch = []
         while True:
-            if not string(c, &ks, &kl) or not take(c, 58):
-                return None
-            if is_key(c.s, ks, kl, b"type", 4):
+            skip_ws(c)
+            if _key(c, b"type", 4):
                 bit = 1
-                if not string(c, &vs, &vl):
+                if not _string(c, &vs, &vl):
                     return None
-            elif is_key(c.s, ks, kl, b"trades", 6):
+            elif _key(c, b"trades", 6):
                 bit = 2
-                if not take(c, 91):
+                if not _take(c, 91):
                     return None
-                if not take(c, 93):
+                if not _take(c, 93):
                     while True:
-                        if not take(c, 123):
+                        if not _take(c, 123):
                             return None
                         tseen = 0
                         while True:
-                            if not string(c, &ks, &kl) or not take(c, 58):
-                                return None
-                            if is_key(c.s, ks, kl, b"trade_id", 8):
+                            skip_ws(c)
+                            if _key(c, b"trade_id", 8):
                                 slot = 0
-                            elif is_key(c.s, ks, kl, b"product_id", 10):
+                            elif _key(c, b"product_id", 10):
                                 slot = 1
-                            elif is_key(c.s, ks, kl, b"price", 5):
+                            elif _key(c, b"price", 5):
                                 slot = 2
-                            elif is_key(c.s, ks, kl, b"size", 4):
+                            elif _key(c, b"size", 4):
                                 slot = 3
-                            elif is_key(c.s, ks, kl, b"side", 4):
+                            elif _key(c, b"side", 4):
                                 slot = 4
-                            elif is_key(c.s, ks, kl, b"time", 4):
+                            elif _key(c, b"time", 4):
                                 slot = 5
                             else:
                                 return None
                             if tseen & (1 << slot):
                                 return None
                             tseen |= 1 << slot
-                            if not string(c, &f[2 * slot], &f[2 * slot + 1]):
+                            if not _string(c, &f[2 * slot], &f[2 * slot + 1]):
                                 return None
-                            if take(c, 125):
+                            if _take(c, 125):
                                 break
-                            if not take(c, 44):
+                            if not _take(c, 44):
                                 return None
                         if tseen != 63:
                             return None
                         batch.append(_trade(c, f, handles, recv_ns))
-                        if take(c, 93):
+                        if _take(c, 93):
                             break
-                        if not take(c, 44):
+                        if not _take(c, 44):
                             return None
             else:
                 return None
             if seen & bit:
                 return None
             seen |= bit
-            if take(c, 125):
+            if _take(c, 125):
                 break
-            if not take(c, 44):
+            if not _take(c, 44):
                 return None
         if seen != 3:
             return None
         for k in range(PyList_GET_SIZE(batch) - 1, -1, -1):
             out.append(<object>PyList_GET_ITEM(batch, k))
-        if take(c, 93):
+        if _take(c, 93):
             return out
-        if not take(c, 44):
+        if not _take(c, 44):
             return None
 
 
 cdef object _trade(Cursor* c, Py_ssize_t* f, _Handles handles, recv_ns):
     """One trade, with the checks (and errors) of ``decode_advanced.trades_of``."""
-    cdef PyObject* hit
     symbol = handles.symbol(c, f[2], f[3])
     if symbol is None:
         product_id = text(c, f[2], f[3])
@@ -486,18 +764,62 @@ cdef object _best(dict levels, bint highest):
     cdef PyObject* value
     best = None
     while PyDict_Next(levels, &pos, &key, &value):
-        if best is None or PyObject_RichCompareBool(<object>key, best, Py_GT if highest else Py_LT):
+        if best is None or _compare(<object>key, best, Py_GT if highest else Py_LT):
             best = <object>key
     return best
 
 
-cdef object _apply_side(book, dict levels, list changes, bint bids):
-    """One side of ``L2Book.apply``, then its best price as ``best_bid``/``best_ask`` resolves
-    it; the book's cached best and dirty flag are written back only when they changed."""
+cdef Py_ssize_t _slot_offset(object cls, str name) except -1:
+    """Offset of the object slot ``name`` of a __slots__ class (checked to be one)."""
+    descriptor = cls.__dict__[name]
+    if type(descriptor).__name__ != "member_descriptor":
+        raise TypeError(f"{cls.__name__}.{name} is not a slot")
+    cdef PyMemberDef* member = (<PyMemberDescrObject*><PyObject*>descriptor).d_member
+    if member.type != 16:  # T_OBJECT_EX
+        raise TypeError(f"{cls.__name__}.{name} is not an object slot")
+    return member.offset
+
+
+cdef inline void _slot_set(object obj, Py_ssize_t offset, object value) noexcept:
+    cdef PyObject** slot = <PyObject**>((<char*><PyObject*>obj) + offset)
+    Py_INCREF(value)
+    Py_XDECREF(slot[0])
+    slot[0] = <PyObject*>value
+
+
+# ``L2Book`` is a __slots__ class: its fields are read and written at their slots' offsets
+# (what the member descriptors do), for books of exactly that class.
+cdef Py_ssize_t _LEVELS[2]  # [bids, asks]
+cdef Py_ssize_t _BEST[2]
+cdef Py_ssize_t _DIRTY[2]
+_LEVELS[0] = _slot_offset(L2Book, "bids")
+_LEVELS[1] = _slot_offset(L2Book, "asks")
+_BEST[0] = _slot_offset(L2Book, "_best_bid")
+_BEST[1] = _slot_offset(L2Book, "_best_ask")
+_DIRTY[0] = _slot_offset(L2Book, "_bid_dirty")
+_DIRTY[1] = _slot_offset(L2Book, "_ask_dirty")
+
+
+cdef inline PyObject* _slot_get(object obj, Py_ssize_t offset) noexcept:
+    """The slot's value (borrowed), NULL when unset."""
+    return (<PyObject**>((<char*><PyObject*>obj) + offset))[0]
+
+
+cdef object _apply_side(book, tuple changes, int side):
+    """One side (0 bids, 1 asks) of ``L2Book.apply``, then its best price as ``best_bid`` /
+    ``best_ask`` resolves it; the cached best and dirty flag are written back only when they
+    changed."""
     cdef tuple pair
     cdef bint dirty, was_dirty
-    was = book._best_bid if bids else book._best_ask
-    was_dirty = book._bid_dirty if bids else book._ask_dirty
+    cdef PyObject* found = _slot_get(book, _LEVELS[side])
+    cdef int op = Py_GT if side == 0 else Py_LT
+    if found == NULL or type(<object>found) is not dict:
+        raise AttributeError("L2Book levels")
+    levels = <dict>found
+    found = _slot_get(book, _BEST[side])
+    was = <object>found if found != NULL else None
+    found = _slot_get(book, _DIRTY[side])
+    was_dirty = found != NULL and <object>found is True
     best = was
     dirty = was_dirty
     for pair in changes:
@@ -505,52 +827,138 @@ cdef object _apply_side(book, dict levels, list changes, bint bids):
         size = <object>PyTuple_GET_ITEM(pair, 1)
         if size:
             PyDict_SetItem(levels, price, size)
-            if not dirty and (best is None or PyObject_RichCompareBool(
-                    price, best, Py_GT if bids else Py_LT)):
+            if not dirty and (best is None or (price is not best and _compare(price, best, op))):
                 best = price
         elif PyDict_GetItem(levels, price) != NULL:
             PyDict_DelItem(levels, price)
-            if price == best:
+            if price is best or (best is not None and _compare(price, best, Py_EQ)):
                 dirty = True
     if dirty:
-        best = _best(levels, bids)
+        best = _best(levels, side == 0)
     if best is not was:
-        if bids:
-            book._best_bid = best
-        else:
-            book._best_ask = best
+        _slot_set(book, _BEST[side], best)
     if was_dirty:
-        if bids:
-            book._bid_dirty = False
-        else:
-            book._ask_dirty = False
+        _slot_set(book, _DIRTY[side], False)
     return best
 
 
-cdef bint _apply(book, list bids, list asks) except -1:
+cdef bint _apply(book, tuple bids, tuple asks) except -1:
     """``L2Book.apply`` then ``L2Book.crossed``: True when the book is crossed."""
-    bid = _apply_side(book, <dict>book.bids, bids, True)
-    best = _apply_side(book, <dict>book.asks, asks, False)
-    return bid is not None and best is not None and PyObject_RichCompareBool(bid, best, Py_GE)
+    bid = _apply_side(book, bids, 0)
+    best = _apply_side(book, asks, 1)
+    return bid is not None and best is not None and _compare(bid, best, Py_GE)
 
 
 # --- the message -------------------------------------------------------------------------
 
 cdef class _Handles:
     """The feed's containers, looked up once per feed instead of once per message. The feed
-    creates them in ``__init__`` and only ever mutates them, so the references stay valid."""
-    cdef object counters
-    cdef dict by_id, last_ns, books
+    creates them in ``__init__`` and only ever mutates them, so the references stay valid.
+    ``on_message`` is the feed's entry point while the compiled fast path is on."""
+    cdef object feed, counters, general
+    cdef dict by_id, last_ns, books, state
     cdef Slot symbols[NAME_SLOTS]  # product id -> canonical symbol, as by_id gives it
+    cdef object output_type
+    cdef Py_ssize_t slots[4]  # offsets of FeedOutput's slots: events, errors, gaps, resync
+    cdef Py_ssize_t messages_slot  # offset of FeedCounters.messages
+    cdef object key_symbol  # the last symbol and its (symbol, channel) keys of ``last_ns``
+    cdef tuple book_key, trades_key
+    # The L2 events of the message being read: the levels of the current one (bids, asks),
+    # then per event (symbol, snapshot, bids, asks): the first in ``op_*``, others in ``more``.
+    cdef Levels levels[2]
+    cdef Py_ssize_t op_count
+    cdef object op_symbol
+    cdef bint op_snapshot
+    cdef tuple op_bids, op_asks
+    cdef list more
 
     def __init__(self, feed):
+        self.feed = feed
         self.counters = feed.counters
+        self.general = feed._general_message
         self.by_id = feed.symbols._by_id
         self.last_ns = feed._last_ns
         self.books = feed._books
+        self.state = feed.__dict__  # ``_sequence_num`` is a plain instance attribute
+        # FeedOutput and FeedCounters are slots dataclasses: their fields are written at the
+        # offsets of their member descriptors (what the descriptors themselves do), and a
+        # FeedOutput is allocated as object.__new__ would (it has no __new__ of its own).
+        self.output_type = FeedOutput
+        if FeedOutput.__new__ is not object.__new__:
+            raise TypeError("FeedOutput has its own __new__")
+        for index, name in enumerate(("events", "errors", "gaps", "resync")):
+            self.slots[index] = _slot_offset(FeedOutput, name)
+        self.messages_slot = _slot_offset(type(self.counters), "messages")
+        self.key_symbol = None
 
     def __dealloc__(self):
         release_names(self.symbols)
+        self.drop_levels()
+        PyMem_Free(self.levels[0].items)
+        PyMem_Free(self.levels[1].items)
+
+    cdef void drop_levels(self) noexcept:
+        cdef Py_ssize_t k
+        cdef int side
+        for side in range(2):
+            for k in range(self.levels[side].n):
+                Py_XDECREF(self.levels[side].items[k])
+            self.levels[side].n = 0
+            self.levels[side].tracked = False
+
+    cdef inline void start_ops(self) noexcept:
+        """Before reading a message's L2 events (levels of a message given up are dropped)."""
+        if self.levels[0].n or self.levels[1].n:
+            self.drop_levels()
+        self.op_count = 0
+        self.more = None
+
+    cdef int push(self, int side, tuple pair) except -1:
+        """One level of the current event."""
+        cdef Levels* lv = &self.levels[side]
+        cdef PyObject** grown
+        if lv.n == lv.cap:
+            grown = <PyObject**>PyMem_Realloc(lv.items, (lv.cap * 2 + 64) * sizeof(PyObject*))
+            if grown == NULL:
+                raise MemoryError()
+            lv.items = grown
+            lv.cap = lv.cap * 2 + 64
+        Py_INCREF(pair)
+        lv.items[lv.n] = <PyObject*>pair
+        lv.n += 1
+        if PyObject_GC_IsTracked(pair):
+            lv.tracked = True
+        return 0
+
+    cdef tuple side_tuple(self, int side):
+        """The current event's levels of one side as a tuple (references moved into it),
+        untracked by the GC when no level is tracked (the GC's own rule for tuples)."""
+        cdef Levels* lv = &self.levels[side]
+        cdef Py_ssize_t k
+        cdef tuple out = PyTuple_New(lv.n)
+        for k in range(lv.n):
+            PyTuple_SET_ITEM(out, k, <object>lv.items[k])  # steals the reference
+        if lv.n and not lv.tracked:
+            PyObject_GC_UnTrack(<void*>out)
+        lv.n = 0
+        lv.tracked = False
+        return out
+
+    cdef int add_op(self, symbol, bint snapshot) except -1:
+        """The current event read: (symbol, snapshot, bids, asks)."""
+        bids = self.side_tuple(0)
+        asks = self.side_tuple(1)
+        if self.op_count == 0:
+            self.op_symbol = symbol
+            self.op_snapshot = snapshot
+            self.op_bids = bids
+            self.op_asks = asks
+        else:
+            if self.more is None:
+                self.more = []
+            self.more.append((symbol, snapshot, bids, asks))
+        self.op_count += 1
+        return 0
 
     cdef object symbol(self, Cursor* c, Py_ssize_t start, Py_ssize_t length):
         """The canonical symbol of a product id, or None when the feed does not have it."""
@@ -562,6 +970,39 @@ cdef class _Handles:
             keep_name(self.symbols, c.s, start, length, symbol)
         return symbol
 
+    cdef inline void keys(self, symbol):
+        """``book_key``/``trades_key`` for ``symbol`` (equal tuples, built once per symbol)."""
+        if symbol is not self.key_symbol:
+            self.book_key = (symbol, "book")
+            self.trades_key = (symbol, "trades")
+            self.key_symbol = symbol
+
+    cdef object output(self):
+        """An empty ``FeedOutput``."""
+        out = PyType_GenericAlloc(self.output_type, 0)
+        _slot_set(out, self.slots[0], [])
+        _slot_set(out, self.slots[1], [])
+        _slot_set(out, self.slots[2], [])
+        _slot_set(out, self.slots[3], [])
+        return out
+
+    cdef int count(self) except -1:
+        """``counters.messages += 1``."""
+        cdef PyObject** slot = <PyObject**>((<char*><PyObject*>self.counters) + self.messages_slot)
+        if slot[0] == NULL:
+            self.counters.messages += 1
+            return 0
+        _slot_set(self.counters, self.messages_slot, <object>slot[0] + 1)
+        return 0
+
+    def on_message(self, raw, recv_ns):
+        """``CoinbaseFeed.on_message`` with the compiled fast path on."""
+        self.count()
+        out = _fast_message(self.feed, self, raw, recv_ns)
+        if out is not None:
+            return out
+        return self.general(raw, recv_ns)
+
 
 cdef _Handles _handles(feed):
     try:
@@ -572,10 +1013,15 @@ cdef _Handles _handles(feed):
         return handles
 
 
+def entry(feed):
+    """The feed's compiled ``on_message`` (a bound method of its per-feed state)."""
+    return _handles(feed).on_message
+
+
 def on_message(self, raw, recv_ns):
-    """``CoinbaseFeed.on_message`` (it is this function when the module is built)."""
+    """``CoinbaseFeed.on_message`` through the feed's switches (``fast_path``, ``compiled``)."""
     cdef _Handles handles = _handles(self)
-    handles.counters.messages += 1
+    handles.count()
     if self.fast_path:
         if self.compiled:
             out = _fast_message(self, handles, raw, recv_ns)
@@ -594,7 +1040,9 @@ def fast_message(feed, raw, recv_ns):
 cdef object _fast_message(feed, _Handles handles, raw, recv_ns):
     cdef Cursor c
     cdef Envelope e
-    cdef tuple op
+    cdef Py_ssize_t k
+    cdef PyObject* previous
+    cdef int overflow = 0
     if not open_cursor(raw, &c):
         return None
     try:
@@ -604,32 +1052,38 @@ cdef object _fast_message(feed, _Handles handles, raw, recv_ns):
         ts_ns = _time(&c, e.ts_start, e.ts_len)
     except BadMessage:
         return None
-    ops = built if e.channel == L2 else None
-    trades = built if e.channel == TRADES else None
-    out = new_output(FeedOutput, [])
-    previous = feed._sequence_num
-    if previous is not None and e.sequence_num == previous + 1:
-        feed._sequence_num = e.sequence_num
+    out = handles.output()
+    previous = PyDict_GetItem(handles.state, "_sequence_num")
+    if (previous != NULL and type(<object>previous) is int
+            and e.sequence_num - 1 == PyLong_AsLongLongAndOverflow(<object>previous, &overflow)
+            and not overflow):
+        PyDict_SetItem(handles.state, "_sequence_num", e.sequence_num)
     else:
         feed._check_connection_sequence(e.sequence_num, ts_ns, recv_ns, out)
-    events = out.events
-    if trades is not None:
+    events = <list>(<PyObject**>((<char*><PyObject*>out) + handles.slots[0]))[0]
+    if e.channel == TRADES:
         last_ns = handles.last_ns
-        for trade in <list>trades:
-            last_ns[(trade.symbol, "trades")] = trade.ts_ns
-        events.extend(trades)
+        for trade in <list>built:
+            handles.keys(trade.symbol)
+            PyDict_SetItem(last_ns, handles.trades_key, trade.ts_ns)
+        events.extend(<list>built)
         return out
     books = handles.books
-    for op in <list>ops:
-        symbol, snapshot, bids, asks = op
+    for k in range(handles.op_count):
+        if k == 0:
+            symbol, snapshot = handles.op_symbol, handles.op_snapshot
+            bids, asks = handles.op_bids, handles.op_asks
+        else:
+            symbol, snapshot, bids, asks = <tuple>handles.more[k - 1]
         book = books.get(symbol) if not snapshot else None
-        if book is None:
-            feed._apply_book(BookOp(symbol, snapshot, bids, asks, ts_ns), recv_ns, out)
+        if book is None or type(book) is not L2Book:
+            feed._apply_book(BookOp(symbol, snapshot, list(bids), list(asks), ts_ns), recv_ns, out)
             continue
         if _apply(book, bids, asks):
             handles.counters.crossed_books += 1
             feed._resync([symbol], recv_ns, out, "crossed_book")
             continue
-        handles.last_ns[(symbol, "book")] = ts_ns
-        events.append(BookDelta(EXCHANGE, symbol, tuple(bids), tuple(asks), ts_ns, recv_ns))
+        handles.keys(symbol)
+        PyDict_SetItem(handles.last_ns, handles.book_key, ts_ns)
+        events.append(BookDelta(EXCHANGE, symbol, bids, asks, ts_ns, recv_ns))
     return out

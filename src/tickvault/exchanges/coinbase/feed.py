@@ -110,22 +110,52 @@ class CoinbaseFeed:
         # The fast path decodes valid Advanced l2_data / market_trades envelopes in one pass
         # with the same checks; on anything else it gives up (None) before touching state and
         # the general decoder runs. Off only in tests comparing both.
-        self.fast_path = True
+        self._fast_path = True
         # The compiled fast path (same results, in C) when built; False selects the Python one.
         self.compiled = compiled_fast_path is not None
+
+    @property
+    def fast_path(self) -> bool:
+        return self._fast_path
+
+    @fast_path.setter
+    def fast_path(self, on: bool) -> None:
+        self._fast_path = on
+        self._route()
+
+    @property
+    def compiled(self) -> bool:
+        return self._compiled
+
+    @compiled.setter
+    def compiled(self, on: bool) -> None:
+        if on and compiled_fast_path is None:
+            raise RuntimeError("tickvault.exchanges.coinbase._fast is not built (setup.py)")
+        self._compiled = on
+        self._route()
+
+    def _route(self) -> None:
+        """Fast path on and compiled: ``on_message`` is the compiled entry (counts, fast path,
+        else ``_general_message``), an instance attribute that saves the Python-level call and
+        the switch reads per message; otherwise the method below."""
+        if self._fast_path and self._compiled and compiled_fast_path is not None:
+            self.__dict__["on_message"] = compiled_fast_path.entry(self)
+        else:
+            self.__dict__.pop("on_message", None)
 
     # --- FeedState -----------------------------------------------------------------------
 
     def on_message(self, raw: bytes | str, recv_ns: int) -> FeedOutput:
         self.counters.messages += 1
-        if self.fast_path:
-            fast = self._fast_message(raw, recv_ns)
+        if self._fast_path:
+            fast = (
+                compiled_fast_path.fast_message(self, raw, recv_ns)
+                if self._compiled and compiled_fast_path is not None
+                else self._fast_message(raw, recv_ns)
+            )
             if fast is not None:
                 return fast
         return self._general_message(raw, recv_ns)
-
-    if compiled_fast_path is not None:  # the same method in C, with the compiled fast path
-        on_message = compiled_fast_path.on_message
 
     def _general_message(self, raw: bytes | str, recv_ns: int) -> FeedOutput:
         """Any message, through the general decoder."""
