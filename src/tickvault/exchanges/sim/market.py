@@ -1,8 +1,10 @@
 """One simulated market: a seeded L2 book whose trades walk the price. Pure: no clock, no I/O.
 
 Trades always hit the best level of the opposite side and shrink it, so trade prices, books and
-the Binance update ids stay mutually consistent; new levels arrive inside the spread and at the
-edges, which gives the random walk. Prices are ticks and sizes lots (integers, see ``wire``).
+the Binance update ids stay mutually consistent; new levels arrive near each side's best (at most
+one level spacing inside the spread), which gives the random walk. The shape is bounded at any
+event count: spread <= 3 spacings, each side within ``window`` of its best, and takers lean
+weakly against the drift from the start price. Prices are ticks and sizes lots (see ``wire``).
 """
 
 from __future__ import annotations
@@ -50,6 +52,11 @@ class Market:
         mid = spec.start_price * tick_scale
         # level spacing ~2e-5 of the price; sizes ~5000 quote units per level
         self.spacing = max(1, round(mid * 2e-5))
+        self.anchor: int = mid  # the price the walk is pulled back to (venues stay within ~1 %)
+        # A side never reaches further than this from its own best, nor does the spread exceed
+        # ``max_spread``: bounds that hold at any event count (see ``_keep_shape``).
+        self.window = book_levels * self.spacing * 2
+        self.max_spread = 3 * self.spacing
         self.unit_qty = max(1, 5000 * 10**spec.qty_decimals // max(1, spec.start_price))
         self.bids: dict[int, int] = {}
         self.asks: dict[int, int] = {}
@@ -149,7 +156,7 @@ class Market:
 
     def _trade(self, tick: Tick, ts_us: int) -> None:
         rng = self.rng
-        side = "buy" if rng.random() < 0.5 else "sell"
+        side = "buy" if rng.random() < self._buy_odds() else "sell"
         is_bid = side == "sell"  # a taker sell hits the best bid
         price = self.best_bid() if is_bid else self.best_ask()
         available = (self.bids if is_bid else self.asks)[price]
@@ -168,21 +175,63 @@ class Market:
         else:
             self._change(tick, is_bid, price, available - qty)
             self._refill(tick, is_bid)
+            self._keep_shape(tick, is_bid)
         self.trades.append(trade)
         self.trade_ts.append(trade.ts_us)
         tick.trades.append(trade)
 
+    def _buy_odds(self) -> float:
+        """Chance that the next taker buys: 0.5, leaning against the drift from ``anchor``.
+
+        A weak pull (0.1 more buys per 1 % below the anchor, at most 0.2) keeps the independent
+        venues' walks within a few per cent of each other, as arbitrage does for real ones.
+        """
+        drift = (self.bid_prices[-1] + self.ask_prices[0]) / (2 * self.anchor) - 1.0
+        return 0.5 - max(-0.2, min(0.2, drift * 10.0))
+
     def _refill(self, tick: Tick, is_bid: bool) -> None:
         prices = self.bid_prices if is_bid else self.ask_prices
+        rng, spacing = self.rng, self.spacing
         while len(prices) < self.levels * 3 // 4:
-            deepest = prices[0] if is_bid else prices[-1]
-            step = self.spacing + self.rng.randrange(self.spacing)
-            self._change(tick, is_bid, deepest - step if is_bid else deepest + step, self._size())
+            best, deepest = (prices[-1], prices[0]) if is_bid else (prices[0], prices[-1])
+            if abs(best - deepest) < self.window - 2 * spacing:
+                step = spacing + rng.randrange(spacing)
+                new = deepest - step if is_bid else deepest + step
+            else:  # the side already spans its window: fill a hole inside it instead
+                offset = rng.randrange(1, self.window)
+                new = best - offset if is_bid else best + offset
+            if new > 0:
+                self._change(tick, is_bid, new, self._size())
+            elif not is_bid or len(prices) >= 2:
+                return  # a bid side squeezed against price 0 stays thin
+
+    def _keep_shape(self, tick: Tick, is_bid: bool) -> None:
+        """After the ``is_bid`` side lost levels: bound the spread and the side's reach.
+
+        Without this, levels taken near the top and refilled at the deep end made both sides
+        stretch as events piled up (spreads of 9-48 %, trade-to-trade jumps over 5 %).
+        """
+        best_bid, best_ask = self.bid_prices[-1], self.ask_prices[0]
+        if best_ask - best_bid > self.max_spread:
+            offset = self.rng.randrange(1, self.spacing + 1)
+            new = best_ask - offset if is_bid else best_bid + offset
+            if new > 0:
+                self._change(tick, is_bid, new, self._size())
+        self._trim(tick, is_bid)
+
+    def _trim(self, tick: Tick, is_bid: bool) -> None:
+        """Drop the deepest levels beyond ``levels`` or further than ``window`` from the best."""
+        prices = self.bid_prices if is_bid else self.ask_prices
+        while len(prices) > 2:
+            best, deepest = (prices[-1], prices[0]) if is_bid else (prices[0], prices[-1])
+            if len(prices) <= self.levels and abs(best - deepest) <= self.window:
+                return
+            self._change(tick, is_bid, deepest, 0)
 
     def _book_event(self, tick: Tick) -> None:
         rng = self.rng
         is_bid = rng.random() < 0.5
-        book, prices = (self.bids, self.bid_prices) if is_bid else (self.asks, self.ask_prices)
+        prices = self.bid_prices if is_bid else self.ask_prices
         depth = len(prices)
         index = min(depth - 1, int(rng.expovariate(0.25)))  # mostly near the top
         price = prices[-1 - index] if is_bid else prices[index]
@@ -190,19 +239,20 @@ class Market:
         if r < 0.45:
             self._change(tick, is_bid, price, self._size())
         elif r < 0.75:
-            best_bid, best_ask = self.best_bid(), self.best_ask()
-            if best_ask - best_bid > 1 and rng.random() < 0.4:
-                new = rng.randrange(best_bid + 1, best_ask)
+            best_bid, best_ask = self.bid_prices[-1], self.ask_prices[0]
+            spread = best_ask - best_bid
+            if spread > 1 and rng.random() < 0.4:
+                # improve the own best by at most one spacing (not anywhere in the spread)
+                offset = rng.randrange(1, min(spread, self.spacing + 1))
+                new = best_bid + offset if is_bid else best_ask - offset
             else:
-                offset = rng.randrange(1, self.spacing + 1)
-                new = price - offset if is_bid else price + offset
-                if (is_bid and new >= best_ask) or (not is_bid and new <= best_bid):
-                    return
+                # a new level near the own best, mostly within a few spacings of it
+                offset = 1 + int(rng.expovariate(0.25) * self.spacing)
+                new = best_bid - offset if is_bid else best_ask + offset
             if new > 0:
                 self._change(tick, is_bid, new, self._size())
+                self._trim(tick, is_bid)  # the side may now be too deep or reach too far
         elif depth > 2:
             self._change(tick, is_bid, price, 0)
             self._refill(tick, is_bid)
-        if len(book) > self.levels:
-            deepest = prices[0] if is_bid else prices[-1]
-            self._change(tick, is_bid, deepest, 0)
+            self._keep_shape(tick, is_bid)
