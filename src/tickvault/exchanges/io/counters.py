@@ -33,6 +33,7 @@ class IoCounters:
     ws_open: int = 0  # connections open now, a gauge
     reconnect_reasons: dict[str, int] = field(default_factory=dict)  # closed | timeout
     ws_rollovers: int = 0  # planned replacements before the max lifetime (no gap)
+    ws_overlap_duplicates: int = 0  # messages both sockets of a rollover delivered (emitted once)
     ws_silences: int = 0  # watchdog fired: no message for silence_timeout_s
     ws_messages: int = 0
     ws_bytes: int = 0

@@ -7,8 +7,9 @@ messages into events. What the session adds:
   (``FeedState.on_disconnect``) once the new connection is up, so a gap spans the whole outage;
 * a watchdog: no message for ``silence_timeout_s`` closes the socket and counts as a drop;
 * planned rollover before ``max_lifetime_s`` (Binance closes sockets at 24 h): the new socket is
-  opened and subscribed while the old one still delivers, and the old one is closed only after
-  the new one's first message, so nothing is lost and no gap is recorded;
+  opened and subscribed while the old one still delivers; the old one is closed only once the
+  two have caught up (one message came on both), and a message both deliver is emitted once
+  (``handover.py``), so nothing is lost, nothing doubled, no gap;
 * book resyncs asked for in ``FeedOutput.resync``: a REST snapshot through the rate-limited
   client (``on_rest_snapshot``), or the adapter's resync messages on the socket;
 * WebSocket ping frames (and automatic pongs), optional application-level pings;
@@ -35,6 +36,7 @@ from tickvault.exchanges.base import ExchangeAdapter, FeedOutput, FeedState, Res
 from tickvault.exchanges.capture import CaptureRecord, CaptureWriter
 from tickvault.exchanges.io.backoff import Backoff
 from tickvault.exchanges.io.counters import IoCounters, bump, counters_for
+from tickvault.exchanges.io.handover import NEW, OLD, Handover
 from tickvault.exchanges.io.policy import WsPolicy
 from tickvault.exchanges.io.rest import RestClient
 from tickvault.model import BookDelta, BookSnapshot, Candle, Instrument, MarketEvent, Ticker, Trade
@@ -73,6 +75,8 @@ class _Connection:
     send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     resyncing: set[str] = field(default_factory=set)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    handover: Handover | None = None  # during and just after a planned rollover
+    side: int = NEW  # which socket of that rollover this is
 
 
 class _RecvWatch:
@@ -237,11 +241,26 @@ class WsSession:
             return_when=asyncio.FIRST_COMPLETED,
         )
         first.cancel()
+        if new.first_message.is_set() and not old_task.done():
+            # Both deliver now: keep the old one until it has caught up (handover.py).
+            handover = Handover()
+            old.handover, old.side, new.handover, new.side = handover, OLD, handover, NEW
+            deadline = time.monotonic() + self.policy.overlap_timeout_s
+            while not (handover.caught_up or old_task.done() or new_task.done()):
+                if time.monotonic() >= deadline:
+                    break
+                await asyncio.sleep(0.005)
         old_died = old_task.done()  # dropped or went silent before the new one was live
         await self._close(old)
+        # The old reader hands over the message in hand and what the socket had buffered (a
+        # backlog when the stages push back), then ends on ConnectionClosed. Cancelling it at
+        # once lost those messages: a trade the new socket had not carried yet was gone.
+        await asyncio.wait({old_task}, timeout=self.stop_grace_s)
         old_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await old_task
+        if old.handover is not None:
+            old.handover.closed_at_s = time.monotonic()
         if old_died or not new.first_message.is_set():
             await self._emit(old.feed.on_disconnect(time.time_ns()))
         else:
@@ -341,6 +360,13 @@ class WsSession:
         bump(self.counters.messages_by_channel, event_channel(out.events))
         if out.resync:
             await self._resync(conn, out.resync)
+        handover = conn.handover
+        if handover is not None:
+            if handover.done(time.monotonic(), self.policy.overlap_timeout_s):
+                conn.handover = None
+            elif not handover.first_copy(conn.side, raw):
+                self.counters.ws_overlap_duplicates += 1
+                return  # the other socket's copy was emitted
         await self._emit(out)
 
     # -- book resync -----------------------------------------------------------------------
