@@ -56,25 +56,17 @@ redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
 return 1
 """
 
-
 # Repaired history (closed bars refetched or rebuilt after a gap) fills holes *inside* what a
 # candle key holds and replaces the bar cached for its open time (the repair is the final
 # record), but never extends a key backwards: a bar older than the oldest cached one would open
 # a hole between itself and the cached bars, and readers take a key's bars as a contiguous run
-# of the newest ones. A missing key stays missing. The derived-never-replaces-exchange rule
-# holds as for live bars.
-PUT_HISTORY_CANDLE_LUA = """
+# of the newest ones. A missing key stays missing. Then the live put's rule applies.
+PUT_HISTORY_CANDLE_LUA = (
+    """
 local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-if #oldest == 0 or tonumber(oldest[2]) > tonumber(ARGV[1]) then return 0 end
-if ARGV[3] == '1' then
-  for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[1])) do
-    if string.find(member, '"source":"exchange"', 1, true) then return 0 end
-  end
-end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[1])
-redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
-return 1
-"""
+if #oldest == 0 or tonumber(oldest[2]) > tonumber(ARGV[1]) then return 0 end"""
+    + PUT_CANDLE_LUA
+)
 
 # A latest value from history replaces the cached one only if it is newer (exchange time): the
 # latest trade never goes back in time, and a missing key stays missing (history is never the
@@ -97,31 +89,12 @@ def _queue_history(
 
     Bars still forming are left to the live feed; of trades only the newest per stream counts,
     and only if newer than the cached one."""
-    candles: dict[tuple[str, int], Candle] = {}
-    latest: dict[str, tuple[int, bytes]] = {}
-    for event in events:
-        if isinstance(event, Candle):
-            if not event.closed:
-                continue
-            key = keys.candles(event.exchange, event.symbol, event.timeframe)
-            held = candles.get((key, event.open_ns))
-            if held is None or not (
-                event.source == CandleSource.DERIVED and held.source == CandleSource.EXCHANGE
-            ):
-                candles[(key, event.open_ns)] = event
-        elif isinstance(event, Trade):
-            _keep_newest(latest, keys.trade(event.exchange, event.symbol), event)
-    candle_keys: dict[str, tuple[str, str, str]] = {}
-    for (key, open_ns), candle in candles.items():
-        derived = "1" if candle.source == CandleSource.DERIVED else "0"
-        pipe.eval(PUT_HISTORY_CANDLE_LUA, 1, key, open_ns // NS_PER_MS, encode(candle), derived)
-        candle_keys[key] = (candle.exchange, candle.symbol, candle.timeframe)
-    for key, stream in candle_keys.items():
-        pipe.zremrangebyrank(key, 0, -settings.candles_kept - 1)
-        frames.queue_bump(pipe, keys, settings, stream)  # the stored frame is rebuilt on read
+    history = [e for e in events if isinstance(e, Trade) or (isinstance(e, Candle) and e.closed)]
+    candles, latest = _newest_per_key(keys, history)
+    touched = _queue_candles(pipe, keys, settings, candles, PUT_HISTORY_CANDLE_LUA, expire=False)
     for key, (ts_ns, value) in latest.items():
         pipe.eval(SET_IF_NEWER_LUA, 1, key, value, str(ts_ns), settings.latest_ttl_s)
-    return len(candle_keys) + len(latest)
+    return touched + len(latest)
 
 
 def _queue_events(
@@ -131,6 +104,18 @@ def _queue_events(
     events: Sequence[MarketEvent],
 ) -> int:
     """Queue the writes for a batch; returns how many keys were touched."""
+    candles, latest = _newest_per_key(keys, events)
+    touched = _queue_candles(pipe, keys, settings, candles, PUT_CANDLE_LUA, expire=True)
+    for key, (_, value) in latest.items():
+        pipe.set(key, value, ex=settings.latest_ttl_s)
+    return touched + len(latest)
+
+
+def _newest_per_key(
+    keys: Keys, events: Sequence[MarketEvent]
+) -> tuple[dict[tuple[str, int], Candle], dict[str, tuple[int, bytes]]]:
+    """What a batch leaves per key: one bar per (candle key, open time) — a later update wins,
+    but a derived bar never displaces the exchange's — and the newest trade, book and ticker."""
     candles: dict[tuple[str, int], Candle] = {}
     latest: dict[str, tuple[int, bytes]] = {}
     for event in events:
@@ -140,28 +125,40 @@ def _queue_events(
             if held is None or not (
                 event.source == CandleSource.DERIVED and held.source == CandleSource.EXCHANGE
             ):
-                candles[(key, event.open_ns)] = event  # later update of a bar wins
+                candles[(key, event.open_ns)] = event
         elif isinstance(event, Trade):
             _keep_newest(latest, keys.trade(event.exchange, event.symbol), event)
         elif isinstance(event, BookSnapshot):
             _keep_newest(latest, keys.book(event.exchange, event.symbol), event)
         elif isinstance(event, Ticker):
             _keep_newest(latest, keys.ticker(event.exchange, event.symbol), event)
-    candle_keys: dict[str, tuple[str, str, str]] = {}
+    return candles, latest
+
+
+def _queue_candles(
+    pipe: _Pipe,
+    keys: Keys,
+    settings: CacheSettings,
+    candles: dict[tuple[str, int], Candle],
+    script: str,
+    *,
+    expire: bool,
+) -> int:
+    """Queue ``script``'s put of every bar, then per key the cap, TTL (``expire``) and the bump
+    of the stream's frame version; returns how many candle keys were touched."""
+    streams: dict[str, tuple[str, str, str]] = {}
     for (key, open_ns), candle in candles.items():
-        score = open_ns // NS_PER_MS
         derived = "1" if candle.source == CandleSource.DERIVED else "0"
         # EVAL, not EVALSHA: queues the same way in sync and asyncio pipelines, and the server
         # caches the compiled script anyway.
-        pipe.eval(PUT_CANDLE_LUA, 1, key, score, encode(candle), derived)
-        candle_keys[key] = (candle.exchange, candle.symbol, candle.timeframe)
-    for key, stream in candle_keys.items():
+        pipe.eval(script, 1, key, open_ns // NS_PER_MS, encode(candle), derived)
+        streams[key] = (candle.exchange, candle.symbol, candle.timeframe)
+    for key, stream in streams.items():
         pipe.zremrangebyrank(key, 0, -settings.candles_kept - 1)
-        pipe.expire(key, settings.candle_ttl_s)
-        frames.queue_bump(pipe, keys, settings, stream)
-    for key, (_, value) in latest.items():
-        pipe.set(key, value, ex=settings.latest_ttl_s)
-    return len(candle_keys) + len(latest)
+        if expire:
+            pipe.expire(key, settings.candle_ttl_s)
+        frames.queue_bump(pipe, keys, settings, stream)  # the stored frame is rebuilt on read
+    return len(streams)
 
 
 def _keep_newest(latest: dict[str, tuple[int, bytes]], key: str, event: MarketEvent) -> None:

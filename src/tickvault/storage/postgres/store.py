@@ -381,4 +381,5 @@ class PostgresStore(RecordMethods, MaintenanceMethods):
         except psycopg.Error as exc:
             raise StorageError(f"writing features failed: {describe_error(exc)}") from None
 
+
 __all__ = ["PostgresStore", "TableStats", "WriterStats", "partition_start_us"]
