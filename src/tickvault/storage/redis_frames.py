@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from tickvault.config import CacheSettings
@@ -79,8 +80,6 @@ def latest_rows(table: pa.Table, n: int) -> pa.Table:
 
 def rows_between(table: pa.Table, lo_us: int, hi_us: int) -> pa.Table:
     """Bars opening in ``[lo_us, hi_us)`` (µs since the epoch) of a frame sorted by time."""
-    import numpy as np
-
     ts = table.column("ts").cast(pa.int64()).to_numpy()
     first, last = np.searchsorted(ts, [lo_us, hi_us], side="left")
     return table.slice(int(first), int(last - first))

@@ -82,9 +82,7 @@ def decimal_column(text: pa.Array) -> pa.Array:
         wide = pc.cast(text, pa.decimal128(38, scale))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return text  # too many digits for decimal128, or not a finite number
-    lo_hi = pc.min_max(wide)
-    digits = max(_int_digits(lo_hi["min"].as_py()), _int_digits(lo_hi["max"].as_py()), 1)
-    return pc.cast(wide, pa.decimal128(max(digits + scale, 1), scale))
+    return _narrowed(wide, scale)
 
 
 def decimal_columns(texts: Sequence[pa.Array]) -> list[pa.Array]:
@@ -113,12 +111,16 @@ def decimal_columns(texts: Sequence[pa.Array]) -> list[pa.Array]:
         if text.null_count == rows:
             out.append(pa.nulls(rows, pa.decimal128(1, 0)))
             continue
-        column = wide.slice(i * rows, rows)
-        scale = int(scales[i])
-        lo_hi = pc.min_max(column)
-        digits = max(_int_digits(lo_hi["min"].as_py()), _int_digits(lo_hi["max"].as_py()), 1)
-        out.append(pc.cast(column, pa.decimal128(max(digits + scale, 1), scale)))
+        out.append(_narrowed(wide.slice(i * rows, rows), int(scales[i])))
     return out
+
+
+def _narrowed(wide: pa.Array, scale: int) -> pa.Array:
+    """A ``decimal128`` column cut to ``scale`` and the fewest digits its values need (exact:
+    no value has more than ``scale`` decimals)."""
+    lo_hi = pc.min_max(wide)
+    digits = max(_int_digits(lo_hi["min"].as_py()), _int_digits(lo_hi["max"].as_py()), 1)
+    return pc.cast(wide, pa.decimal128(max(digits + scale, 1), scale))
 
 
 def _int_digits(value: Any) -> int:
