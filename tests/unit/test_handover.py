@@ -36,3 +36,11 @@ def test_done_after_the_window_when_old_only_messages_never_come_again() -> None
     assert h.first_copy(OLD, b"only-old")
     h.closed_at_s = 1.0
     assert not h.done(2.0, 5.0) and h.done(6.0, 5.0)
+
+
+def test_caught_up_is_announced_once() -> None:
+    calls: list[int] = []
+    h = Handover(lambda: calls.append(1))
+    assert h.first_copy(OLD, "a") and h.first_copy(OLD, "b")
+    assert not h.first_copy(NEW, "a") and not h.first_copy(NEW, "b")
+    assert calls == [1]

@@ -16,16 +16,19 @@ both sockets carry for the same event.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 OLD, NEW = 0, 1
 
 
 class Handover:
     """Dedup and catch-up state shared by the two sockets of one rollover."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_caught_up: Callable[[], object] = lambda: None) -> None:
         self._first: dict[str | bytes, int] = {}  # message text -> socket that delivered it
         self._pending_old = 0  # delivered by the old socket only, so far
         self.caught_up = False  # one message came on both sockets
+        self._on_caught_up = on_caught_up  # called once, when that first happens
         self.closed_at_s: float | None = None  # monotonic time the old socket was closed
 
     def first_copy(self, side: int, raw: str | bytes) -> bool:
@@ -38,7 +41,9 @@ class Handover:
         if held == side:  # the server sent it twice on one socket: not ours to hide
             return True
         del self._first[raw]
-        self.caught_up = True
+        if not self.caught_up:
+            self.caught_up = True
+            self._on_caught_up()
         if side == NEW:
             self._pending_old -= 1
         return False

@@ -243,13 +243,16 @@ class WsSession:
         first.cancel()
         if new.first_message.is_set() and not old_task.done():
             # Both deliver now: keep the old one until it has caught up (handover.py).
-            handover = Handover()
+            caught_up = asyncio.Event()
+            handover = Handover(caught_up.set)
             old.handover, old.side, new.handover, new.side = handover, OLD, handover, NEW
-            deadline = time.monotonic() + self.policy.overlap_timeout_s
-            while not (handover.caught_up or old_task.done() or new_task.done()):
-                if time.monotonic() >= deadline:
-                    break
-                await asyncio.sleep(0.005)
+            caught = asyncio.create_task(caught_up.wait())
+            await asyncio.wait(
+                {caught, old_task, new_task},
+                timeout=self.policy.overlap_timeout_s,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            caught.cancel()
         old_died = old_task.done()  # dropped or went silent before the new one was live
         await self._close(old)
         # The old reader hands over the message in hand and what the socket had buffered (a
