@@ -32,6 +32,8 @@ from tickvault.exchanges._scan cimport (
     NAME_SLOTS, SLOT_COUNT, Cursor, Slot, at_end, cached, find_name, integer, is_key, keep,
     keep_name, open_cursor, plain_shape, release_names, skip_ws, take, text,
 )
+from tickvault.exchanges._slots cimport slot_offset, slot_set
+
 from decimal import Decimal
 
 from tickvault.exchanges.base import FeedOutput
@@ -49,11 +51,6 @@ cdef long long NS_PER_S = 1_000_000_000
 cdef extern from "Python.h":
     void PyObject_GC_UnTrack(void* op)
     bint PyObject_GC_IsTracked(object op)
-    ctypedef struct PyMemberDef:
-        int type
-        Py_ssize_t offset
-    ctypedef struct PyMemberDescrObject:
-        PyMemberDef* d_member
     object PyType_GenericAlloc(object type, Py_ssize_t items)
     long long PyLong_AsLongLongAndOverflow(object value, int* overflow) except? -1
 
@@ -769,35 +766,17 @@ cdef object _best(dict levels, bint highest):
     return best
 
 
-cdef Py_ssize_t _slot_offset(object cls, str name) except -1:
-    """Offset of the object slot ``name`` of a __slots__ class (checked to be one)."""
-    descriptor = cls.__dict__[name]
-    if type(descriptor).__name__ != "member_descriptor":
-        raise TypeError(f"{cls.__name__}.{name} is not a slot")
-    cdef PyMemberDef* member = (<PyMemberDescrObject*><PyObject*>descriptor).d_member
-    if member.type != 16:  # T_OBJECT_EX
-        raise TypeError(f"{cls.__name__}.{name} is not an object slot")
-    return member.offset
-
-
-cdef inline void _slot_set(object obj, Py_ssize_t offset, object value) noexcept:
-    cdef PyObject** slot = <PyObject**>((<char*><PyObject*>obj) + offset)
-    Py_INCREF(value)
-    Py_XDECREF(slot[0])
-    slot[0] = <PyObject*>value
-
-
 # ``L2Book`` is a __slots__ class: its fields are read and written at their slots' offsets
 # (what the member descriptors do), for books of exactly that class.
 cdef Py_ssize_t _LEVELS[2]  # [bids, asks]
 cdef Py_ssize_t _BEST[2]
 cdef Py_ssize_t _DIRTY[2]
-_LEVELS[0] = _slot_offset(L2Book, "bids")
-_LEVELS[1] = _slot_offset(L2Book, "asks")
-_BEST[0] = _slot_offset(L2Book, "_best_bid")
-_BEST[1] = _slot_offset(L2Book, "_best_ask")
-_DIRTY[0] = _slot_offset(L2Book, "_bid_dirty")
-_DIRTY[1] = _slot_offset(L2Book, "_ask_dirty")
+_LEVELS[0] = slot_offset(L2Book, "bids")
+_LEVELS[1] = slot_offset(L2Book, "asks")
+_BEST[0] = slot_offset(L2Book, "_best_bid")
+_BEST[1] = slot_offset(L2Book, "_best_ask")
+_DIRTY[0] = slot_offset(L2Book, "_bid_dirty")
+_DIRTY[1] = slot_offset(L2Book, "_ask_dirty")
 
 
 cdef inline PyObject* _slot_get(object obj, Py_ssize_t offset) noexcept:
@@ -836,9 +815,9 @@ cdef object _apply_side(book, tuple changes, int side):
     if dirty:
         best = _best(levels, side == 0)
     if best is not was:
-        _slot_set(book, _BEST[side], best)
+        slot_set(book, _BEST[side], best)
     if was_dirty:
-        _slot_set(book, _DIRTY[side], False)
+        slot_set(book, _DIRTY[side], False)
     return best
 
 
@@ -887,8 +866,8 @@ cdef class _Handles:
         if FeedOutput.__new__ is not object.__new__:
             raise TypeError("FeedOutput has its own __new__")
         for index, name in enumerate(("events", "errors", "gaps", "resync")):
-            self.slots[index] = _slot_offset(FeedOutput, name)
-        self.messages_slot = _slot_offset(type(self.counters), "messages")
+            self.slots[index] = slot_offset(FeedOutput, name)
+        self.messages_slot = slot_offset(type(self.counters), "messages")
         self.key_symbol = None
 
     def __dealloc__(self):
@@ -980,10 +959,10 @@ cdef class _Handles:
     cdef object output(self):
         """An empty ``FeedOutput``."""
         out = PyType_GenericAlloc(self.output_type, 0)
-        _slot_set(out, self.slots[0], [])
-        _slot_set(out, self.slots[1], [])
-        _slot_set(out, self.slots[2], [])
-        _slot_set(out, self.slots[3], [])
+        slot_set(out, self.slots[0], [])
+        slot_set(out, self.slots[1], [])
+        slot_set(out, self.slots[2], [])
+        slot_set(out, self.slots[3], [])
         return out
 
     cdef int count(self) except -1:
@@ -992,7 +971,7 @@ cdef class _Handles:
         if slot[0] == NULL:
             self.counters.messages += 1
             return 0
-        _slot_set(self.counters, self.messages_slot, <object>slot[0] + 1)
+        slot_set(self.counters, self.messages_slot, <object>slot[0] + 1)
         return 0
 
     def on_message(self, raw, recv_ns):

@@ -30,6 +30,8 @@ from libc.string cimport memcmp, memcpy, memmove, memset
 
 cimport cython
 
+from tickvault.exchanges._slots cimport slot_offset, slot_set
+
 from decimal import Decimal
 
 from tickvault.exchanges.base import FeedOutput
@@ -37,11 +39,6 @@ from tickvault.exchanges.kraken.checksum import decimal_text, digits
 from tickvault.model import BookDelta, Side, Ticker, Trade
 
 cdef extern from "Python.h":
-    ctypedef struct PyMemberDef:
-        int type
-        Py_ssize_t offset
-    ctypedef struct PyMemberDescrObject:
-        PyMemberDef* d_member
     PyObject* PyType_GenericAlloc(PyTypeObject*, Py_ssize_t)
     char* _bytes_data "PyBytes_AS_STRING" (PyObject*)
     Py_ssize_t _bytes_size "PyBytes_GET_SIZE" (PyObject*)
@@ -144,24 +141,6 @@ cdef inline bytes _join(const char* a, Py_ssize_t a_len, const char* b, Py_ssize
     memcpy(buf, a, a_len)
     memcpy(buf + a_len, b, b_len)
     return PyBytes_FromStringAndSize(buf, a_len + b_len)
-
-
-cdef Py_ssize_t _slot_offset(object cls, str name) except -1:
-    """Offset of the object slot ``name`` of a __slots__ class (checked to be one)."""
-    descriptor = cls.__dict__[name]
-    if type(descriptor).__name__ != "member_descriptor":
-        raise TypeError(f"{cls.__name__}.{name} is not a slot")
-    cdef PyMemberDef* member = (<PyMemberDescrObject*><PyObject*>descriptor).d_member
-    if member.type != 16:  # T_OBJECT_EX
-        raise TypeError(f"{cls.__name__}.{name} is not an object slot")
-    return member.offset
-
-
-cdef inline void _slot_set(object obj, Py_ssize_t offset, object value) noexcept:
-    cdef PyObject** slot = <PyObject**>((<char*><PyObject*>obj) + offset)
-    Py_INCREF(value)
-    Py_XDECREF(slot[0])
-    slot[0] = <PyObject*>value
 
 
 cdef class _Side:
@@ -613,8 +592,8 @@ cdef class V1Fast:
         if FeedOutput.__new__ is not object.__new__:
             raise TypeError("FeedOutput has its own __new__")
         for index, name in enumerate(("events", "errors", "gaps", "resync")):
-            self.slots[index] = _slot_offset(FeedOutput, name)
-        self.messages_slot = _slot_offset(type(self.counters), "messages")
+            self.slots[index] = slot_offset(FeedOutput, name)
+        self.messages_slot = slot_offset(type(self.counters), "messages")
 
     def __dealloc__(self):
         if self.table != NULL:
@@ -705,10 +684,10 @@ cdef class V1Fast:
             raise MemoryError()
         out = <object>new
         Py_DECREF(out)  # the cast took a second reference
-        _slot_set(out, self.slots[0], events)
-        _slot_set(out, self.slots[1], [])
-        _slot_set(out, self.slots[2], [])
-        _slot_set(out, self.slots[3], [])
+        slot_set(out, self.slots[0], events)
+        slot_set(out, self.slots[1], [])
+        slot_set(out, self.slots[2], [])
+        slot_set(out, self.slots[3], [])
         return out
 
     def on_message(self, raw, recv_ns):
@@ -718,7 +697,7 @@ cdef class V1Fast:
         cdef PyObject** count = <PyObject**>((<char*><PyObject*>counters) + self.messages_slot)
         if count[0] == NULL:
             raise AttributeError("messages")
-        _slot_set(counters, self.messages_slot, <object>count[0] + 1)
+        slot_set(counters, self.messages_slot, <object>count[0] + 1)
         out = self._message(raw, recv_ns)
         if out is None:
             return self.general(raw, recv_ns)
