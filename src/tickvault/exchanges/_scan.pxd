@@ -8,6 +8,7 @@ has to agree with msgspec on anything unusual: on what it accepts, both read the
 """
 
 from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
+from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from cpython.unicode cimport PyUnicode_DecodeASCII
 from libc.string cimport memcmp, memcpy
 
@@ -29,7 +30,11 @@ cdef inline void skip_ws(Cursor* c) noexcept nogil:
 
 
 cdef inline bint take(Cursor* c, unsigned char ch) noexcept nogil:
-    """Skip whitespace, then consume ``ch`` if it is next."""
+    """Skip whitespace, then consume ``ch`` if it is next (the next byte is tested first:
+    messages seldom hold whitespace)."""
+    if c.i < c.n and c.s[c.i] == ch:
+        c.i += 1
+        return True
     skip_ws(c)
     if c.i < c.n and c.s[c.i] == ch:
         c.i += 1
@@ -37,24 +42,54 @@ cdef inline bint take(Cursor* c, unsigned char ch) noexcept nogil:
     return False
 
 
+cdef extern from *:
+    """
+    #define TV_ONES 0x0101010101010101ULL
+    #define TV_HIGH 0x8080808080808080ULL
+    /* The index of the '"' closing a string whose contents start at s[i], or -1 when a
+       backslash, a control byte or a byte of 127 and more comes first (or no '"').
+       8 bytes per step: each test below marks the lowest such byte of a word exactly
+       (borrows and carries only run upwards from a byte that is marked itself). */
+    static Py_ssize_t tv_string_end(const unsigned char* s, Py_ssize_t i, Py_ssize_t n) {
+    #if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        uint64_t w, q, b, mark;
+        while (i + 8 <= n) {
+            memcpy(&w, s + i, 8);
+            q = w ^ (TV_ONES * 34);
+            b = w ^ (TV_ONES * 92);
+            mark = (((q - TV_ONES) & ~q) | ((b - TV_ONES) & ~b) | ((w - TV_ONES * 32) & ~w)
+                    | w | (w + TV_ONES)) & TV_HIGH;
+            if (mark) {
+                i += __builtin_ctzll(mark) >> 3;
+                return s[i] == 34 ? i : -1;
+            }
+            i += 8;
+        }
+    #endif
+        for (; i < n; i++) {
+            unsigned char ch = s[i];
+            if (ch == 34) return i;
+            if (ch < 32 || ch >= 127 || ch == 92) return -1;
+        }
+        return -1;
+    }
+    """
+    Py_ssize_t tv_string_end(const unsigned char* s, Py_ssize_t i, Py_ssize_t n) noexcept nogil
+
+
 cdef inline bint string(Cursor* c, Py_ssize_t* start, Py_ssize_t* length) noexcept nogil:
-    """A string's contents (offsets into the buffer); False for escapes, controls, non-ASCII."""
-    cdef unsigned char ch
-    cdef Py_ssize_t i
+    """A string's contents (offsets into the buffer); False for escapes, controls, non-ASCII
+    (read a word at a time: ``tv_string_end``)."""
+    cdef Py_ssize_t end
     if not take(c, 34):  # '"'
         return False
-    i = c.i
-    while i < c.n:
-        ch = c.s[i]
-        if ch == 34:
-            start[0] = c.i
-            length[0] = i - c.i
-            c.i = i + 1
-            return True
-        if ch < 32 or ch >= 127 or ch == 92:  # control, non-ASCII/DEL, backslash
-            return False
-        i += 1
-    return False
+    end = tv_string_end(c.s, c.i, c.n)
+    if end < 0:
+        return False
+    start[0] = c.i
+    length[0] = end - c.i
+    c.i = end + 1
+    return True
 
 
 cdef inline bint integer(Cursor* c, long long* value) noexcept nogil:
@@ -91,6 +126,48 @@ cdef inline bint is_key(const unsigned char* s, Py_ssize_t start, Py_ssize_t len
         if s[start + k] != <unsigned char>name[k]:
             return False
     return True
+
+
+cdef inline bint string_is(Cursor* c, const char* name, Py_ssize_t name_length) noexcept nogil:
+    """A string value that is exactly ``name``."""
+    cdef Py_ssize_t start, length
+    return string(c, &start, &length) and is_key(c.s, start, length, name, name_length)
+
+
+# --- walking objects and arrays: each step says whether the container goes on --------------
+
+cdef inline int member_end(Cursor* c, int* seen, int bit) noexcept nogil:
+    """After an object member (its key's ``bit``, added to ``seen``): 1 when ``}`` closes the
+    object, 0 when ``,`` starts another member, -1 for anything else and for a key already
+    seen (msgspec's rule for a repeated key, last wins, is not copied here)."""
+    if seen[0] & bit:
+        return -1
+    seen[0] |= bit
+    if take(c, 125):  # '}'
+        return 1
+    if take(c, 44):  # ','
+        return 0
+    return -1
+
+
+cdef inline int array_start(Cursor* c) noexcept nogil:
+    """At an array: 0 when an item follows its ``[``, 1 for ``[]`` (consumed), -1 when this
+    is no array."""
+    if not take(c, 91):  # '['
+        return -1
+    if take(c, 93):  # ']'
+        return 1
+    return 0
+
+
+cdef inline int item_end(Cursor* c) noexcept nogil:
+    """After an array item: 1 when ``]`` closes the array, 0 when ``,`` starts another item,
+    -1 for anything else."""
+    if take(c, 93):
+        return 1
+    if take(c, 44):
+        return 0
+    return -1
 
 
 cdef inline bint at_end(Cursor* c) noexcept nogil:
@@ -180,6 +257,30 @@ cdef inline void keep(Slot* table, const unsigned char* s, Py_ssize_t start, Py_
 
 cdef extern from "Python.h":
     object PyType_GenericAlloc(object type, Py_ssize_t items)
+    void PyObject_GC_UnTrack(void* op)
+
+
+cdef inline tuple untracked_pair(first, second):
+    """``(first, second)`` for two values that cannot be part of a cycle (Decimals), left
+    untracked by the GC as its own rule for such tuples would leave it."""
+    cdef tuple pair = PyTuple_New(2)
+    Py_INCREF(first)
+    PyTuple_SET_ITEM(pair, 0, first)
+    Py_INCREF(second)
+    PyTuple_SET_ITEM(pair, 1, second)
+    PyObject_GC_UnTrack(<void*>pair)
+    return pair
+
+
+cdef inline object feed_state(feed, type state_type):
+    """The feed's compiled per-feed state, ``state_type(feed)``: made on first use and kept
+    on the feed (``_compiled_handles``)."""
+    try:
+        return feed._compiled_handles
+    except AttributeError:
+        state = state_type(feed)
+        feed._compiled_handles = state
+        return state
 
 
 cdef inline object new_output(object output_type, list events):

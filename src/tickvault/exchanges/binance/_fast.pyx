@@ -21,8 +21,9 @@ from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM, PyTuple_GET_ITEM
 from cpython.ref cimport Py_INCREF
 
 from tickvault.exchanges._scan cimport (
-    NAME_SLOTS, SLOT_COUNT, Cursor, Slot, at_end, boolean, cached, find_name, integer, is_key, keep,
-    keep_name, new_output, open_cursor, plain_shape, release_names, string, take, text,
+    NAME_SLOTS, SLOT_COUNT, Cursor, Slot, array_start, at_end, boolean, cached, feed_state,
+    find_name, integer, is_key, item_end, keep, keep_name, member_end, new_output, open_cursor,
+    plain_shape, release_names, string, string_is, take, text, untracked_pair,
 )
 from decimal import Decimal
 
@@ -40,34 +41,54 @@ cdef object _SELL = Side.SELL
 cdef Slot _SLOTS[SLOT_COUNT]  # wire string -> the Decimal _dec gives for it
 
 cdef extern from "Python.h":
-    void PyObject_GC_UnTrack(void* op)
     int PyList_SetSlice(object lst, Py_ssize_t low, Py_ssize_t high, PyObject* itemlist) except -1
 
 
 cdef class _Depth:
     """Offsets of one scanned depthUpdate payload."""
     cdef long long event_ms, first_id, last_id
-    cdef Py_ssize_t sym_start, sym_len, bids_at, asks_at
+    cdef Py_ssize_t symbol[2]  # start, length
+    cdef Py_ssize_t bids_at, asks_at
 
 
-cdef bint _skip_levels(Cursor* c) noexcept:
+cdef inline int _letter_key(Cursor* c) noexcept nogil:
+    """The next member's key when it is one character (its ``:`` consumed), else -1."""
+    cdef Py_ssize_t ks, kl
+    if not string(c, &ks, &kl) or kl != 1 or not take(c, 58):  # ':'
+        return -1
+    return c.s[ks]
+
+
+cdef inline int _event_member(Cursor* c, int key, const char* event, Py_ssize_t event_length,
+                              long long* event_ms, Py_ssize_t* symbol) noexcept nogil:
+    """The members every event payload has: ``e`` (the string ``event``), ``E`` (its time,
+    into ``event_ms``) and ``s`` (its symbol's start and length): the member's bit (1, 2, 4)
+    once read, 0 when ``key`` is another one, -1 when the value is not what it must be."""
+    if key == 101:  # e
+        return 1 if string_is(c, event, event_length) else -1
+    if key == 69:  # E
+        return 2 if integer(c, event_ms) else -1
+    if key == 115:  # s
+        return 4 if string(c, &symbol[0], &symbol[1]) else -1
+    return 0
+
+
+cdef inline bint _level_strings(Cursor* c, Py_ssize_t* price, Py_ssize_t* size) noexcept nogil:
+    """One book level ``["p","q"]``: its strings' (start, length)."""
+    return (take(c, 91) and string(c, &price[0], &price[1]) and take(c, 44)
+            and string(c, &size[0], &size[1]) and take(c, 93))
+
+
+cdef bint _skip_levels(Cursor* c) noexcept nogil:
     """``[["p","q"], ...]`` (strings only), validated and skipped."""
-    cdef Py_ssize_t start, length
-    if not take(c, 91):  # '['
-        return False
-    if take(c, 93):  # ']'
-        return True
-    while True:
-        if not take(c, 91):
+    cdef Py_ssize_t price[2]
+    cdef Py_ssize_t size[2]
+    cdef int state = array_start(c)
+    while state == 0:
+        if not _level_strings(c, price, size):
             return False
-        if not string(c, &start, &length) or not take(c, 44):
-            return False
-        if not string(c, &start, &length) or not take(c, 93):
-            return False
-        if take(c, 93):
-            return True
-        if not take(c, 44):
-            return False
+        state = item_end(c)
+    return state > 0
 
 
 cdef object _value(Cursor* c, Py_ssize_t start, Py_ssize_t length):
@@ -84,124 +105,68 @@ cdef object _value(Cursor* c, Py_ssize_t start, Py_ssize_t length):
 
 cdef list _levels(Cursor* c):
     """Build the levels of an array ``_skip_levels`` accepted (the cursor at its ``[``)."""
-    cdef Py_ssize_t ps, pl, ss, sl
+    cdef Py_ssize_t price[2]
+    cdef Py_ssize_t size[2]
     cdef list out = []
-    cdef tuple level
-    take(c, 91)
-    if take(c, 93):
-        return out
-    while True:
-        take(c, 91)
-        string(c, &ps, &pl)
-        take(c, 44)
-        string(c, &ss, &sl)
-        take(c, 93)
-        price = _value(c, ps, pl)
-        size = _value(c, ss, sl)
-        level = PyTuple_New(2)
-        Py_INCREF(price)
-        PyTuple_SET_ITEM(level, 0, price)
-        Py_INCREF(size)
-        PyTuple_SET_ITEM(level, 1, size)
-        PyObject_GC_UnTrack(<void*>level)  # two Decimals: never part of a cycle (the GC's own rule)
-        PyList_Append(out, level)
-        if take(c, 93):
-            return out
-        take(c, 44)
+    cdef int state = array_start(c)
+    while state == 0:
+        _level_strings(c, price, size)
+        PyList_Append(out, untracked_pair(_value(c, price[0], price[1]),
+                                          _value(c, size[0], size[1])))
+        state = item_end(c)
+    return out
 
 
 cdef bint _scan_depth(Cursor* c, _Depth d) noexcept:
     """The payload object of a diff-depth message: exactly its seven fields, any order."""
-    cdef Py_ssize_t ks, kl, vs, vl
-    cdef int seen = 0, bit
-    cdef unsigned char key
+    cdef int seen = 0, bit, key, end
     if not take(c, 123):  # '{'
         return False
     while True:
-        if not string(c, &ks, &kl) or not take(c, 58) or kl != 1:
+        key = _letter_key(c)
+        bit = _event_member(c, key, b"depthUpdate", 11, &d.event_ms, d.symbol)
+        if bit == 0:
+            if key == 85:  # U
+                bit = 8 if integer(c, &d.first_id) else -1
+            elif key == 117:  # u
+                bit = 16 if integer(c, &d.last_id) else -1
+            elif key == 98:  # b
+                d.bids_at = c.i
+                bit = 32 if _skip_levels(c) else -1
+            elif key == 97:  # a
+                d.asks_at = c.i
+                bit = 64 if _skip_levels(c) else -1
+            else:
+                return False
+        if bit < 0:
             return False
-        key = c.s[ks]
-        if key == 101:  # e
-            bit = 1
-            if not string(c, &vs, &vl) or not is_key(c.s, vs, vl, b"depthUpdate", 11):
-                return False
-        elif key == 69:  # E
-            bit = 2
-            if not integer(c, &d.event_ms):
-                return False
-        elif key == 115:  # s
-            bit = 4
-            if not string(c, &d.sym_start, &d.sym_len):
-                return False
-        elif key == 85:  # U
-            bit = 8
-            if not integer(c, &d.first_id):
-                return False
-        elif key == 117:  # u
-            bit = 16
-            if not integer(c, &d.last_id):
-                return False
-        elif key == 98:  # b
-            bit = 32
-            d.bids_at = c.i
-            if not _skip_levels(c):
-                return False
-        elif key == 97:  # a
-            bit = 64
-            d.asks_at = c.i
-            if not _skip_levels(c):
-                return False
-        else:
-            return False
-        if seen & bit:
-            return False  # a repeated key: msgspec's rule (last wins) is not copied here
-        seen |= bit
-        if take(c, 125):  # '}'
-            return seen == 127
-        if not take(c, 44):
-            return False
+        end = member_end(c, &seen, bit)
+        if end:
+            return end > 0 and seen == 127
 
 
 cdef bint _scan_ticker(Cursor* c, Py_ssize_t* slots) noexcept:
     """A bookTicker payload: ``u`` (integer) and ``s b B a A`` (strings; offsets into slots
     0-9 in that order), exactly these six fields in any order."""
-    cdef Py_ssize_t ks, kl
-    cdef int seen = 0, bit, slot
+    cdef int seen = 0, bit, slot, key, end
     cdef long long number
-    cdef unsigned char key
     if not take(c, 123):
         return False
     while True:
-        if not string(c, &ks, &kl) or not take(c, 58) or kl != 1:
-            return False
-        key = c.s[ks]
+        key = _letter_key(c)
         if key == 117:  # u
             bit = 1
             if not integer(c, &number):
                 return False
         else:
-            if key == 115:
-                slot = 0
-            elif key == 98:
-                slot = 1
-            elif key == 66:
-                slot = 2
-            elif key == 97:
-                slot = 3
-            elif key == 65:
-                slot = 4
-            else:
+            slot = (0 if key == 115 else 1 if key == 98 else 2 if key == 66 else 3 if key == 97
+                    else 4 if key == 65 else -1)
+            if slot < 0 or not string(c, &slots[2 * slot], &slots[2 * slot + 1]):
                 return False
             bit = 2 << slot
-            if not string(c, &slots[2 * slot], &slots[2 * slot + 1]):
-                return False
-        if seen & bit:
-            return False
-        seen |= bit
-        if take(c, 125):
-            return seen == 63
-        if not take(c, 44):
-            return False
+        end = member_end(c, &seen, bit)
+        if end:
+            return end > 0 and seen == 63
 
 
 cdef bint _scan_agg_trade(Cursor* c, Py_ssize_t* slots, long long* numbers,
@@ -209,53 +174,36 @@ cdef bint _scan_agg_trade(Cursor* c, Py_ssize_t* slots, long long* numbers,
     """An aggTrade payload: ``e`` = "aggTrade", integers ``E a f l T`` (into numbers 0-4),
     strings ``s p q`` (offsets into slots 0-5), boolean ``m``; also the documented ``M``
     (ignored, as the schema ignores it). Nothing else, each once, any order."""
-    cdef Py_ssize_t ks, kl, vs, vl
-    cdef int seen = 0, bit
-    cdef unsigned char key
+    cdef int seen = 0, bit, field, key, end
     cdef bint ignored
     if not take(c, 123):
         return False
     while True:
-        if not string(c, &ks, &kl) or not take(c, 58) or kl != 1:
+        key = _letter_key(c)
+        bit = _event_member(c, key, b"aggTrade", 8, &numbers[0], slots)
+        if bit == 0:
+            if key == 97 or key == 102 or key == 108 or key == 84:  # a f l T
+                field = 1 if key == 97 else 2 if key == 102 else 3 if key == 108 else 4
+                bit = (4 << field) if integer(c, &numbers[field]) else -1
+            elif key == 112 or key == 113:  # p q
+                field = 1 if key == 112 else 2
+                bit = (64 << field) if string(c, &slots[2 * field], &slots[2 * field + 1]) else -1
+            elif key == 109:  # m
+                bit = 512 if boolean(c, buyer_is_maker) else -1
+            elif key == 77:  # M
+                bit = 1024 if boolean(c, &ignored) else -1
+            else:
+                return False
+        if bit < 0:
             return False
-        key = c.s[ks]
-        if key == 101:  # e
-            bit = 1
-            if not string(c, &vs, &vl) or not is_key(c.s, vs, vl, b"aggTrade", 8):
-                return False
-        elif key == 69 or key == 97 or key == 102 or key == 108 or key == 84:  # E a f l T
-            bit = (2 if key == 69 else 4 if key == 97 else 8 if key == 102 else 16 if key == 108
-                   else 32)
-            if not integer(c, &numbers[0 if key == 69 else 1 if key == 97 else 2 if key == 102
-                                       else 3 if key == 108 else 4]):
-                return False
-        elif key == 115 or key == 112 or key == 113:  # s p q
-            bit = 64 if key == 115 else 128 if key == 112 else 256
-            vs = 0 if key == 115 else 2 if key == 112 else 4
-            if not string(c, &slots[vs], &slots[vs + 1]):
-                return False
-        elif key == 109:  # m
-            bit = 512
-            if not boolean(c, buyer_is_maker):
-                return False
-        elif key == 77:  # M
-            bit = 1024
-            if not boolean(c, &ignored):
-                return False
-        else:
-            return False
-        if seen & bit:
-            return False
-        seen |= bit
-        if take(c, 125):
-            return (seen & 1023) == 1023
-        if not take(c, 44):
-            return False
+        end = member_end(c, &seen, bit)
+        if end:
+            return end > 0 and (seen & 1023) == 1023
 
 
 cdef struct Kline:
     long long event_ms
-    Py_ssize_t symbol_start, symbol_length
+    Py_ssize_t symbol[2]  # start, length
     long long numbers[3]  # t (open time), T (close time), n (trade count)
     Py_ssize_t texts[20]  # i o c h l v q V Q s(of k): (start, length)
     bint closed
@@ -264,88 +212,53 @@ cdef struct Kline:
 cdef bint _scan_kline_body(Cursor* c, Kline* k) noexcept:
     """The ``k`` object: integers ``t T n``, strings ``i o c h l v q V Q s``, boolean ``x``,
     each once; also ``f L`` (integers) and ``B`` (string), which the schema ignores."""
-    cdef Py_ssize_t ks, kl, vs, vl
-    cdef int seen = 0, bit, slot
+    cdef Py_ssize_t vs, vl
+    cdef int seen = 0, bit, slot, key, end
     cdef long long number
-    cdef unsigned char key
     if not take(c, 123):
         return False
     while True:
-        if not string(c, &ks, &kl) or not take(c, 58) or kl != 1:
-            return False
-        key = c.s[ks]
-        slot = -1
+        key = _letter_key(c)
         if key == 116 or key == 84 or key == 110:  # t T n
             slot = 0 if key == 116 else 1 if key == 84 else 2
-            bit = 1 << slot
-            if not integer(c, &k.numbers[slot]):
-                return False
+            bit = (1 << slot) if integer(c, &k.numbers[slot]) else -1
         elif key == 102 or key == 76:  # f L
-            bit = 1 << (3 if key == 102 else 4)
-            if not integer(c, &number):
-                return False
+            bit = (1 << (3 if key == 102 else 4)) if integer(c, &number) else -1
         elif key == 120:  # x
-            bit = 1 << 5
-            if not boolean(c, &k.closed):
-                return False
+            bit = (1 << 5) if boolean(c, &k.closed) else -1
         elif key == 66:  # B
-            bit = 1 << 6
-            if not string(c, &vs, &vl):
-                return False
+            bit = (1 << 6) if string(c, &vs, &vl) else -1
         else:
             slot = (0 if key == 105 else 1 if key == 111 else 2 if key == 99 else 3 if key == 104
                     else 4 if key == 108 else 5 if key == 118 else 6 if key == 113 else 7
                     if key == 86 else 8 if key == 81 else 9 if key == 115 else -1)
-            if slot < 0:
+            if slot < 0 or not string(c, &k.texts[2 * slot], &k.texts[2 * slot + 1]):
                 return False
             bit = 1 << (7 + slot)
-            if not string(c, &k.texts[2 * slot], &k.texts[2 * slot + 1]):
-                return False
-        if seen & bit:
+        if bit < 0:
             return False
-        seen |= bit
-        if take(c, 125):
-            return (seen & 0b11111111110100111) == 0b11111111110100111  # all but f L B
-        if not take(c, 44):
-            return False
+        end = member_end(c, &seen, bit)
+        if end:
+            return end > 0 and (seen & 0b11111111110100111) == 0b11111111110100111  # not f L B
 
 
 cdef bint _scan_kline(Cursor* c, Kline* k) noexcept:
     """A kline payload: ``e`` = "kline", ``E``, ``s`` and the ``k`` object, each once."""
-    cdef Py_ssize_t ks, kl, vs, vl
-    cdef int seen = 0, bit
-    cdef unsigned char key
+    cdef int seen = 0, bit, key, end
     if not take(c, 123):
         return False
     while True:
-        if not string(c, &ks, &kl) or not take(c, 58) or kl != 1:
-            return False
-        key = c.s[ks]
-        if key == 101:  # e
-            bit = 1
-            if not string(c, &vs, &vl) or not is_key(c.s, vs, vl, b"kline", 5):
+        key = _letter_key(c)
+        bit = _event_member(c, key, b"kline", 5, &k.event_ms, k.symbol)
+        if bit == 0:
+            if key != 107:  # k
                 return False
-        elif key == 69:  # E
-            bit = 2
-            if not integer(c, &k.event_ms):
-                return False
-        elif key == 115:  # s
-            bit = 4
-            if not string(c, &k.symbol_start, &k.symbol_length):
-                return False
-        elif key == 107:  # k
-            bit = 8
-            if not _scan_kline_body(c, k):
-                return False
-        else:
+            bit = 8 if _scan_kline_body(c, k) else -1
+        if bit < 0:
             return False
-        if seen & bit:
-            return False
-        seen |= bit
-        if take(c, 125):
-            return seen == 15
-        if not take(c, 44):
-            return False
+        end = member_end(c, &seen, bit)
+        if end:
+            return end > 0 and seen == 15
 
 
 cdef object _kline(Cursor* c, _Handles handles, Kline* k, recv_ns):
@@ -353,7 +266,7 @@ cdef object _kline(Cursor* c, _Handles handles, Kline* k, recv_ns):
     cdef Py_ssize_t* t = k.texts
     if k.event_ms > MAX_MS or k.numbers[0] > MAX_MS:
         return None
-    symbol = handles.symbol(c, k.symbol_start, k.symbol_length)
+    symbol = handles.symbol(c, k.symbol[0], k.symbol[1])
     if symbol is None:
         return None
     interval = text(c, t[0], t[1])
@@ -479,13 +392,8 @@ cdef class _Handles:
         return instrument.symbol
 
 
-cdef _Handles _handles(feed):
-    try:
-        return <_Handles?>feed._compiled_handles
-    except AttributeError:
-        handles = _Handles(feed)
-        feed._compiled_handles = handles
-        return handles
+cdef inline _Handles _handles(feed):
+    return <_Handles?>feed_state(feed, _Handles)
 
 
 def on_message(self, raw, recv_ns):
@@ -532,7 +440,7 @@ cdef object _fast_message(feed, _Handles handles, raw, recv_ns):
             return None
         if d.event_ms > MAX_MS:
             return None  # ns would not fit in 64 bits: the Python path has big integers
-        symbol = handles.symbol(&c, d.sym_start, d.sym_len)
+        symbol = handles.symbol(&c, d.symbol[0], d.symbol[1])
         if symbol is None:
             return None
         try:

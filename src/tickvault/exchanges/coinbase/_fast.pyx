@@ -29,8 +29,9 @@ from libc.string cimport memcmp, memcpy
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
 
 from tickvault.exchanges._scan cimport (
-    NAME_SLOTS, SLOT_COUNT, Cursor, Slot, at_end, cached, find_name, integer, is_key, keep,
-    keep_name, open_cursor, plain_shape, release_names, skip_ws, take, text,
+    NAME_SLOTS, SLOT_COUNT, Cursor, Slot, array_start, at_end, cached, feed_state, find_name,
+    integer, is_key, item_end, keep, keep_name, member_end, open_cursor, plain_shape,
+    release_names, skip_ws, string, take, text, untracked_pair,
 )
 from tickvault.exchanges._slots cimport slot_offset, slot_set
 
@@ -319,50 +320,6 @@ cdef object _time(Cursor* c, Py_ssize_t start, Py_ssize_t length):
 
 # --- scanning ----------------------------------------------------------------------------
 
-cdef extern from *:
-    """
-    #define TV_ONES 0x0101010101010101ULL
-    #define TV_HIGH 0x8080808080808080ULL
-    /* The index of the '"' closing a string whose contents start at s[i], or -1 when a
-       backslash, a control byte or a byte of 127 and more comes first (or no '"').
-       8 bytes per step: each test below marks the lowest such byte of a word exactly
-       (borrows and carries only run upwards from a byte that is marked itself). */
-    static Py_ssize_t tv_string_end(const unsigned char* s, Py_ssize_t i, Py_ssize_t n) {
-    #if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-        uint64_t w, q, b, mark;
-        while (i + 8 <= n) {
-            memcpy(&w, s + i, 8);
-            q = w ^ (TV_ONES * 34);
-            b = w ^ (TV_ONES * 92);
-            mark = (((q - TV_ONES) & ~q) | ((b - TV_ONES) & ~b) | ((w - TV_ONES * 32) & ~w)
-                    | w | (w + TV_ONES)) & TV_HIGH;
-            if (mark) {
-                i += __builtin_ctzll(mark) >> 3;
-                return s[i] == 34 ? i : -1;
-            }
-            i += 8;
-        }
-    #endif
-        for (; i < n; i++) {
-            unsigned char ch = s[i];
-            if (ch == 34) return i;
-            if (ch < 32 || ch >= 127 || ch == 92) return -1;
-        }
-        return -1;
-    }
-    """
-    Py_ssize_t tv_string_end(const unsigned char* s, Py_ssize_t i, Py_ssize_t n) noexcept nogil
-
-
-cdef inline bint _take(Cursor* c, unsigned char ch) noexcept nogil:
-    """The scanner's ``take`` (skip whitespace, then consume ``ch`` if next), testing the
-    next byte first: messages seldom hold whitespace."""
-    if c.i < c.n and c.s[c.i] == ch:
-        c.i += 1
-        return True
-    return take(c, ch)
-
-
 cdef inline bint _key(Cursor* c, const char* name, Py_ssize_t length) noexcept nogil:
     """The object key ``"name"`` and its ``:`` (whitespace allowed before each), consumed;
     False (nothing consumed) when the next key is another one. A key that is none of those
@@ -388,25 +345,10 @@ cdef inline bint _key(Cursor* c, const char* name, Py_ssize_t length) noexcept n
     if c.s[i + 1 + length] != 34:
         return False
     c.i = i + length + 2
-    if _take(c, 58):
+    if take(c, 58):
         return True
     c.i = i
     return False
-
-
-cdef inline bint _string(Cursor* c, Py_ssize_t* start, Py_ssize_t* length) noexcept nogil:
-    """The scanner's ``string`` (same result: printable ASCII without escapes), a word at a
-    time (``tv_string_end``)."""
-    cdef Py_ssize_t end
-    if not _take(c, 34):  # '"'
-        return False
-    end = tv_string_end(c.s, c.i, c.n)
-    if end < 0:
-        return False
-    start[0] = c.i
-    length[0] = end - c.i
-    c.i = end + 1
-    return True
 
 
 cdef object _message(Cursor* c, Envelope* e, _Handles handles, recv_ns):
@@ -414,17 +356,17 @@ cdef object _message(Cursor* c, Envelope* e, _Handles handles, recv_ns):
     -> its events built (``_l2_events`` / ``_trades``), or None. The events are built as they
     are read when the channel came first (as Coinbase sends it), else read again at the end."""
     cdef Py_ssize_t vs, vl
-    cdef int seen = 0, bit
+    cdef int seen = 0, bit, end
     built = None
     e.channel = OTHER
     e.events_at = -1
-    if not _take(c, 123):
+    if not take(c, 123):
         return None
     while True:
         skip_ws(c)
         if _key(c, b"channel", 7):
             bit = 1
-            if not _string(c, &vs, &vl):
+            if not string(c, &vs, &vl):
                 return None
             if is_key(c.s, vs, vl, b"l2_data", 7):
                 e.channel = L2
@@ -434,7 +376,7 @@ cdef object _message(Cursor* c, Envelope* e, _Handles handles, recv_ns):
                 return None
         elif _key(c, b"timestamp", 9):
             bit = 2
-            if not _string(c, &e.ts_start, &e.ts_len):
+            if not string(c, &e.ts_start, &e.ts_len):
                 return None
         elif _key(c, b"sequence_num", 12):
             bit = 4
@@ -453,21 +395,19 @@ cdef object _message(Cursor* c, Envelope* e, _Handles handles, recv_ns):
                 return None
         elif _key(c, b"client_id", 9):
             bit = 16
-            if not _string(c, &vs, &vl):
+            if not string(c, &vs, &vl):
                 return None
         elif _key(c, b"type", 4):
             bit = 32
-            if not _string(c, &vs, &vl):
+            if not string(c, &vs, &vl):
                 return None
         else:
             return None
-        if seen & bit:
+        end = member_end(c, &seen, bit)
+        if end < 0:
             return None
-        seen |= bit
-        if _take(c, 125):
+        if end:
             break
-        if not _take(c, 44):
-            return None
     if (seen & 15) != 15 or not at_end(c):
         return None
     if built is None:  # the events came before the channel
@@ -485,23 +425,23 @@ cdef bint _skip_array(Cursor* c) noexcept:
     # A bracket counter over the scanner's tokens: strings and integers are read with the
     # scanner, so a bracket inside a string is never counted; structure is checked in pass 2.
     while True:
-        if _take(c, 91) or _take(c, 123):
+        if take(c, 91) or take(c, 123):
             depth += 1
             continue
-        if _take(c, 93) or _take(c, 125):
+        if take(c, 93) or take(c, 125):
             depth -= 1
             if depth == 0:
                 return True
             if depth < 0:
                 return False
             continue
-        if _take(c, 44) or _take(c, 58):
+        if take(c, 44) or take(c, 58):
             continue
         if c.i >= c.n:
             return False
         ch = c.s[c.i]
         if ch == 34:
-            if not _string(c, &vs, &vl):
+            if not string(c, &vs, &vl):
                 return False
         elif not integer(c, &number):
             return False
@@ -511,85 +451,40 @@ cdef object _l2_events(Cursor* c, _Handles handles):
     """``[{type, product_id, updates: [{side, price_level, new_quantity, event_time?}]}]`` ->
     True, with the events' (symbol, snapshot, bids, asks) kept in ``handles`` (``op``); None for
     anything else (``BadMessage`` from the number helpers passes up)."""
-    cdef Py_ssize_t vs, vl, ts, tl, ps, pl, side_s, side_l, price_s, price_l, size_s, size_l
-    cdef int seen, useen, bit, side
+    cdef Py_ssize_t ts, tl, ps, pl
+    cdef int seen, bit, end, item
     handles.start_ops()
-    if not _take(c, 91):
-        return None
-    if _take(c, 93):
-        return True
-    while True:
-        if not _take(c, 123):
+    item = array_start(c)
+    while item == 0:
+        if not take(c, 123):
             return None
         seen = 0
         while True:
             skip_ws(c)
             if _key(c, b"type", 4):
                 bit = 1
-                if not _string(c, &ts, &tl):
+                if not string(c, &ts, &tl):
                     return None
             elif _key(c, b"product_id", 10):
                 bit = 2
-                if not _string(c, &ps, &pl):
+                if not string(c, &ps, &pl):
                     return None
             elif _key(c, b"updates", 7):
                 bit = 4
-                if not _take(c, 91):
+                end = array_start(c)
+                while end == 0:
+                    if not _l2_update(c, handles):
+                        return None
+                    end = item_end(c)
+                if end < 0:
                     return None
-                if not _take(c, 93):
-                    while True:
-                        if not _take(c, 123):
-                            return None
-                        useen = 0
-                        while True:
-                            skip_ws(c)
-                            if _key(c, b"side", 4):
-                                bit = 1
-                                if not _string(c, &side_s, &side_l):
-                                    return None
-                            elif _key(c, b"price_level", 11):
-                                bit = 2
-                                if not _string(c, &price_s, &price_l):
-                                    return None
-                            elif _key(c, b"new_quantity", 12):
-                                bit = 4
-                                if not _string(c, &size_s, &size_l):
-                                    return None
-                            elif _key(c, b"event_time", 10):
-                                bit = 8
-                                if not _string(c, &vs, &vl):
-                                    return None
-                            else:
-                                return None
-                            if useen & bit:
-                                return None
-                            useen |= bit
-                            if _take(c, 125):
-                                break
-                            if not _take(c, 44):
-                                return None
-                        if (useen & 7) != 7:
-                            return None
-                        if is_key(c.s, side_s, side_l, b"bid", 3):
-                            side = 0
-                        elif is_key(c.s, side_s, side_l, b"offer", 5):
-                            side = 1
-                        else:
-                            return None
-                        handles.push(side, _level(c, price_s, price_l, size_s, size_l))
-                        if _take(c, 93):
-                            break
-                        if not _take(c, 44):
-                            return None
             else:
                 return None
-            if seen & bit:
+            end = member_end(c, &seen, bit)
+            if end < 0:
                 return None
-            seen |= bit
-            if _take(c, 125):
+            if end:
                 break
-            if not _take(c, 44):
-                return None
         if seen != 7:
             return None
         if is_key(c.s, ts, tl, b"update", 6):
@@ -602,10 +497,46 @@ cdef object _l2_events(Cursor* c, _Handles handles):
         if symbol is None:
             return None
         handles.add_op(symbol, snapshot)
-        if _take(c, 93):
-            return True
-        if not _take(c, 44):
-            return None
+        item = item_end(c)
+    return True if item > 0 else None
+
+
+cdef int _l2_update(Cursor* c, _Handles handles) except -1:
+    """One ``{side, price_level, new_quantity, event_time?}``, its level pushed to its side:
+    1, or 0 when it is not of that shape."""
+    cdef Py_ssize_t f[8]  # side, price_level, new_quantity, event_time: (start, length)
+    cdef int seen = 0, slot, end, side
+    if not take(c, 123):
+        return 0
+    while True:
+        skip_ws(c)
+        if _key(c, b"side", 4):
+            slot = 0
+        elif _key(c, b"price_level", 11):
+            slot = 1
+        elif _key(c, b"new_quantity", 12):
+            slot = 2
+        elif _key(c, b"event_time", 10):
+            slot = 3
+        else:
+            return 0
+        if not string(c, &f[2 * slot], &f[2 * slot + 1]):
+            return 0
+        end = member_end(c, &seen, 1 << slot)
+        if end < 0:
+            return 0
+        if end:
+            break
+    if (seen & 7) != 7:
+        return 0
+    if is_key(c.s, f[0], f[1], b"bid", 3):
+        side = 0
+    elif is_key(c.s, f[0], f[1], b"offer", 5):
+        side = 1
+    else:
+        return 0
+    handles.push(side, _level(c, f[2], f[3], f[4], f[5]))
+    return 1
 
 
 cdef tuple _level(Cursor* c, Py_ssize_t price_s, Py_ssize_t price_l, Py_ssize_t size_s,
@@ -624,31 +555,20 @@ cdef tuple _level(Cursor* c, Py_ssize_t price_s, Py_ssize_t price_l, Py_ssize_t 
         value = _decimal(c.s, price_s, price_l)
         keep(_POSITIVE_SLOTS, c.s, price_s, price_l, value)
         price = <PyObject*>value
-    size = _decimal(c.s, size_s, size_l)
-    pair = PyTuple_New(2)
-    Py_INCREF(<object>price)
-    PyTuple_SET_ITEM(pair, 0, <object>price)
-    Py_INCREF(size)
-    PyTuple_SET_ITEM(pair, 1, size)
-    PyObject_GC_UnTrack(<void*>pair)  # two Decimals: never part of a cycle (the GC's own rule)
-    return pair
+    return untracked_pair(<object>price, _decimal(c.s, size_s, size_l))
 
 
 cdef object _positive(Cursor* c, Py_ssize_t start, Py_ssize_t length, str what, bint slots):
     """``decode.positive`` for a wire string, through the slots when ``slots``."""
-    cdef PyObject* hit
-    if not slots:
-        if plain_shape(c.s, start, length) == 2:
-            return _decimal(c.s, start, length)
-        return positive(text(c, start, length), what)
-    hit = cached(_POSITIVE_SLOTS, c.s, start, length)
+    cdef PyObject* hit = cached(_POSITIVE_SLOTS, c.s, start, length) if slots else NULL
     if hit != NULL:
         return <object>hit
     if plain_shape(c.s, start, length) == 2:
         value = _decimal(c.s, start, length)
     else:
         value = positive(text(c, start, length), what)
-    keep(_POSITIVE_SLOTS, c.s, start, length, value)
+    if slots:
+        keep(_POSITIVE_SLOTS, c.s, start, length, value)
     return value
 
 
@@ -657,14 +577,11 @@ cdef object _trades(Cursor* c, _Handles handles, recv_ns):
     in time order (each event's list is newest first); None for anything else."""
     cdef Py_ssize_t vs, vl, k
     cdef Py_ssize_t f[12]  # trade_id, product_id, price, size, side, time: (start, length)
-    cdef int seen, tseen, bit, slot
+    cdef int seen, bit, end, item
     cdef list out = [], batch
-    if not _take(c, 91):
-        return None
-    if _take(c, 93):
-        return out
-    while True:
-        if not _take(c, 123):
+    item = array_start(c)
+    while item == 0:
+        if not take(c, 123):
             return None
         seen = 0
         batch = []
@@ -672,66 +589,60 @@ cdef object _trades(Cursor* c, _Handles handles, recv_ns):
             skip_ws(c)
             if _key(c, b"type", 4):
                 bit = 1
-                if not _string(c, &vs, &vl):
+                if not string(c, &vs, &vl):
                     return None
             elif _key(c, b"trades", 6):
                 bit = 2
-                if not _take(c, 91):
+                end = array_start(c)
+                while end == 0:
+                    if not _trade_fields(c, f):
+                        return None
+                    batch.append(_trade(c, f, handles, recv_ns))
+                    end = item_end(c)
+                if end < 0:
                     return None
-                if not _take(c, 93):
-                    while True:
-                        if not _take(c, 123):
-                            return None
-                        tseen = 0
-                        while True:
-                            skip_ws(c)
-                            if _key(c, b"trade_id", 8):
-                                slot = 0
-                            elif _key(c, b"product_id", 10):
-                                slot = 1
-                            elif _key(c, b"price", 5):
-                                slot = 2
-                            elif _key(c, b"size", 4):
-                                slot = 3
-                            elif _key(c, b"side", 4):
-                                slot = 4
-                            elif _key(c, b"time", 4):
-                                slot = 5
-                            else:
-                                return None
-                            if tseen & (1 << slot):
-                                return None
-                            tseen |= 1 << slot
-                            if not _string(c, &f[2 * slot], &f[2 * slot + 1]):
-                                return None
-                            if _take(c, 125):
-                                break
-                            if not _take(c, 44):
-                                return None
-                        if tseen != 63:
-                            return None
-                        batch.append(_trade(c, f, handles, recv_ns))
-                        if _take(c, 93):
-                            break
-                        if not _take(c, 44):
-                            return None
             else:
                 return None
-            if seen & bit:
+            end = member_end(c, &seen, bit)
+            if end < 0:
                 return None
-            seen |= bit
-            if _take(c, 125):
+            if end:
                 break
-            if not _take(c, 44):
-                return None
         if seen != 3:
             return None
         for k in range(PyList_GET_SIZE(batch) - 1, -1, -1):
             out.append(<object>PyList_GET_ITEM(batch, k))
-        if _take(c, 93):
-            return out
-        if not _take(c, 44):
-            return None
+        item = item_end(c)
+    return out if item > 0 else None
+
+
+cdef bint _trade_fields(Cursor* c, Py_ssize_t* f) noexcept nogil:
+    """One ``{trade_id, product_id, price, size, side, time}`` (strings, each once, any
+    order): their (start, length) into ``f``."""
+    cdef int seen = 0, slot, end
+    if not take(c, 123):
+        return False
+    while True:
+        skip_ws(c)
+        if _key(c, b"trade_id", 8):
+            slot = 0
+        elif _key(c, b"product_id", 10):
+            slot = 1
+        elif _key(c, b"price", 5):
+            slot = 2
+        elif _key(c, b"size", 4):
+            slot = 3
+        elif _key(c, b"side", 4):
+            slot = 4
+        elif _key(c, b"time", 4):
+            slot = 5
+        else:
+            return False
+        if not string(c, &f[2 * slot], &f[2 * slot + 1]):
+            return False
+        end = member_end(c, &seen, 1 << slot)
+        if end:
+            return end > 0 and seen == 63
 
 
 cdef object _trade(Cursor* c, Py_ssize_t* f, _Handles handles, recv_ns):
@@ -983,32 +894,13 @@ cdef class _Handles:
         return self.general(raw, recv_ns)
 
 
-cdef _Handles _handles(feed):
-    try:
-        return <_Handles?>feed._compiled_handles
-    except AttributeError:
-        handles = _Handles(feed)
-        feed._compiled_handles = handles
-        return handles
+cdef inline _Handles _handles(feed):
+    return <_Handles?>feed_state(feed, _Handles)
 
 
 def entry(feed):
     """The feed's compiled ``on_message`` (a bound method of its per-feed state)."""
     return _handles(feed).on_message
-
-
-def on_message(self, raw, recv_ns):
-    """``CoinbaseFeed.on_message`` through the feed's switches (``fast_path``, ``compiled``)."""
-    cdef _Handles handles = _handles(self)
-    handles.count()
-    if self.fast_path:
-        if self.compiled:
-            out = _fast_message(self, handles, raw, recv_ns)
-        else:
-            out = self._fast_message(raw, recv_ns)
-        if out is not None:
-            return out
-    return self._general_message(raw, recv_ns)
 
 
 def fast_message(feed, raw, recv_ns):
