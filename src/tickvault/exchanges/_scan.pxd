@@ -138,9 +138,10 @@ cdef inline bint string_is(Cursor* c, const char* name, Py_ssize_t name_length) 
 
 cdef inline int member_end(Cursor* c, int* seen, int bit) noexcept nogil:
     """After an object member (its key's ``bit``, added to ``seen``): 1 when ``}`` closes the
-    object, 0 when ``,`` starts another member, -1 for anything else and for a key already
-    seen (msgspec's rule for a repeated key, last wins, is not copied here)."""
-    if seen[0] & bit:
+    object, 0 when ``,`` starts another member, -1 for anything else, for a key already seen
+    (msgspec's rule for a repeated key, last wins, is not copied here) and for a ``bit`` of -1
+    (the caller's "the value was not what it must be")."""
+    if bit < 0 or seen[0] & bit:
         return -1
     seen[0] |= bit
     if take(c, 125):  # '}'

@@ -119,10 +119,10 @@ cdef list _levels(Cursor* c):
 
 cdef bint _scan_depth(Cursor* c, _Depth d) noexcept:
     """The payload object of a diff-depth message: exactly its seven fields, any order."""
-    cdef int seen = 0, bit, key, end
+    cdef int seen = 0, bit, key, end = 0
     if not take(c, 123):  # '{'
         return False
-    while True:
+    while end == 0:
         key = _letter_key(c)
         bit = _event_member(c, key, b"depthUpdate", 11, &d.event_ms, d.symbol)
         if bit == 0:
@@ -138,21 +138,18 @@ cdef bint _scan_depth(Cursor* c, _Depth d) noexcept:
                 bit = 64 if _skip_levels(c) else -1
             else:
                 return False
-        if bit < 0:
-            return False
         end = member_end(c, &seen, bit)
-        if end:
-            return end > 0 and seen == 127
+    return end > 0 and seen == 127
 
 
 cdef bint _scan_ticker(Cursor* c, Py_ssize_t* slots) noexcept:
     """A bookTicker payload: ``u`` (integer) and ``s b B a A`` (strings; offsets into slots
     0-9 in that order), exactly these six fields in any order."""
-    cdef int seen = 0, bit, slot, key, end
+    cdef int seen = 0, bit, slot, key, end = 0
     cdef long long number
     if not take(c, 123):
         return False
-    while True:
+    while end == 0:
         key = _letter_key(c)
         if key == 117:  # u
             bit = 1
@@ -165,8 +162,7 @@ cdef bint _scan_ticker(Cursor* c, Py_ssize_t* slots) noexcept:
                 return False
             bit = 2 << slot
         end = member_end(c, &seen, bit)
-        if end:
-            return end > 0 and seen == 63
+    return end > 0 and seen == 63
 
 
 cdef bint _scan_agg_trade(Cursor* c, Py_ssize_t* slots, long long* numbers,
@@ -174,11 +170,11 @@ cdef bint _scan_agg_trade(Cursor* c, Py_ssize_t* slots, long long* numbers,
     """An aggTrade payload: ``e`` = "aggTrade", integers ``E a f l T`` (into numbers 0-4),
     strings ``s p q`` (offsets into slots 0-5), boolean ``m``; also the documented ``M``
     (ignored, as the schema ignores it). Nothing else, each once, any order."""
-    cdef int seen = 0, bit, field, key, end
+    cdef int seen = 0, bit, field, key, end = 0
     cdef bint ignored
     if not take(c, 123):
         return False
-    while True:
+    while end == 0:
         key = _letter_key(c)
         bit = _event_member(c, key, b"aggTrade", 8, &numbers[0], slots)
         if bit == 0:
@@ -194,11 +190,8 @@ cdef bint _scan_agg_trade(Cursor* c, Py_ssize_t* slots, long long* numbers,
                 bit = 1024 if boolean(c, &ignored) else -1
             else:
                 return False
-        if bit < 0:
-            return False
         end = member_end(c, &seen, bit)
-        if end:
-            return end > 0 and (seen & 1023) == 1023
+    return end > 0 and (seen & 1023) == 1023
 
 
 cdef struct Kline:
@@ -213,11 +206,11 @@ cdef bint _scan_kline_body(Cursor* c, Kline* k) noexcept:
     """The ``k`` object: integers ``t T n``, strings ``i o c h l v q V Q s``, boolean ``x``,
     each once; also ``f L`` (integers) and ``B`` (string), which the schema ignores."""
     cdef Py_ssize_t vs, vl
-    cdef int seen = 0, bit, slot, key, end
+    cdef int seen = 0, bit, slot, key, end = 0
     cdef long long number
     if not take(c, 123):
         return False
-    while True:
+    while end == 0:
         key = _letter_key(c)
         if key == 116 or key == 84 or key == 110:  # t T n
             slot = 0 if key == 116 else 1 if key == 84 else 2
@@ -235,30 +228,24 @@ cdef bint _scan_kline_body(Cursor* c, Kline* k) noexcept:
             if slot < 0 or not string(c, &k.texts[2 * slot], &k.texts[2 * slot + 1]):
                 return False
             bit = 1 << (7 + slot)
-        if bit < 0:
-            return False
         end = member_end(c, &seen, bit)
-        if end:
-            return end > 0 and (seen & 0b11111111110100111) == 0b11111111110100111  # not f L B
+    return end > 0 and (seen & 0b11111111110100111) == 0b11111111110100111  # not f L B
 
 
 cdef bint _scan_kline(Cursor* c, Kline* k) noexcept:
     """A kline payload: ``e`` = "kline", ``E``, ``s`` and the ``k`` object, each once."""
-    cdef int seen = 0, bit, key, end
+    cdef int seen = 0, bit, key, end = 0
     if not take(c, 123):
         return False
-    while True:
+    while end == 0:
         key = _letter_key(c)
         bit = _event_member(c, key, b"kline", 5, &k.event_ms, k.symbol)
         if bit == 0:
             if key != 107:  # k
                 return False
             bit = 8 if _scan_kline_body(c, k) else -1
-        if bit < 0:
-            return False
         end = member_end(c, &seen, bit)
-        if end:
-            return end > 0 and seen == 15
+    return end > 0 and seen == 15
 
 
 cdef object _kline(Cursor* c, _Handles handles, Kline* k, recv_ns):
@@ -457,17 +444,14 @@ cdef object _fast_message(feed, _Handles handles, raw, recv_ns):
         symbol = handles.symbol(&c, slots[0], slots[1])
         if symbol is None:
             return None
-        try:
-            bid_price = _value(&c, slots[2], slots[3])
-            bid_size = _value(&c, slots[4], slots[5])
-            ask_price = _value(&c, slots[6], slots[7])
-            ask_size = _value(&c, slots[8], slots[9])
+        try:  # bid price and size, ask price and size
+            ticker = Ticker(EXCHANGE, symbol, recv_ns, recv_ns, _value(&c, slots[2], slots[3]),
+                            _value(&c, slots[4], slots[5]), _value(&c, slots[6], slots[7]),
+                            _value(&c, slots[8], slots[9]))
         except _Reject:
             return None
         handles.last_seen[(symbol, "ticker")] = recv_ns  # spot bookTicker has no time
-        return new_output(FeedOutput, [
-            Ticker(EXCHANGE, symbol, recv_ns, recv_ns, bid_price, bid_size, ask_price, ask_size)
-        ])
+        return new_output(FeedOutput, [ticker])
     if kind == 3:
         if not _scan_agg_trade(&c, slots, numbers, &buyer_is_maker) or not take(&c, 125):
             return None

@@ -351,18 +351,37 @@ cdef inline bint _key(Cursor* c, const char* name, Py_ssize_t length) noexcept n
     return False
 
 
+ctypedef int (*KeySlot)(Cursor* c) noexcept nogil
+
+
+cdef inline int _string_members(Cursor* c, KeySlot slot_of, Py_ssize_t* f) noexcept nogil:
+    """An object whose members are all strings, each key one that ``slot_of`` knows (slot
+    k: the value's start and length go to ``f[2k]``, ``f[2k + 1]``), each at most once, in
+    any order: the bits of the slots read, or -1 when it is not such an object."""
+    cdef int seen = 0, slot, end = 0
+    if not take(c, 123):
+        return -1
+    while end == 0:
+        skip_ws(c)
+        slot = slot_of(c)
+        if slot < 0 or not string(c, &f[2 * slot], &f[2 * slot + 1]):
+            return -1
+        end = member_end(c, &seen, 1 << slot)
+    return seen if end > 0 else -1
+
+
 cdef object _message(Cursor* c, Envelope* e, _Handles handles, recv_ns):
     """The whole envelope (fields channel, timestamp, sequence_num, events, client_id, type)
     -> its events built (``_l2_events`` / ``_trades``), or None. The events are built as they
     are read when the channel came first (as Coinbase sends it), else read again at the end."""
     cdef Py_ssize_t vs, vl
-    cdef int seen = 0, bit, end
+    cdef int seen = 0, bit, end = 0
     built = None
     e.channel = OTHER
     e.events_at = -1
     if not take(c, 123):
         return None
-    while True:
+    while end == 0:
         skip_ws(c)
         if _key(c, b"channel", 7):
             bit = 1
@@ -404,11 +423,7 @@ cdef object _message(Cursor* c, Envelope* e, _Handles handles, recv_ns):
         else:
             return None
         end = member_end(c, &seen, bit)
-        if end < 0:
-            return None
-        if end:
-            break
-    if (seen & 15) != 15 or not at_end(c):
+    if end < 0 or (seen & 15) != 15 or not at_end(c):
         return None
     if built is None:  # the events came before the channel
         c.i = e.events_at
@@ -451,83 +466,80 @@ cdef object _l2_events(Cursor* c, _Handles handles):
     """``[{type, product_id, updates: [{side, price_level, new_quantity, event_time?}]}]`` ->
     True, with the events' (symbol, snapshot, bids, asks) kept in ``handles`` (``op``); None for
     anything else (``BadMessage`` from the number helpers passes up)."""
-    cdef Py_ssize_t ts, tl, ps, pl
-    cdef int seen, bit, end, item
     handles.start_ops()
-    item = array_start(c)
+    cdef int item = array_start(c)
     while item == 0:
-        if not take(c, 123):
+        if not _l2_event(c, handles):
             return None
-        seen = 0
-        while True:
-            skip_ws(c)
-            if _key(c, b"type", 4):
-                bit = 1
-                if not string(c, &ts, &tl):
-                    return None
-            elif _key(c, b"product_id", 10):
-                bit = 2
-                if not string(c, &ps, &pl):
-                    return None
-            elif _key(c, b"updates", 7):
-                bit = 4
-                end = array_start(c)
-                while end == 0:
-                    if not _l2_update(c, handles):
-                        return None
-                    end = item_end(c)
-                if end < 0:
-                    return None
-            else:
-                return None
-            end = member_end(c, &seen, bit)
-            if end < 0:
-                return None
-            if end:
-                break
-        if seen != 7:
-            return None
-        if is_key(c.s, ts, tl, b"update", 6):
-            snapshot = False
-        elif is_key(c.s, ts, tl, b"snapshot", 8):
-            snapshot = True
-        else:
-            return None
-        symbol = handles.symbol(c, ps, pl)
-        if symbol is None:
-            return None
-        handles.add_op(symbol, snapshot)
         item = item_end(c)
     return True if item > 0 else None
 
 
-cdef int _l2_update(Cursor* c, _Handles handles) except -1:
-    """One ``{side, price_level, new_quantity, event_time?}``, its level pushed to its side:
-    1, or 0 when it is not of that shape."""
-    cdef Py_ssize_t f[8]  # side, price_level, new_quantity, event_time: (start, length)
-    cdef int seen = 0, slot, end, side
+ctypedef int (*ItemReader)(Cursor* c, _Handles handles, object recv_ns, list batch) except -1
+
+
+cdef inline int _event(Cursor* c, const char* items, Py_ssize_t items_length,
+                       ItemReader read_item, _Handles handles, recv_ns, list batch,
+                       Py_ssize_t* kind, Py_ssize_t* product) except -1:
+    """One event ``{type, product_id, <items>: [item, ...]}`` (without ``product_id`` when
+    ``product`` is NULL), each item read by ``read_item``; the type's and product id's (start,
+    length) into ``kind`` and ``product``: the bits of the members read (type 1, product_id 2,
+    items 4), or 0 when it is not of that shape."""
+    cdef int seen = 0, bit, end = 0, item
     if not take(c, 123):
         return 0
-    while True:
+    while end == 0:
         skip_ws(c)
-        if _key(c, b"side", 4):
-            slot = 0
-        elif _key(c, b"price_level", 11):
-            slot = 1
-        elif _key(c, b"new_quantity", 12):
-            slot = 2
-        elif _key(c, b"event_time", 10):
-            slot = 3
+        if _key(c, b"type", 4):
+            bit = 1 if string(c, &kind[0], &kind[1]) else -1
+        elif product != NULL and _key(c, b"product_id", 10):
+            bit = 2 if string(c, &product[0], &product[1]) else -1
+        elif _key(c, items, items_length):
+            item = array_start(c)
+            while item == 0:
+                if not read_item(c, handles, recv_ns, batch):
+                    return 0
+                item = item_end(c)
+            bit = 4 if item > 0 else -1
         else:
             return 0
-        if not string(c, &f[2 * slot], &f[2 * slot + 1]):
-            return 0
-        end = member_end(c, &seen, 1 << slot)
-        if end < 0:
-            return 0
-        if end:
-            break
-    if (seen & 7) != 7:
+        end = member_end(c, &seen, bit)
+    return seen if end > 0 else 0
+
+
+cdef int _l2_event(Cursor* c, _Handles handles) except -1:
+    """One L2 event ``{type, product_id, updates}``, kept in ``handles``: 1, or 0 when it is not
+    of that shape."""
+    cdef Py_ssize_t kind[2]
+    cdef Py_ssize_t product[2]
+    if _event(c, b"updates", 7, _l2_update, handles, None, None, kind, product) != 7:
+        return 0
+    if is_key(c.s, kind[0], kind[1], b"update", 6):
+        snapshot = False
+    elif is_key(c.s, kind[0], kind[1], b"snapshot", 8):
+        snapshot = True
+    else:
+        return 0
+    symbol = handles.symbol(c, product[0], product[1])
+    if symbol is None:
+        return 0
+    handles.add_op(symbol, snapshot)
+    return 1
+
+
+cdef inline int _update_slot(Cursor* c) noexcept nogil:
+    """The keys of an L2 update: side, price_level, new_quantity, event_time (slots 0-3)."""
+    return (0 if _key(c, b"side", 4) else 1 if _key(c, b"price_level", 11)
+            else 2 if _key(c, b"new_quantity", 12) else 3 if _key(c, b"event_time", 10) else -1)
+
+
+cdef int _l2_update(Cursor* c, _Handles handles, recv_ns, list batch) except -1:
+    """One update ``{side, price_level, new_quantity, event_time?}``, its level pushed to its
+    side in ``handles`` (an ``ItemReader``: ``recv_ns`` and ``batch`` unused): 1, or 0 when it
+    is not of that shape."""
+    cdef Py_ssize_t f[8]
+    cdef int seen = _string_members(c, _update_slot, f), side
+    if seen < 0 or (seen & 7) != 7:
         return 0
     if is_key(c.s, f[0], f[1], b"bid", 3):
         side = 0
@@ -575,74 +587,43 @@ cdef object _positive(Cursor* c, Py_ssize_t start, Py_ssize_t length, str what, 
 cdef object _trades(Cursor* c, _Handles handles, recv_ns):
     """``[{type, trades: [{trade_id, product_id, price, size, side, time}]}]`` -> the trades
     in time order (each event's list is newest first); None for anything else."""
-    cdef Py_ssize_t vs, vl, k
-    cdef Py_ssize_t f[12]  # trade_id, product_id, price, size, side, time: (start, length)
-    cdef int seen, bit, end, item
-    cdef list out = [], batch
-    item = array_start(c)
+    cdef list out = []
+    cdef int item = array_start(c)
     while item == 0:
-        if not take(c, 123):
+        if not _trade_event(c, handles, recv_ns, out):
             return None
-        seen = 0
-        batch = []
-        while True:
-            skip_ws(c)
-            if _key(c, b"type", 4):
-                bit = 1
-                if not string(c, &vs, &vl):
-                    return None
-            elif _key(c, b"trades", 6):
-                bit = 2
-                end = array_start(c)
-                while end == 0:
-                    if not _trade_fields(c, f):
-                        return None
-                    batch.append(_trade(c, f, handles, recv_ns))
-                    end = item_end(c)
-                if end < 0:
-                    return None
-            else:
-                return None
-            end = member_end(c, &seen, bit)
-            if end < 0:
-                return None
-            if end:
-                break
-        if seen != 3:
-            return None
-        for k in range(PyList_GET_SIZE(batch) - 1, -1, -1):
-            out.append(<object>PyList_GET_ITEM(batch, k))
         item = item_end(c)
     return out if item > 0 else None
 
 
-cdef bint _trade_fields(Cursor* c, Py_ssize_t* f) noexcept nogil:
-    """One ``{trade_id, product_id, price, size, side, time}`` (strings, each once, any
-    order): their (start, length) into ``f``."""
-    cdef int seen = 0, slot, end
-    if not take(c, 123):
-        return False
-    while True:
-        skip_ws(c)
-        if _key(c, b"trade_id", 8):
-            slot = 0
-        elif _key(c, b"product_id", 10):
-            slot = 1
-        elif _key(c, b"price", 5):
-            slot = 2
-        elif _key(c, b"size", 4):
-            slot = 3
-        elif _key(c, b"side", 4):
-            slot = 4
-        elif _key(c, b"time", 4):
-            slot = 5
-        else:
-            return False
-        if not string(c, &f[2 * slot], &f[2 * slot + 1]):
-            return False
-        end = member_end(c, &seen, 1 << slot)
-        if end:
-            return end > 0 and seen == 63
+cdef int _trade_event(Cursor* c, _Handles handles, recv_ns, list out) except -1:
+    """One trades event ``{type, trades}``, its trades appended to ``out`` oldest first: 1, or 0
+    when it is not of that shape."""
+    cdef Py_ssize_t kind[2]
+    cdef Py_ssize_t k
+    cdef list batch = []
+    if _event(c, b"trades", 6, _trade_item, handles, recv_ns, batch, kind, NULL) != 5:
+        return 0
+    for k in range(PyList_GET_SIZE(batch) - 1, -1, -1):
+        out.append(<object>PyList_GET_ITEM(batch, k))
+    return 1
+
+
+cdef int _trade_item(Cursor* c, _Handles handles, recv_ns, list batch) except -1:
+    """One trade ``{trade_id, product_id, price, size, side, time}``, appended to ``batch``:
+    1, or 0 when it is not of that shape."""
+    cdef Py_ssize_t f[12]
+    if _string_members(c, _trade_slot, f) != 63:
+        return 0
+    batch.append(_trade(c, f, handles, recv_ns))
+    return 1
+
+
+cdef inline int _trade_slot(Cursor* c) noexcept nogil:
+    """The keys of a trade: trade_id, product_id, price, size, side, time (slots 0-5)."""
+    return (0 if _key(c, b"trade_id", 8) else 1 if _key(c, b"product_id", 10)
+            else 2 if _key(c, b"price", 5) else 3 if _key(c, b"size", 4)
+            else 4 if _key(c, b"side", 4) else 5 if _key(c, b"time", 4) else -1)
 
 
 cdef object _trade(Cursor* c, Py_ssize_t* f, _Handles handles, recv_ns):
