@@ -41,6 +41,8 @@ from tickvault.model import (
 
 NS_PER_MS = 1_000_000
 _T = TypeVar("_T")
+_TradePayload = schemas.TradeMsg | schemas.AggTradeMsg
+_TickerPayload = schemas.BookTickerMsg | schemas.Ticker24hMsg
 
 # Stream-name suffix (after "<symbol>@") -> (payload kind, tickvault channel).
 _STREAM_KINDS: dict[str, tuple[str, str]] = {
@@ -223,74 +225,43 @@ class Decoder:
             out.ts_ns = ts_ns
         elif kind == "aggTrade":
             agg = _decode(schemas.AGG_TRADE, data)
-            instrument = self._instrument(agg.symbol)
-            out.events.append(
-                Trade(
-                    EXCHANGE,
-                    instrument.symbol,
-                    str(agg.agg_id),
-                    _dec(agg.price),
-                    _dec(agg.quantity),
-                    Side.SELL if agg.buyer_is_maker else Side.BUY,
-                    agg.trade_ms * NS_PER_MS,
-                    recv_ns,
-                )
-            )
-            out.stream = (instrument.symbol, "trades")
-            out.ts_ns = agg.trade_ms * NS_PER_MS
+            self._trade(agg, agg.agg_id, recv_ns, out)
         elif kind == "trade":
             trade = _decode(schemas.TRADE, data)
-            instrument = self._instrument(trade.symbol)
-            out.events.append(
-                Trade(
-                    EXCHANGE,
-                    instrument.symbol,
-                    str(trade.trade_id),
-                    _dec(trade.price),
-                    _dec(trade.quantity),
-                    Side.SELL if trade.buyer_is_maker else Side.BUY,
-                    trade.trade_ms * NS_PER_MS,
-                    recv_ns,
-                )
-            )
-            out.stream = (instrument.symbol, "trades")
-            out.ts_ns = trade.trade_ms * NS_PER_MS
+            self._trade(trade, trade.trade_id, recv_ns, out)
         elif kind == "kline":
             self._kline(_decode(schemas.KLINE, data), recv_ns, out)
         elif kind == "bookTicker":
-            bbo = _decode(schemas.BOOK_TICKER, data)
-            instrument = self._instrument(bbo.symbol)
-            out.events.append(
-                Ticker(
-                    EXCHANGE,
-                    instrument.symbol,
-                    recv_ns,  # spot bookTicker carries no exchange time
-                    recv_ns,
-                    bid_price=_dec(bbo.bid_price),
-                    bid_size=_dec(bbo.bid_qty),
-                    ask_price=_dec(bbo.ask_price),
-                    ask_size=_dec(bbo.ask_qty),
-                )
-            )
-            out.stream = (instrument.symbol, "ticker")
+            self._ticker(_decode(schemas.BOOK_TICKER, data), recv_ns, out)
         else:  # 24hrTicker
-            day = _decode(schemas.TICKER_24H, data)
-            instrument = self._instrument(day.symbol)
-            out.events.append(
-                Ticker(
-                    EXCHANGE,
-                    instrument.symbol,
-                    day.event_ms * NS_PER_MS,
-                    recv_ns,
-                    bid_price=_dec(day.bid_price),
-                    bid_size=_dec(day.bid_qty),
-                    ask_price=_dec(day.ask_price),
-                    ask_size=_dec(day.ask_qty),
-                    last_price=_dec(day.last_price),
-                    volume_24h=_dec(day.volume),
-                )
+            self._ticker(_decode(schemas.TICKER_24H, data), recv_ns, out)
+
+    def _trade(self, msg: _TradePayload, trade_id: int, recv_ns: int, out: Decoded) -> None:
+        instrument = self._instrument(msg.symbol)
+        out.events.append(trade_event(instrument.symbol, trade_id, msg, recv_ns))
+        out.stream = (instrument.symbol, "trades")
+        out.ts_ns = msg.trade_ms * NS_PER_MS
+
+    def _ticker(self, msg: _TickerPayload, recv_ns: int, out: Decoded) -> None:
+        """Best bid/ask, and a 24h ticker's last price and volume (decoded in that order)."""
+        day = msg if isinstance(msg, schemas.Ticker24hMsg) else None
+        instrument = self._instrument(msg.symbol)
+        out.events.append(
+            Ticker(
+                EXCHANGE,
+                instrument.symbol,
+                recv_ns if day is None else day.event_ms * NS_PER_MS,  # bookTicker: no time
+                recv_ns,
+                bid_price=_dec(msg.bid_price),
+                bid_size=_dec(msg.bid_qty),
+                ask_price=_dec(msg.ask_price),
+                ask_size=_dec(msg.ask_qty),
+                last_price=None if day is None else _dec(day.last_price),
+                volume_24h=None if day is None else _dec(day.volume),
             )
-            out.stream = (instrument.symbol, "ticker")
+        )
+        out.stream = (instrument.symbol, "ticker")
+        if day is not None:
             out.ts_ns = day.event_ms * NS_PER_MS
 
     def _kline(self, msg: schemas.KlineMsg, recv_ns: int, out: Decoded) -> None:
@@ -345,6 +316,22 @@ class Decoder:
                 sequence=msg.last_update_id,
             )
         )
+
+
+def trade_event(
+    symbol: str, trade_id: int, wire: _TradePayload | schemas.AggTradeRow, recv_ns: int
+) -> Trade:
+    """A trade from the fields trade, aggTrade and REST aggTrades rows share."""
+    return Trade(
+        EXCHANGE,
+        symbol,
+        str(trade_id),
+        _dec(wire.price),
+        _dec(wire.quantity),
+        Side.SELL if wire.buyer_is_maker else Side.BUY,
+        wire.trade_ms * NS_PER_MS,
+        recv_ns,
+    )
 
 
 def _decode(decoder: msgspec.json.Decoder[_T], data: Any) -> _T:

@@ -30,9 +30,9 @@ import msgspec
 from tickvault.errors import ExchangeError, UsageError
 from tickvault.exchanges.base import BackfillPage, RestRequest
 from tickvault.exchanges.binance import schemas
-from tickvault.exchanges.binance.decode import NS_PER_MS, _dec, _Reject
+from tickvault.exchanges.binance.decode import NS_PER_MS, _dec, _Reject, trade_event
 from tickvault.exchanges.binance.symbols import EXCHANGE
-from tickvault.model import TIMEFRAMES, Candle, DecodeError, Instrument, MarketEvent, Side, Trade
+from tickvault.model import TIMEFRAMES, Candle, DecodeError, Instrument, MarketEvent
 
 PAGE_LIMIT = 1000
 KLINES_WEIGHT = 2
@@ -244,10 +244,7 @@ def _trades_page(
     reached_end = len(rows) < limit
 
     def build(row: schemas.AggTradeRow) -> MarketEvent:
-        return Trade(
-            EXCHANGE, instrument.symbol, str(row.agg_id), _dec(row.price), _dec(row.quantity),
-            Side.SELL if row.buyer_is_maker else Side.BUY, row.trade_ms * NS_PER_MS, recv_ns,
-        )  # fmt: skip
+        return trade_event(instrument.symbol, row.agg_id, row, recv_ns)
 
     for item in rows:
         agg, trade = _row(_AGG_ROW, item, recv_ns, instrument, "trades", errors, build)

@@ -43,9 +43,15 @@ class ServerShutdown(msgspec.Struct, tag_field="e", tag="serverShutdown"):
 # ---- WebSocket: market streams --------------------------------------------------------------
 
 
-class TradeMsg(msgspec.Struct, tag_field="e", tag="trade"):
+class _Event(msgspec.Struct):
+    """What every market-stream event payload starts with: event time and symbol (a subclass's
+    own fields follow these, so the wire order and the first missing field named stay)."""
+
     event_ms: int = field(name="E")
     symbol: str = field(name="s")
+
+
+class TradeMsg(_Event, tag_field="e", tag="trade"):
     trade_id: int = field(name="t")
     price: str = field(name="p")
     quantity: str = field(name="q")
@@ -53,9 +59,7 @@ class TradeMsg(msgspec.Struct, tag_field="e", tag="trade"):
     buyer_is_maker: bool = field(name="m")
 
 
-class AggTradeMsg(msgspec.Struct, tag_field="e", tag="aggTrade"):
-    event_ms: int = field(name="E")
-    symbol: str = field(name="s")
+class AggTradeMsg(_Event, tag_field="e", tag="aggTrade"):
     agg_id: int = field(name="a")
     price: str = field(name="p")
     quantity: str = field(name="q")
@@ -82,9 +86,7 @@ class KlineBody(msgspec.Struct):
     taker_buy_quote_volume: str = field(name="Q")
 
 
-class KlineMsg(msgspec.Struct, tag_field="e", tag="kline"):
-    event_ms: int = field(name="E")
-    symbol: str = field(name="s")
+class KlineMsg(_Event, tag_field="e", tag="kline"):
     kline: KlineBody = field(name="k")
 
 
@@ -99,9 +101,7 @@ class BookTickerMsg(msgspec.Struct):
     ask_qty: str = field(name="A")
 
 
-class Ticker24hMsg(msgspec.Struct, tag_field="e", tag="24hrTicker"):
-    event_ms: int = field(name="E")
-    symbol: str = field(name="s")
+class Ticker24hMsg(_Event, tag_field="e", tag="24hrTicker"):
     last_price: str = field(name="c")
     bid_price: str = field(name="b")
     bid_qty: str = field(name="B")
@@ -110,11 +110,9 @@ class Ticker24hMsg(msgspec.Struct, tag_field="e", tag="24hrTicker"):
     volume: str = field(name="v")
 
 
-class DepthUpdateMsg(msgspec.Struct, tag_field="e", tag="depthUpdate"):
+class DepthUpdateMsg(_Event, tag_field="e", tag="depthUpdate"):
     """``<s>@depth[@100ms]``: absolute new quantities of levels changed in ``[U, u]``."""
 
-    event_ms: int = field(name="E")
-    symbol: str = field(name="s")
     first_update_id: int = field(name="U")
     last_update_id: int = field(name="u")
     bids: list[WireLevel] = field(name="b")
