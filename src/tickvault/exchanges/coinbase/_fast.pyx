@@ -351,25 +351,6 @@ cdef inline bint _key(Cursor* c, const char* name, Py_ssize_t length) noexcept n
     return False
 
 
-ctypedef int (*KeySlot)(Cursor* c) noexcept nogil
-
-
-cdef inline int _string_members(Cursor* c, KeySlot slot_of, Py_ssize_t* f) noexcept nogil:
-    """An object whose members are all strings, each key one that ``slot_of`` knows (slot
-    k: the value's start and length go to ``f[2k]``, ``f[2k + 1]``), each at most once, in
-    any order: the bits of the slots read, or -1 when it is not such an object."""
-    cdef int seen = 0, slot, end = 0
-    if not take(c, 123):
-        return -1
-    while end == 0:
-        skip_ws(c)
-        slot = slot_of(c)
-        if slot < 0 or not string(c, &f[2 * slot], &f[2 * slot + 1]):
-            return -1
-        end = member_end(c, &seen, 1 << slot)
-    return seen if end > 0 else -1
-
-
 cdef object _message(Cursor* c, Envelope* e, _Handles handles, recv_ns):
     """The whole envelope (fields channel, timestamp, sequence_num, events, client_id, type)
     -> its events built (``_l2_events`` / ``_trades``), or None. The events are built as they
@@ -527,27 +508,36 @@ cdef int _l2_event(Cursor* c, _Handles handles) except -1:
     return 1
 
 
-cdef inline int _update_slot(Cursor* c) noexcept nogil:
-    """The keys of an L2 update: side, price_level, new_quantity, event_time (slots 0-3)."""
-    return (0 if _key(c, b"side", 4) else 1 if _key(c, b"price_level", 11)
-            else 2 if _key(c, b"new_quantity", 12) else 3 if _key(c, b"event_time", 10) else -1)
-
-
 cdef int _l2_update(Cursor* c, _Handles handles, recv_ns, list batch) except -1:
     """One update ``{side, price_level, new_quantity, event_time?}``, its level pushed to its
     side in ``handles`` (an ``ItemReader``: ``recv_ns`` and ``batch`` unused): 1, or 0 when it
     is not of that shape."""
-    cdef Py_ssize_t f[8]
-    cdef int seen = _string_members(c, _update_slot, f), side
-    if seen < 0 or (seen & 7) != 7:
+    cdef Py_ssize_t side_s, side_l, price_s, price_l, size_s, size_l, vs, vl
+    cdef int seen = 0, bit, end = 0, side
+    if not take(c, 123):
         return 0
-    if is_key(c.s, f[0], f[1], b"bid", 3):
+    while end == 0:
+        skip_ws(c)
+        if _key(c, b"side", 4):
+            bit = 1 if string(c, &side_s, &side_l) else -1
+        elif _key(c, b"price_level", 11):
+            bit = 2 if string(c, &price_s, &price_l) else -1
+        elif _key(c, b"new_quantity", 12):
+            bit = 4 if string(c, &size_s, &size_l) else -1
+        elif _key(c, b"event_time", 10):
+            bit = 8 if string(c, &vs, &vl) else -1
+        else:
+            return 0
+        end = member_end(c, &seen, bit)
+    if end < 0 or (seen & 7) != 7:
+        return 0
+    if is_key(c.s, side_s, side_l, b"bid", 3):
         side = 0
-    elif is_key(c.s, f[0], f[1], b"offer", 5):
+    elif is_key(c.s, side_s, side_l, b"offer", 5):
         side = 1
     else:
         return 0
-    handles.push(side, _level(c, f[2], f[3], f[4], f[5]))
+    handles.push(side, _level(c, price_s, price_l, size_s, size_l))
     return 1
 
 
@@ -610,20 +600,33 @@ cdef int _trade_event(Cursor* c, _Handles handles, recv_ns, list out) except -1:
 
 
 cdef int _trade_item(Cursor* c, _Handles handles, recv_ns, list batch) except -1:
-    """One trade ``{trade_id, product_id, price, size, side, time}``, appended to ``batch``:
-    1, or 0 when it is not of that shape."""
-    cdef Py_ssize_t f[12]
-    if _string_members(c, _trade_slot, f) != 63:
+    """One trade ``{trade_id, product_id, price, size, side, time}`` (strings, each once, any
+    order), appended to ``batch``: 1, or 0 when it is not of that shape."""
+    cdef Py_ssize_t f[12]  # trade_id, product_id, price, size, side, time: (start, length)
+    cdef int seen = 0, bit, end = 0
+    if not take(c, 123):
+        return 0
+    while end == 0:
+        skip_ws(c)
+        if _key(c, b"trade_id", 8):
+            bit = 1 if string(c, &f[0], &f[1]) else -1
+        elif _key(c, b"product_id", 10):
+            bit = 2 if string(c, &f[2], &f[3]) else -1
+        elif _key(c, b"price", 5):
+            bit = 4 if string(c, &f[4], &f[5]) else -1
+        elif _key(c, b"size", 4):
+            bit = 8 if string(c, &f[6], &f[7]) else -1
+        elif _key(c, b"side", 4):
+            bit = 16 if string(c, &f[8], &f[9]) else -1
+        elif _key(c, b"time", 4):
+            bit = 32 if string(c, &f[10], &f[11]) else -1
+        else:
+            return 0
+        end = member_end(c, &seen, bit)
+    if end < 0 or seen != 63:
         return 0
     batch.append(_trade(c, f, handles, recv_ns))
     return 1
-
-
-cdef inline int _trade_slot(Cursor* c) noexcept nogil:
-    """The keys of a trade: trade_id, product_id, price, size, side, time (slots 0-5)."""
-    return (0 if _key(c, b"trade_id", 8) else 1 if _key(c, b"product_id", 10)
-            else 2 if _key(c, b"price", 5) else 3 if _key(c, b"size", 4)
-            else 4 if _key(c, b"side", 4) else 5 if _key(c, b"time", 4) else -1)
 
 
 cdef object _trade(Cursor* c, Py_ssize_t* f, _Handles handles, recv_ns):
