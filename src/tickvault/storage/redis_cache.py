@@ -35,6 +35,8 @@ T = TypeVar("T")
 # is synchronous in both, so one function can fill either. redis-py's overloads differ in return
 # type only, which no Protocol can express, hence Any.
 _Pipe = Any
+# _queue_events / _queue_history: queue a batch's writes on a pipeline, return keys touched
+_Queue = Callable[[_Pipe, Keys, CacheSettings, Sequence[MarketEvent]], int]
 
 
 class FeatureValue(msgspec.Struct, frozen=True):
@@ -374,13 +376,7 @@ class AsyncRedisCache:
         self.client = aioredis.Redis.from_url(url, socket_timeout=5)
 
     async def write_events(self, events: Sequence[MarketEvent]) -> int:
-        pipe = self.client.pipeline(transaction=True)
-        touched = _queue_events(pipe, self.keys, self.settings, events)
-        try:
-            await pipe.execute()
-        except redis.RedisError as exc:
-            raise _storage_error(exc, self.url) from None
-        return touched
+        return await self._write(_queue_events, events)
 
     async def set_features(
         self, exchange: str, symbol: str, timeframe: str, values: Mapping[str, FeatureValue]
@@ -391,8 +387,12 @@ class AsyncRedisCache:
 
     async def write_history(self, events: Sequence[MarketEvent]) -> int:
         """Repaired history: closed bars fill holes inside cached keys, latest only forward."""
+        return await self._write(_queue_history, events)
+
+    async def _write(self, queue: _Queue, events: Sequence[MarketEvent]) -> int:
+        """One transaction of the writes ``queue`` makes for ``events``; keys touched."""
         pipe = self.client.pipeline(transaction=True)
-        touched = _queue_history(pipe, self.keys, self.settings, events)
+        touched = queue(pipe, self.keys, self.settings, events)
         try:
             await pipe.execute()
         except redis.RedisError as exc:
