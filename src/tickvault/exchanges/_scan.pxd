@@ -5,6 +5,8 @@ It accepts a subset of JSON only: strings of printable ASCII without escapes, no
 integers of at most 18 digits without a leading zero, objects and arrays. Anything else makes
 the caller give up (return None), and the general decoder handles the message, so this never
 has to agree with msgspec on anything unusual: on what it accepts, both read the same values.
+Binance's and Coinbase's compiled paths cimport it; besides the scanner it holds what both
+build the same way (wire-string tables, level pairs, ``FeedOutput``, the per-feed state).
 """
 
 from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
