@@ -362,7 +362,7 @@ cdef object _message(Cursor* c, Envelope* e, _Handles handles, recv_ns):
     e.events_at = -1
     if not take(c, 123):
         return None
-    while end == 0:
+    while True:
         skip_ws(c)
         if _key(c, b"channel", 7):
             bit = 1
@@ -404,7 +404,11 @@ cdef object _message(Cursor* c, Envelope* e, _Handles handles, recv_ns):
         else:
             return None
         end = member_end(c, &seen, bit)
-    if end < 0 or (seen & 15) != 15 or not at_end(c):
+        if end < 0:
+            return None
+        if end:
+            break
+    if (seen & 15) != 15 or not at_end(c):
         return None
     if built is None:  # the events came before the channel
         c.i = e.events_at
@@ -513,10 +517,10 @@ cdef int _l2_update(Cursor* c, _Handles handles, recv_ns, list batch) except -1:
     side in ``handles`` (an ``ItemReader``: ``recv_ns`` and ``batch`` unused): 1, or 0 when it
     is not of that shape."""
     cdef Py_ssize_t side_s, side_l, price_s, price_l, size_s, size_l, vs, vl
-    cdef int seen = 0, bit, end = 0, side
+    cdef int seen = 0, bit, end, side
     if not take(c, 123):
         return 0
-    while end == 0:
+    while True:
         skip_ws(c)
         if _key(c, b"side", 4):
             bit = 1 if string(c, &side_s, &side_l) else -1
@@ -529,7 +533,11 @@ cdef int _l2_update(Cursor* c, _Handles handles, recv_ns, list batch) except -1:
         else:
             return 0
         end = member_end(c, &seen, bit)
-    if end < 0 or (seen & 7) != 7:
+        if end < 0:
+            return 0
+        if end:
+            break
+    if (seen & 7) != 7:
         return 0
     if is_key(c.s, side_s, side_l, b"bid", 3):
         side = 0
@@ -603,10 +611,10 @@ cdef int _trade_item(Cursor* c, _Handles handles, recv_ns, list batch) except -1
     """One trade ``{trade_id, product_id, price, size, side, time}`` (strings, each once, any
     order), appended to ``batch``: 1, or 0 when it is not of that shape."""
     cdef Py_ssize_t f[12]  # trade_id, product_id, price, size, side, time: (start, length)
-    cdef int seen = 0, bit, end = 0
+    cdef int seen = 0, bit, end
     if not take(c, 123):
         return 0
-    while end == 0:
+    while True:
         skip_ws(c)
         if _key(c, b"trade_id", 8):
             bit = 1 if string(c, &f[0], &f[1]) else -1
@@ -623,7 +631,11 @@ cdef int _trade_item(Cursor* c, _Handles handles, recv_ns, list batch) except -1
         else:
             return 0
         end = member_end(c, &seen, bit)
-    if end < 0 or seen != 63:
+        if end < 0:
+            return 0
+        if end:
+            break
+    if seen != 63:
         return 0
     batch.append(_trade(c, f, handles, recv_ns))
     return 1
