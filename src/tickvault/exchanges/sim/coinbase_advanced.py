@@ -20,11 +20,12 @@ from tickvault.exchanges.sim.hub import (
     track_subscription,
 )
 from tickvault.exchanges.sim.market import Market, SimTrade, Tick
-from tickvault.exchanges.sim.wire import rfc3339_ns, rfc3339_us
+from tickvault.exchanges.sim.wire import lots_formatter, price_table, rfc3339_ns, rfc3339_us
 
 ADVANCED_CHANNELS = {"level2": "l2_data", "market_trades": "market_trades", "ticker": "ticker",
                      "candles": "candles", "heartbeats": "heartbeats"}  # fmt: skip
 CANDLE_US = 300 * 1_000_000
+_UPPER = {"buy": "BUY", "sell": "SELL"}
 
 
 class AdvancedFeed:
@@ -60,12 +61,14 @@ class AdvancedFeed:
         )
 
     def _adv_trades(self, market: Market, trades: list[SimTrade]) -> str:
-        return ",".join(
-            f'{{"trade_id":"{t.trade_id}","product_id":"{market.spec.exchange_id}",'
-            f'"price":"{px(market, t.price)}","size":"{sz(market, t.qty)}",'
-            f'"side":"{t.side.upper()}","time":"{rfc3339_us(t.ts_us)}"}}'
+        prices = price_table(market.spec.price_decimals)
+        lots = lots_formatter(market.spec.qty_decimals)
+        pid = market.spec.exchange_id
+        return ",".join([
+            f'{{"trade_id":"{t.trade_id}","product_id":"{pid}","price":"{prices[t.price]}",'
+            f'"size":"{lots(t.qty)}","side":"{_UPPER[t.side]}","time":"{rfc3339_us(t.ts_us)}"}}'
             for t in reversed(trades)  # newest first, as the real feed
-        )
+        ])  # fmt: skip
 
     def _adv_ticker(self, market: Market, kind: str) -> str:
         stats, last = self.stats_for(market), market.trades[-1]
@@ -165,11 +168,14 @@ class AdvancedFeed:
         l2 = self.subs.get(("adv", "level2", pid))
         if l2 and tick.changes:
             ts = rfc3339_us(tick.ts_us)
-            updates = ",".join(
-                f'{{"side":"{"bid" if is_bid else "offer"}","event_time":"{ts}",'
-                f'"price_level":"{px(market, p)}","new_quantity":"{sz(market, q)}"}}'
+            prices = price_table(market.spec.price_decimals)
+            lots = lots_formatter(market.spec.qty_decimals)
+            bid_head = f'{{"side":"bid","event_time":"{ts}","price_level":"'
+            offer_head = f'{{"side":"offer","event_time":"{ts}","price_level":"'
+            updates = ",".join([
+                f'{bid_head if is_bid else offer_head}{prices[p]}","new_quantity":"{lots(q)}"}}'
                 for is_bid, p, q in tick.changes
-            )
+            ])  # fmt: skip
             self._adv_send(
                 l2,
                 market,

@@ -1,0 +1,38 @@
+"""The Kraken ticker's running window equals a rescan of the last trades, whatever the mix of
+valid and injected trades and however many arrive between two updates."""
+
+from __future__ import annotations
+
+import random
+
+from tickvault.exchanges.sim.market import SimTrade
+from tickvault.exchanges.sim.trade_window import TradeWindow
+
+
+def _rescan(trades: list[SimTrade], size: int) -> tuple[int, int, int, int, int, int]:
+    valid = [t for t in trades[-size:] if t.injected is None]
+    return (
+        valid[0].price,
+        valid[-1].price,
+        min(t.price for t in valid),
+        max(t.price for t in valid),
+        sum(t.qty for t in valid),
+        sum(t.price * t.qty for t in valid),
+    )
+
+
+def test_running_window_equals_rescan() -> None:
+    rng = random.Random(5)
+    trades: list[SimTrade] = []
+    window = TradeWindow(size=50)
+    price = 10_000
+    for step in range(3000):
+        for _ in range(rng.choice((0, 1, 3, 20, 120))):  # bursts longer than the window too
+            price += rng.randint(-5, 5)
+            injected = "far_price" if rng.random() < 0.1 else None
+            trades.append(SimTrade(len(trades), step, price, rng.randint(1, 9), "buy", 0, injected))
+        if not any(t.injected is None for t in trades[-50:]):
+            continue
+        window.update(trades)
+        got = (window.first, window.last, window.low, window.high, window.volume, window.notional)
+        assert got == _rescan(trades, 50)
