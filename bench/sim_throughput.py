@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import json
 import os
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
 import psutil
@@ -52,34 +55,98 @@ class Run:
         return self.cores * 1e6 / max(self.sent_s, 1.0)
 
 
-async def _count(ws: aiohttp.ClientWebSocketResponse, counter: list[int]) -> None:
-    async for _ in ws:
-        counter[0] += 1
+class RawSocket:
+    """A minimal WebSocket client that counts the text frames it receives without decoding
+    them, so the counting process keeps up with the simulator on this 2-core machine (an
+    aiohttp client decoding every message fell behind, and a client that falls behind ends up
+    disconnected as a slow consumer)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def connect(cls, url: str) -> RawSocket:
+        parts = urlsplit(url)
+        reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write(
+            f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        head = await reader.readuntil(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 101"):
+            raise ConnectionError(head.decode(errors="replace"))
+        return cls(reader, writer)
+
+    def send(self, opcode: int, payload: bytes) -> None:
+        mask = os.urandom(4)
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        n = len(payload)
+        head = (
+            bytes((0x80 | opcode, 0x80 | n))
+            if n < 126
+            else bytes((0x80 | opcode, 0xFE)) + n.to_bytes(2, "big")
+        )
+        self.writer.write(head + mask + masked)
+
+    def send_json(self, body: object) -> None:
+        self.send(1, json.dumps(body).encode())
+
+    async def count(self, counter: list[int]) -> None:
+        """Count text frames into ``counter[0]``; answer pings."""
+        buf = bytearray()
+        while True:
+            data = await self.reader.read(1 << 18)
+            if not data:
+                return
+            buf += data
+            pos, size = 0, len(buf)
+            while size - pos >= 2:
+                opcode, n, head = buf[pos] & 0x0F, buf[pos + 1] & 0x7F, 2
+                if n == 126:
+                    if size - pos < 4:
+                        break
+                    n, head = int.from_bytes(buf[pos + 2 : pos + 4], "big"), 4
+                elif n == 127:
+                    if size - pos < 10:
+                        break
+                    n, head = int.from_bytes(buf[pos + 2 : pos + 10], "big"), 10
+                if size - pos < head + n:
+                    break
+                if opcode == 1:
+                    counter[0] += 1
+                elif opcode == 9:
+                    self.send(10, bytes(buf[pos + head : pos + head + n]))
+                pos += head + n
+            del buf[:pos]
+
+    def close(self) -> None:
+        self.writer.close()
 
 
 async def _subscribe(
-    session: aiohttp.ClientSession, urls: dict[tuple[str, str], str], symbols: list[str], mix: str
-) -> list[aiohttp.ClientWebSocketResponse]:
+    urls: dict[tuple[str, str], str], symbols: list[str], mix: str
+) -> list[RawSocket]:
     kinds = ("aggTrade", "depth@100ms", "bookTicker", "kline_1m")
     if mix == "exchange":
         kinds = ("trade", "aggTrade", "depth@100ms", "bookTicker")
     streams = "/".join(f"{s.replace('-', '').lower()}@{k}" for s in symbols for k in kinds)
-    binance = await session.ws_connect(
-        f"{urls['binance', 'ws_url']}/stream?streams={streams}", max_msg_size=0
-    )
-    cb = await session.ws_connect(urls["coinbase", "ws_url"], max_msg_size=0)
+    binance = await RawSocket.connect(f"{urls['binance', 'ws_url']}/stream?streams={streams}")
+    cb = await RawSocket.connect(urls["coinbase", "ws_url"])
     if mix == "exchange":
-        await cb.send_json({"type": "subscribe", "product_ids": symbols,
-                            "channels": ["matches", "ticker", "level2_batch"]})  # fmt: skip
+        cb.send_json({"type": "subscribe", "product_ids": symbols,
+                      "channels": ["matches", "ticker", "level2_batch"]})  # fmt: skip
     else:
         for channel in ("market_trades", "level2", "ticker", "candles"):
-            await cb.send_json({"type": "subscribe", "product_ids": symbols, "channel": channel})
-        await cb.send_json({"type": "subscribe", "channel": "heartbeats"})
-    kr = await session.ws_connect(f"{urls['kraken', 'ws_url']}/v2", max_msg_size=0)
+            cb.send_json({"type": "subscribe", "product_ids": symbols, "channel": channel})
+        cb.send_json({"type": "subscribe", "channel": "heartbeats"})
+    kr = await RawSocket.connect(f"{urls['kraken', 'ws_url']}/v2")
     v2 = [s.replace("-", "/") for s in symbols]
     channels = ("book", "trade", "ticker") + (() if mix == "exchange" else ("ohlc",))
     for channel in channels:
-        await kr.send_json({"method": "subscribe", "params": {"channel": channel, "symbol": v2}})
+        kr.send_json({"method": "subscribe", "params": {"channel": channel, "symbol": v2}})
     return [binance, cb, kr]
 
 
@@ -97,50 +164,56 @@ async def live_run(
         code = (f"import cProfile, sys; sys.argv = {['tickvault', *argv]!r}; "
                 f"from tickvault.cli import main; cProfile.run('main()', {profile!r})")  # fmt: skip
         command = [sys.executable, "-c", code]
-    proc = await asyncio.create_subprocess_exec(
-        *command, stdout=asyncio.subprocess.PIPE, env=env
-    )
+    proc = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE, env=env)
     assert proc.stdout is not None
     urls = {}
     for _ in range(6):
         key, _, value = (await proc.stdout.readline()).decode().strip().partition("=")
         urls[key.split("__")[1].lower(), key.split("__")[2].lower()] = value
-    sim = psutil.Process(proc.pid)
     try:
-        timeout = aiohttp.ClientTimeout(total=30)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
             info_url = f"{urls['binance', 'rest_url']}/_sim/info"
 
-            async def info() -> tuple[int, int]:
+            sim = psutil.Process(proc.pid)
+
+            async def info() -> tuple[int, int, float]:
+                """Events, data messages handed to the clients, CPU seconds, read together
+                inside the simulator (a tree without ``cpu_s``: the process's CPU read here)."""
                 async with session.get(info_url) as r:
                     body = await r.json()
                 sent = sum(v["ws_messages"] for v in body["venues"].values())
-                return body["events"], sent
+                cpu = body.get("cpu_s")
+                if cpu is None:
+                    times = sim.cpu_times()
+                    cpu = times.user + times.system
+                return body["events"], sent, cpu
 
-            sockets = await _subscribe(session, urls, symbols, mix)
+            sockets = await _subscribe(urls, symbols, mix)
             counter = [0]
-            tasks = [asyncio.create_task(_count(ws, counter)) for ws in sockets]
+            tasks = [asyncio.create_task(ws.count(counter)) for ws in sockets]
             await asyncio.sleep(1.0)  # warm up: snapshots, acks
-            events0, sent0 = await info()
-            cpu0 = sim.cpu_times()
+            events0, sent0, cpu0 = await info()
             received0, started = counter[0], time.perf_counter()
             await asyncio.sleep(seconds)
-            cpu1 = sim.cpu_times()
+            events1, sent1, cpu1 = await info()
             elapsed = time.perf_counter() - started
             received = counter[0] - received0
-            events1, sent1 = await info()
             for task in tasks:
                 task.cancel()
-    finally:  # the session's exit aborts the sockets; no close handshakes with a flooded peer
+            for ws in sockets:
+                ws.close()
+    finally:
         proc.terminate()
         try:
             await asyncio.wait_for(proc.wait(), 10)
         except TimeoutError:
             proc.kill()
             await proc.wait()
-    cpu = cpu1.user + cpu1.system - cpu0.user - cpu0.system
     return Run(
-        (events1 - events0) / elapsed, (sent1 - sent0) / elapsed, received / elapsed, cpu / elapsed
+        (events1 - events0) / elapsed,
+        (sent1 - sent0) / elapsed,
+        received / elapsed,
+        (cpu1 - cpu0) / elapsed,
     )
 
 
@@ -157,13 +230,17 @@ def main() -> None:
     args = parser.parse_args()
     if not args.no_baseline:
         baseline = pure_generator_rate()
-        print(f"baseline: pure generator {baseline:,.0f} events/s (this tree, no sockets)", flush=True)
+        print(
+            f"baseline: pure generator {baseline:,.0f} events/s (this tree, no sockets)", flush=True
+        )
     for rate in (float(r) for r in args.rates.split(",")):
         for _ in range(args.repeat):
             for src in args.src.split(","):
-                run = asyncio.run(live_run(
-                    rate, args.seconds, args.symbols.split(","), src, args.mix, args.profile
-                ))
+                run = asyncio.run(
+                    live_run(
+                        rate, args.seconds, args.symbols.split(","), src, args.mix, args.profile
+                    )
+                )
                 print(
                     f"{src:>16} requested {rate:>8,.0f} ev/s: generated {run.events_s:>8,.0f} ev/s,"
                     f" sent {run.sent_s:>7,.0f} msg/s (client got {run.received_s:>7,.0f}) |"

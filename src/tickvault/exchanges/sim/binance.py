@@ -166,7 +166,7 @@ class BinanceVenue(Venue):
                 client.subscriptions.discard(item[0])
 
     async def ws(self, request: web.Request) -> web.WebSocketResponse:
-        client = await accept(request, self.config.ping_interval_s)
+        client = await accept(request, self.config.ping_interval_s, self.fanout)
         client.combined = request.path == "/stream"
         names: list[Any] = []
         if "stream" in request.match_info:

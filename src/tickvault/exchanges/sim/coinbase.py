@@ -97,7 +97,7 @@ class CoinbaseVenue(Venue, AdvancedFeed):
 
     # -- WebSocket -------------------------------------------------------------------------
     async def ws(self, request: web.Request) -> web.WebSocketResponse:
-        client = await accept(request)
+        client = await accept(request, fanout=self.fanout)
         self.clients.add(client)
         timer = asyncio.get_running_loop().call_later(
             self.config.subscribe_timeout_s, self._unsubscribed_timeout, client

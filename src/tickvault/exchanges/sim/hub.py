@@ -52,11 +52,16 @@ class WsClient:
     """One server-side WebSocket connection and what it subscribed to."""
 
     def __init__(
-        self, ws: web.WebSocketResponse, peer: str, transport: asyncio.Transport | None = None
+        self,
+        ws: web.WebSocketResponse,
+        peer: str,
+        transport: asyncio.BaseTransport | None = None,
+        fanout: Fanout | None = None,
     ) -> None:
         self.ws = ws
         self.peer = peer
         self.transport = transport  # None: send through aiohttp, one frame at a time
+        self.fanout = fanout  # its ``written`` counts the messages this client was sent
         self.outbox: list[str] = []
         self.wake = asyncio.Event()
         self.closed = False
@@ -104,7 +109,7 @@ class WsClient:
                 batch, self.outbox = self.outbox, []
                 if not batch:
                     continue
-                if transport is None:
+                if not isinstance(transport, asyncio.Transport):
                     for message in batch:
                         await ws.send_str(message)
                 else:
@@ -116,6 +121,8 @@ class WsClient:
                             return
                         await asyncio.sleep(0.002)
                 self.sent += len(batch)
+                if self.fanout is not None:
+                    self.fanout.written += len(batch)
             await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"slow consumer")
         except (ConnectionError, RuntimeError, asyncio.CancelledError):
             pass
@@ -164,7 +171,8 @@ class Fanout:
     def __init__(self, exchange: str, faults: FaultBox) -> None:
         self.exchange = exchange
         self.faults = faults
-        self.messages = 0
+        self.messages = 0  # data messages handed to clients (x copies, x clients)
+        self.written = 0  # messages of any kind written to the sockets
 
     def send_all(
         self,
@@ -223,13 +231,15 @@ class Fanout:
                 self.messages += 1
 
 
-async def accept(request: web.Request, heartbeat_s: float | None = None) -> WsClient:
+async def accept(
+    request: web.Request, heartbeat_s: float | None = None, fanout: Fanout | None = None
+) -> WsClient:
     """Upgrade to a WebSocket; aiohttp's heartbeat sends ping frames and drops silent peers."""
     # No permessage-deflate: over loopback it only costs CPU on both ends (the simulator's
     # deflate was a large share of its time per message at high rates).
     ws = web.WebSocketResponse(heartbeat=heartbeat_s, max_msg_size=1 << 20, compress=False)
     await ws.prepare(request)
     transport = request.transport
-    client = WsClient(ws, request.remote or "?", transport if ws.compress == 0 else None)
+    client = WsClient(ws, request.remote or "?", transport if ws.compress == 0 else None, fanout)
     client.start()
     return client

@@ -141,7 +141,7 @@ class KrakenVenue(Venue):
 
     # -- WebSocket -------------------------------------------------------------------------
     async def ws(self, request: web.Request) -> web.WebSocketResponse:
-        client = await accept(request)
+        client = await accept(request, fanout=self.fanout)
         self.clients.add(client)
         self.connection_ids += 1
         client.push(orjson.dumps({"channel": "status", "type": "update", "data": [{

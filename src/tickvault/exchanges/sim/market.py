@@ -15,7 +15,6 @@ paths keep the book in local variables; update ids are counted from the change l
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,30 +56,74 @@ class _Draws:
     """A market's seeded random numbers, read one at a time from blocks numpy draws thousands
     at a time (a numpy call per number, or ``random.lognormvariate``, costs far more).
 
-    Every stream is a bound ``__next__``: ``uniform()`` in [0, 1), ``expo()`` a standard
-    exponential (mean 1), ``size()`` a new level's size in lots (``unit_qty`` x lognormal,
-    at least 1) and ``take()`` a taker's wanted quantity (``unit_qty`` x U[0, 0.5), at least 1).
-    The streams share one generator, so the same seed gives the same market.
+    ``uniform()`` in [0, 1), ``expo()`` a standard exponential (mean 1), ``size()`` a new
+    level's size in lots (``unit_qty`` x lognormal, at least 1) and ``take()`` a taker's
+    wanted quantity (``unit_qty`` x U[0, 0.5), at least 1). Each kind is a list block and a
+    read position, drawn anew on the first read past its end; the compiled generator
+    (``_market.pyx``) reads the same blocks in the same order, so one seed is one market
+    with or without it. All kinds share one generator.
     """
 
+    __slots__ = ("e", "ei", "gen", "k", "ki", "s", "si", "u", "ui", "unit_qty")
+
     def __init__(self, seed: int, unit_qty: int) -> None:
-        gen = np.random.Generator(np.random.PCG64(seed))
-        self.uniform = self._stream(gen.random)
-        self.expo = self._stream(gen.standard_exponential)
-        self.size = self._stream(
-            lambda n: np.maximum(1, (unit_qty * gen.lognormal(0.0, 1.0, n)).astype(np.int64))
-        )
-        self.take = self._stream(
-            lambda n: np.maximum(1, (unit_qty * 0.5 * gen.random(n)).astype(np.int64))
-        )
+        self.gen = np.random.Generator(np.random.PCG64(seed))
+        self.unit_qty = unit_qty
+        self.u: list[float] = []
+        self.e: list[float] = []
+        self.s: list[int] = []
+        self.k: list[int] = []
+        self.ui = self.ei = self.si = self.ki = 0
 
-    @staticmethod
-    def _stream(block: Callable[[int], Any]) -> Callable[[], Any]:
-        def values() -> Iterator[Any]:
-            while True:
-                yield from block(DRAW_BLOCK).tolist()
+    def refill_u(self) -> list[float]:
+        self.u, self.ui = self.gen.random(DRAW_BLOCK).tolist(), 0
+        return self.u
 
-        return values().__next__
+    def refill_e(self) -> list[float]:
+        self.e, self.ei = self.gen.standard_exponential(DRAW_BLOCK).tolist(), 0
+        return self.e
+
+    def refill_s(self) -> list[int]:
+        sizes = self.unit_qty * self.gen.lognormal(0.0, 1.0, DRAW_BLOCK)
+        self.s, self.si = np.maximum(1, sizes.astype(np.int64)).tolist(), 0
+        return self.s
+
+    def refill_k(self) -> list[int]:
+        wanted = self.unit_qty * 0.5 * self.gen.random(DRAW_BLOCK)
+        self.k, self.ki = np.maximum(1, wanted.astype(np.int64)).tolist(), 0
+        return self.k
+
+    def uniform(self) -> float:
+        i = self.ui
+        if i >= len(self.u):
+            self.refill_u()
+            i = 0
+        self.ui = i + 1
+        return self.u[i]
+
+    def expo(self) -> float:
+        i = self.ei
+        if i >= len(self.e):
+            self.refill_e()
+            i = 0
+        self.ei = i + 1
+        return self.e[i]
+
+    def size(self) -> int:
+        i = self.si
+        if i >= len(self.s):
+            self.refill_s()
+            i = 0
+        self.si = i + 1
+        return self.s[i]
+
+    def take(self) -> int:
+        i = self.ki
+        if i >= len(self.k):
+            self.refill_k()
+            i = 0
+        self.ki = i + 1
+        return self.k[i]
 
 
 class Market:
@@ -130,7 +173,9 @@ class Market:
             insort(prices, price)
         book[price] = qty
 
-    def _change(self, changes: list[tuple[bool, int, int]], is_bid: bool, price: int, qty: int) -> None:
+    def _change(
+        self, changes: list[tuple[bool, int, int]], is_bid: bool, price: int, qty: int
+    ) -> None:
         """Set a level and record the change (one Binance update id each, counted later)."""
         self._set(is_bid, price, qty)
         changes.append((is_bid, price, qty))
@@ -159,6 +204,21 @@ class Market:
     # -- generation ------------------------------------------------------------------------
     def advance(self, start_us: int, end_us: int, events: int, trade_fraction: float) -> Tick:
         """Generate ``events`` events spread over [start_us, end_us)."""
+        if _compiled is not None:
+            return _compiled.advance(self, start_us, end_us, events, trade_fraction)
+        return self.advance_python(start_us, end_us, events, trade_fraction)
+
+    def history(self, start_us: int, end_us: int, mean_interval_us: int) -> None:
+        """Trades (and the book churn they cause) for the REST backfill window."""
+        if _compiled is not None:
+            _compiled.history(self, start_us, end_us, mean_interval_us)
+        else:
+            self.history_python(start_us, end_us, mean_interval_us)
+
+    # The pure-Python generator; ``_market.pyx`` is the same, compiled.
+    def advance_python(
+        self, start_us: int, end_us: int, events: int, trade_fraction: float
+    ) -> Tick:
         tick = Tick(ts_us=end_us, first_update_id=self.update_id + 1)
         changes = tick.changes
         step = (end_us - start_us) / max(1, events)
@@ -172,8 +232,7 @@ class Market:
         tick.last_update_id = self.update_id
         return tick
 
-    def history(self, start_us: int, end_us: int, mean_interval_us: int) -> None:
-        """Trades (and the book churn they cause) for the REST backfill window."""
+    def history_python(self, start_us: int, end_us: int, mean_interval_us: int) -> None:
         expo = self.draws.expo
         ts = float(start_us)
         scratch = Tick(ts_us=start_us)
@@ -304,3 +363,9 @@ class Market:
             self._change(changes, is_bid, price, 0)
             self._refill(changes, is_bid)
             self._keep_shape(changes, is_bid)
+
+
+try:  # the compiled generator (sim/_market.pyx), when the package was built with it
+    from tickvault.exchanges.sim import _market as _compiled
+except ImportError:  # pragma: no cover - a source tree without the built extension
+    _compiled = None  # type: ignore[assignment]

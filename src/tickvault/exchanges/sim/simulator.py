@@ -320,6 +320,7 @@ class Simulator:
                 "endpoints": {k: v.model_dump() for k, v in self.endpoints.items()},
                 "symbols": {e: list(per) for e, per in self.markets.items()},
                 "anchor_ns": self.anchor_us * 1000, "seed": self.config.seed, **self.stats(),
+                "cpu_s": time.process_time(),  # this process's CPU, read with the counters
             })  # fmt: skip
 
         async def set_rate(request: web.Request) -> web.Response:
