@@ -96,10 +96,10 @@ async def truth_counts(
     counts = {}
     for exchange in EXCHANGES:
         for symbol in symbols:
-            params = {"exchange": exchange, "symbol": symbol, "kind": "trades",
+            params = {"exchange": exchange, "symbol": symbol, "kind": "count",
                       "since_ns": str(lo_us * 1000), "until_ns": str(hi_us * 1000)}  # fmt: skip
             r = await client.get(f"{endpoints[exchange].rest_url}/_sim/truth", params=params)
-            counts[exchange, symbol] = len(r.json())
+            counts[exchange, symbol] = int(r.json()["count"])
     return counts
 
 

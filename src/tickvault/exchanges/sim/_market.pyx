@@ -9,12 +9,11 @@ without this module (``tests/unit/sim/test_sim_market_compiled.py``). Only the i
 work per event is gone: it is the largest share of the simulator's CPU at high rates.
 """
 
-from bisect import bisect_left, insort
-
+from cpython.dict cimport PyDict_Contains, PyDict_DelItem, PyDict_SetItem
 from cpython.float cimport PyFloat_AS_DOUBLE
-from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
+from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE, PyList_Insert
 from cpython.long cimport PyLong_AsLongLong
-from cpython.object cimport PyObject
+from cpython.sequence cimport PySequence_DelItem
 
 from tickvault.exchanges.sim.market import SimTrade, Tick
 
@@ -33,6 +32,18 @@ cdef inline long long _at(list prices, Py_ssize_t i):
 
 cdef inline long long _llabs(long long x):
     return -x if x < 0 else x
+
+
+cdef inline Py_ssize_t _bisect_left(list prices, long long price):
+    """``bisect.bisect_left`` on a sorted list of ints, in C."""
+    cdef Py_ssize_t lo = 0, hi = PyList_GET_SIZE(prices), mid
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if _at(prices, mid) < price:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
 
 
 cdef class _Gen:
@@ -99,12 +110,13 @@ cdef class _Gen:
         cdef list prices = self.bid_prices if is_bid else self.ask_prices
         key = price
         if qty <= 0:
-            if book.pop(key, None) is not None:
-                del prices[bisect_left(prices, key)]
+            if PyDict_Contains(book, key):
+                PyDict_DelItem(book, key)
+                PySequence_DelItem(prices, _bisect_left(prices, price))
         else:
-            if key not in book:
-                insort(prices, key)
-            book[key] = qty
+            if not PyDict_Contains(book, key):
+                PyList_Insert(prices, _bisect_left(prices, price), key)
+            PyDict_SetItem(book, key, qty)
         self.changes.append((is_bid, key, qty))
 
     cdef void refill(self, bint is_bid):
