@@ -5,19 +5,18 @@ from __future__ import annotations
 
 import pytest
 
-from tickvault.exchanges.sim import market as market_module
 from tickvault.exchanges.sim.market import Market
 from tickvault.exchanges.sim.spec import market_seed, market_spec
 
 START_US = 1_700_000_000_000_000
 
 
-@pytest.mark.skipif(market_module._compiled is None, reason="sim/_market.pyx not built")
 @pytest.mark.parametrize(
     ("exchange", "symbol"),
     [("binance", "BTC-USDT"), ("kraken", "ETH-USD"), ("coinbase", "XRP-USD")],
 )
 def test_compiled_and_pure_generators_agree(exchange: str, symbol: str) -> None:
+    pytest.importorskip("tickvault.exchanges.sim._market", reason="sim/_market.pyx not built")
     spec = market_spec(exchange, symbol)
     seed = market_seed(3, exchange, symbol)
     compiled, pure = Market(spec, seed), Market(spec, seed)

@@ -30,6 +30,7 @@ from tickvault.exchanges.sim.candles import bars, current_bar
 from tickvault.exchanges.sim.hub import WsClient, accept
 from tickvault.exchanges.sim.market import Market, Tick
 from tickvault.exchanges.sim.ratelimit import WeightLimiter
+from tickvault.exchanges.sim.render import binance_trades
 from tickvault.exchanges.sim.venue import Venue, json_response
 from tickvault.exchanges.sim.wire import lots_formatter, price_table
 
@@ -253,22 +254,15 @@ class BinanceVenue(Venue):
         subs = self.subs
         if tick.trades:
             prices = price_table(market.spec.price_decimals, 8)
-            lots = lots_formatter(market.spec.qty_decimals, 8)
+            qd = market.spec.qty_decimals
             if subs.get(f"{ws_id}@trade"):
                 head = f'{{"e":"trade","E":{event_ms},"s":"{sym}","t":'
-                self._send_trades(f"{ws_id}@trade", market, [
-                    f'{head}{t.trade_id},"p":"{prices[t.price]}","q":"{lots(t.qty)}",'
-                    f'"T":{t.ts_us // 1000},"m":{"true" if t.side == "sell" else "false"},"M":true}}'
-                    for t in tick.trades
-                ], "trade")  # fmt: skip
+                payloads = binance_trades(tick.trades, head, False, prices, qd)
+                self._send_trades(f"{ws_id}@trade", market, payloads, "trade")
             if subs.get(f"{ws_id}@aggTrade"):
                 head = f'{{"e":"aggTrade","E":{event_ms},"s":"{sym}","a":'
-                self._send_trades(f"{ws_id}@aggTrade", market, [
-                    f'{head}{t.agg_id},"p":"{prices[t.price]}","q":"{lots(t.qty)}",'
-                    f'"f":{t.trade_id},"l":{t.trade_id},"T":{t.ts_us // 1000},'
-                    f'"m":{"true" if t.side == "sell" else "false"},"M":true}}'
-                    for t in tick.trades
-                ], "aggTrade")  # fmt: skip
+                payloads = binance_trades(tick.trades, head, True, prices, qd)
+                self._send_trades(f"{ws_id}@aggTrade", market, payloads, "aggTrade")
         if tick.changes:
             for cadence, suffix in ((1000, "depth"), (100, "depth@100ms")):
                 if not subs.get(f"{ws_id}@{suffix}"):

@@ -20,12 +20,12 @@ from tickvault.exchanges.sim.hub import (
     track_subscription,
 )
 from tickvault.exchanges.sim.market import Market, SimTrade, Tick
-from tickvault.exchanges.sim.wire import lots_formatter, price_table, rfc3339_ns, rfc3339_us
+from tickvault.exchanges.sim.render import coinbase_l2, coinbase_trades
+from tickvault.exchanges.sim.wire import price_table, rfc3339_ns, rfc3339_us
 
 ADVANCED_CHANNELS = {"level2": "l2_data", "market_trades": "market_trades", "ticker": "ticker",
                      "candles": "candles", "heartbeats": "heartbeats"}  # fmt: skip
 CANDLE_US = 300 * 1_000_000
-_UPPER = {"buy": "BUY", "sell": "SELL"}
 
 
 class AdvancedFeed:
@@ -61,14 +61,12 @@ class AdvancedFeed:
         )
 
     def _adv_trades(self, market: Market, trades: list[SimTrade]) -> str:
-        prices = price_table(market.spec.price_decimals)
-        lots = lots_formatter(market.spec.qty_decimals)
-        pid = market.spec.exchange_id
-        return ",".join([
-            f'{{"trade_id":"{t.trade_id}","product_id":"{pid}","price":"{prices[t.price]}",'
-            f'"size":"{lots(t.qty)}","side":"{_UPPER[t.side]}","time":"{rfc3339_us(t.ts_us)}"}}'
-            for t in reversed(trades)  # newest first, as the real feed
-        ])  # fmt: skip
+        return coinbase_trades(
+            reversed(trades),  # newest first, as the real feed
+            market.spec.exchange_id,
+            price_table(market.spec.price_decimals),
+            market.spec.qty_decimals,
+        )
 
     def _adv_ticker(self, market: Market, kind: str) -> str:
         stats, last = self.stats_for(market), market.trades[-1]
@@ -167,15 +165,9 @@ class AdvancedFeed:
         pid = market.spec.exchange_id
         l2 = self.subs.get(("adv", "level2", pid))
         if l2 and tick.changes:
-            ts = rfc3339_us(tick.ts_us)
             prices = price_table(market.spec.price_decimals)
-            lots = lots_formatter(market.spec.qty_decimals)
-            bid_head = f'{{"side":"bid","event_time":"{ts}","price_level":"'
-            offer_head = f'{{"side":"offer","event_time":"{ts}","price_level":"'
-            updates = ",".join([
-                f'{bid_head if is_bid else offer_head}{prices[p]}","new_quantity":"{lots(q)}"}}'
-                for is_bid, p, q in tick.changes
-            ])  # fmt: skip
+            ts = rfc3339_us(tick.ts_us)
+            updates = coinbase_l2(tick.changes, ts, prices, market.spec.qty_decimals)
             self._adv_send(
                 l2,
                 market,

@@ -22,12 +22,12 @@ from tickvault.exchanges.sim.hub import WsClient, accept
 from tickvault.exchanges.sim.kraken_rest import OHLC_INTERVALS_MIN, KrakenRest, kerror
 from tickvault.exchanges.sim.market import Market, SimTrade, Tick
 from tickvault.exchanges.sim.ratelimit import TokenBucket
+from tickvault.exchanges.sim.render import kraken_levels, kraken_trades
 from tickvault.exchanges.sim.trade_window import TradeWindow
 from tickvault.exchanges.sim.venue import Venue
 from tickvault.exchanges.sim.wire import (
     fixed,
     kraken_checksum,
-    lots_formatter,
     price_table,
     rfc3339_us,
 )
@@ -68,8 +68,7 @@ class KrakenVenue(Venue):
     @staticmethod
     def _levels(market: Market, levels: Any) -> str:
         prices = price_table(market.spec.price_decimals)
-        lots = lots_formatter(market.spec.qty_decimals)
-        return ",".join([f'{{"price":{prices[p]},"qty":{lots(q)}}}' for p, q in levels])
+        return kraken_levels(levels, prices, market.spec.qty_decimals)
 
     def _checksum(self, market: Market) -> int:
         bids, asks = market.top(10)
@@ -78,14 +77,9 @@ class KrakenVenue(Venue):
             checksum ^= 0xFFFFFFFF
         return checksum
 
-    def _trade(self, market: Market, t: SimTrade) -> str:
+    def _trades(self, market: Market, trades: list[SimTrade]) -> str:
         prices = price_table(market.spec.price_decimals)
-        lots = lots_formatter(market.spec.qty_decimals)
-        return (
-            f'{{"symbol":"{market.spec.ws_id}","side":"{t.side}","price":{prices[t.price]},'
-            f'"qty":{lots(t.qty)},"ord_type":"{"limit" if t.trade_id % 3 else "market"}",'
-            f'"trade_id":{t.trade_id},"timestamp":"{rfc3339_us(t.ts_us)}"}}'
-        )
+        return kraken_trades(trades, market.spec.ws_id, prices, market.spec.qty_decimals)
 
     def _ticker(self, market: Market, kind: str) -> str:
         """Bid/ask now; last, volume, vwap, low, high and change of the valid trades among the
@@ -255,7 +249,7 @@ class KrakenVenue(Venue):
         elif not snapshot or not market.trades:
             return
         elif channel == "trade":
-            data = ",".join(self._trade(market, t) for t in market.trades[-50:])
+            data = self._trades(market, market.trades[-50:])
             client.push(f'{{"channel":"trade","type":"snapshot","data":[{data}]}}')
         elif channel == "ticker":
             client.push(self._ticker(market, "snapshot"))
@@ -276,7 +270,7 @@ class KrakenVenue(Venue):
             return
         clients = self.subs.get(("trade", ws_id))
         if clients:
-            data = ",".join(self._trade(market, t) for t in tick.trades)
+            data = self._trades(market, tick.trades)
             self.fanout.send(
                 clients, symbol, "trade", f'{{"channel":"trade","type":"update","data":[{data}]}}'
             )

@@ -204,14 +204,14 @@ class Market:
     # -- generation ------------------------------------------------------------------------
     def advance(self, start_us: int, end_us: int, events: int, trade_fraction: float) -> Tick:
         """Generate ``events`` events spread over [start_us, end_us)."""
-        if _compiled is not None:
-            return _compiled.advance(self, start_us, end_us, events, trade_fraction)
+        if compiled_generator is not None:
+            return compiled_generator.advance(self, start_us, end_us, events, trade_fraction)
         return self.advance_python(start_us, end_us, events, trade_fraction)
 
     def history(self, start_us: int, end_us: int, mean_interval_us: int) -> None:
         """Trades (and the book churn they cause) for the REST backfill window."""
-        if _compiled is not None:
-            _compiled.history(self, start_us, end_us, mean_interval_us)
+        if compiled_generator is not None:
+            compiled_generator.history(self, start_us, end_us, mean_interval_us)
         else:
             self.history_python(start_us, end_us, mean_interval_us)
 
@@ -366,6 +366,6 @@ class Market:
 
 
 try:  # the compiled generator (sim/_market.pyx), when the package was built with it
-    from tickvault.exchanges.sim import _market as _compiled
+    from tickvault.exchanges.sim import _market as compiled_generator
 except ImportError:  # pragma: no cover - a source tree without the built extension
-    _compiled = None  # type: ignore[assignment]
+    compiled_generator = None  # type: ignore[assignment]
