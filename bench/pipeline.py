@@ -33,6 +33,7 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -96,19 +97,21 @@ async def truth_counts(
     counts = {}
     for exchange in EXCHANGES:
         for symbol in symbols:
-            params = {"exchange": exchange, "symbol": symbol, "kind": "trades",
+            params = {"exchange": exchange, "symbol": symbol, "kind": "count",
                       "since_ns": str(lo_us * 1000), "until_ns": str(hi_us * 1000)}  # fmt: skip
             r = await client.get(f"{endpoints[exchange].rest_url}/_sim/truth", params=params)
-            counts[exchange, symbol] = len(r.json())
+            counts[exchange, symbol] = int(r.json()["count"])
     return counts
 
 
-async def sim_info(client: httpx.AsyncClient, endpoints: dict[str, ExchangeEndpoints]) -> dict:
+async def sim_info(
+    client: httpx.AsyncClient, endpoints: dict[str, ExchangeEndpoints]
+) -> dict[str, Any]:
     r = await client.get(f"{endpoints['binance'].rest_url}/_sim/info")
     return r.json()  # type: ignore[no-any-return]
 
 
-def sent_messages(info: dict) -> int:
+def sent_messages(info: dict[str, Any]) -> int:
     """Messages the simulator sent to its clients, all venues (its own counters)."""
     total = 0
     for venue in info.get("venues", {}).values():

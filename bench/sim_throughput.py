@@ -1,22 +1,35 @@
-"""How many messages per second the simulator really delivers on this machine.
+"""What the simulator costs per message, and how many messages per second it really delivers.
 
-    python -m bench.sim_throughput [--rates 5000,20000,50000] [--seconds 3]
+    python -m bench.sim_throughput [--rates 40000,200000] [--seconds 5]
+                                   [--src src,/work/main/src] [--mix runner|exchange]
 
 Baseline, measured in the same run: the pure generator (``Market.advance``, no sockets). Then,
-for each requested rate, one client per exchange subscribed to every channel of every symbol
-counts what it receives over real loopback sockets. Printed: events/s generated, messages/s
-received, and the ratios achieved/requested and live/pure-generator.
+for each requested rate and each source tree of ``--src`` (interleaved, so an A/B comparison
+sees the same machine load), ``tickvault sim`` runs in its own process and one client per
+exchange subscribes as the runner does (``--mix runner``: Binance aggTrade, depth@100ms,
+bookTicker, kline_1m; Coinbase Advanced market_trades, level2, ticker, candles, heartbeats;
+Kraken book 10, trade, ticker, ohlc 1) or to the Coinbase Exchange feed instead (``exchange``).
+
+Printed per run: events/s generated, messages/s the simulator sent (its own counter) and the
+client received, the simulator's CPU (cores, user+system of its process over the window) and
+CPU µs per message sent, and ``@0.5 core``: messages/s that cost would allow on half a core.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import json
+import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
+import psutil
 
 from tickvault.exchanges.sim.market import Market
 from tickvault.exchanges.sim.spec import market_spec
@@ -30,88 +43,212 @@ def pure_generator_rate(events: int = 200_000) -> float:
     return events / (time.perf_counter() - started)
 
 
-async def _count(ws: aiohttp.ClientWebSocketResponse, counter: list[int]) -> None:
-    async for _ in ws:
-        counter[0] += 1
+@dataclass
+class Run:
+    events_s: float
+    sent_s: float
+    received_s: float
+    cores: float
+
+    @property
+    def us_per_message(self) -> float:
+        return self.cores * 1e6 / max(self.sent_s, 1.0)
 
 
-async def live_rate(rate: float, seconds: float, symbols: list[str]) -> tuple[float, float]:
-    """The simulator runs in its own process (``tickvault sim``), as in real use; this process
-    only counts what arrives."""
+class RawSocket:
+    """A minimal WebSocket client that counts the text frames it receives without decoding
+    them, so the counting process keeps up with the simulator on this 2-core machine (an
+    aiohttp client decoding every message fell behind, and a client that falls behind ends up
+    disconnected as a slow consumer)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def connect(cls, url: str) -> RawSocket:
+        parts = urlsplit(url)
+        reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write(
+            f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        head = await reader.readuntil(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 101"):
+            raise ConnectionError(head.decode(errors="replace"))
+        return cls(reader, writer)
+
+    def send(self, opcode: int, payload: bytes) -> None:
+        mask = os.urandom(4)
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        n = len(payload)
+        head = (
+            bytes((0x80 | opcode, 0x80 | n))
+            if n < 126
+            else bytes((0x80 | opcode, 0xFE)) + n.to_bytes(2, "big")
+        )
+        self.writer.write(head + mask + masked)
+
+    def send_json(self, body: object) -> None:
+        self.send(1, json.dumps(body).encode())
+
+    async def count(self, counter: list[int]) -> None:
+        """Count text frames into ``counter[0]``; answer pings."""
+        buf = bytearray()
+        while True:
+            data = await self.reader.read(1 << 18)
+            if not data:
+                return
+            buf += data
+            pos, size = 0, len(buf)
+            while size - pos >= 2:
+                opcode, n, head = buf[pos] & 0x0F, buf[pos + 1] & 0x7F, 2
+                if n == 126:
+                    if size - pos < 4:
+                        break
+                    n, head = int.from_bytes(buf[pos + 2 : pos + 4], "big"), 4
+                elif n == 127:
+                    if size - pos < 10:
+                        break
+                    n, head = int.from_bytes(buf[pos + 2 : pos + 10], "big"), 10
+                if size - pos < head + n:
+                    break
+                if opcode == 1:
+                    counter[0] += 1
+                elif opcode == 9:
+                    self.send(10, bytes(buf[pos + head : pos + head + n]))
+                pos += head + n
+            del buf[:pos]
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def _subscribe(
+    urls: dict[tuple[str, str], str], symbols: list[str], mix: str
+) -> list[RawSocket]:
+    kinds = ("aggTrade", "depth@100ms", "bookTicker", "kline_1m")
+    if mix == "exchange":
+        kinds = ("trade", "aggTrade", "depth@100ms", "bookTicker")
+    streams = "/".join(f"{s.replace('-', '').lower()}@{k}" for s in symbols for k in kinds)
+    binance = await RawSocket.connect(f"{urls['binance', 'ws_url']}/stream?streams={streams}")
+    cb = await RawSocket.connect(urls["coinbase", "ws_url"])
+    if mix == "exchange":
+        cb.send_json({"type": "subscribe", "product_ids": symbols,
+                      "channels": ["matches", "ticker", "level2_batch"]})  # fmt: skip
+    else:
+        for channel in ("market_trades", "level2", "ticker", "candles"):
+            cb.send_json({"type": "subscribe", "product_ids": symbols, "channel": channel})
+        cb.send_json({"type": "subscribe", "channel": "heartbeats"})
+    kr = await RawSocket.connect(f"{urls['kraken', 'ws_url']}/v2")
+    v2 = [s.replace("-", "/") for s in symbols]
+    channels = ("book", "trade", "ticker") + (() if mix == "exchange" else ("ohlc",))
+    for channel in channels:
+        kr.send_json({"method": "subscribe", "params": {"channel": channel, "symbol": v2}})
+    return [binance, cb, kr]
+
+
+async def live_run(
+    rate: float, seconds: float, symbols: list[str], src: str, mix: str, profile: str | None = None
+) -> Run:
+    """The simulator runs in its own process (``tickvault sim``), as in real use, from the
+    source tree ``src``; this process only counts what arrives."""
     exe = Path(sys.executable).with_name("tickvault")
-    proc = await asyncio.create_subprocess_exec(
-        str(exe), "sim", "--symbols", ",".join(symbols), "--rate", str(rate), "--port-base", "0",
-        "--history-s", "60", "--no-rate-limits", stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    env = dict(os.environ, PYTHONPATH=str(Path(src).resolve()))
+    argv = ["sim", "--symbols", ",".join(symbols), "--rate", str(rate), "--port-base", "0",
+            "--history-s", "60", "--no-rate-limits"]  # fmt: skip
+    command = [str(exe), *argv]
+    if profile:  # cProfile of the simulator process, written when it exits
+        code = (f"import cProfile, sys; sys.argv = {['tickvault', *argv]!r}; "
+                f"from tickvault.cli import main; cProfile.run('main()', {profile!r})")  # fmt: skip
+        command = [sys.executable, "-c", code]
+    proc = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE, env=env)
     assert proc.stdout is not None
     urls = {}
     for _ in range(6):
         key, _, value = (await proc.stdout.readline()).decode().strip().partition("=")
         urls[key.split("__")[1].lower(), key.split("__")[2].lower()] = value
     try:
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
             info_url = f"{urls['binance', 'rest_url']}/_sim/info"
-            streams = "/".join(
-                f"{s.replace('-', '').lower()}@{k}"
-                for s in symbols
-                for k in ("trade", "aggTrade", "depth@100ms", "bookTicker")
-            )
-            sockets = [
-                await session.ws_connect(
-                    f"{urls['binance', 'ws_url']}/stream?streams={streams}", max_msg_size=0
-                )
-            ]
-            cb = await session.ws_connect(urls["coinbase", "ws_url"], max_msg_size=0)
-            await cb.send_json(
-                {
-                    "type": "subscribe",
-                    "product_ids": symbols,
-                    "channels": ["matches", "ticker", "level2_batch"],
-                }
-            )
-            kr = await session.ws_connect(f"{urls['kraken', 'ws_url']}/v2", max_msg_size=0)
-            v2 = [s.replace("-", "/") for s in symbols]
-            for channel in ("book", "trade", "ticker"):
-                await kr.send_json(
-                    {"method": "subscribe", "params": {"channel": channel, "symbol": v2}}
-                )
-            sockets += [cb, kr]
+
+            sim = psutil.Process(proc.pid)
+
+            async def info() -> tuple[int, int, float]:
+                """Events, data messages handed to the clients, CPU seconds, read together
+                inside the simulator (a tree without ``cpu_s``: the process's CPU read here)."""
+                async with session.get(info_url) as r:
+                    body = await r.json()
+                sent = sum(v["ws_messages"] for v in body["venues"].values())
+                cpu = body.get("cpu_s")
+                if cpu is None:
+                    times = sim.cpu_times()
+                    cpu = times.user + times.system
+                return body["events"], sent, cpu
+
+            sockets = await _subscribe(urls, symbols, mix)
             counter = [0]
-            tasks = [asyncio.create_task(_count(ws, counter)) for ws in sockets]
-            await asyncio.sleep(0.5)  # warm up: snapshots, acks
-            async with session.get(info_url) as r:
-                events0 = (await r.json())["events"]
+            tasks = [asyncio.create_task(ws.count(counter)) for ws in sockets]
+            await asyncio.sleep(1.0)  # warm up: snapshots, acks
+            events0, sent0, cpu0 = await info()
             received0, started = counter[0], time.perf_counter()
             await asyncio.sleep(seconds)
-            async with session.get(info_url) as r:
-                events = (await r.json())["events"] - events0
+            events1, sent1, cpu1 = await info()
             elapsed = time.perf_counter() - started
             received = counter[0] - received0
             for task in tasks:
                 task.cancel()
             for ws in sockets:
-                await ws.close()
+                ws.close()
     finally:
         proc.terminate()
-        await proc.wait()
-    return events / elapsed, received / elapsed
+        try:
+            await asyncio.wait_for(proc.wait(), 10)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+    return Run(
+        (events1 - events0) / elapsed,
+        (sent1 - sent0) / elapsed,
+        received / elapsed,
+        (cpu1 - cpu0) / elapsed,
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rates", default="5000,20000,50000")
-    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--rates", default="40000,200000")
+    parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--symbols", default="BTC-USDT,ETH-USDT")
+    parser.add_argument("--src", default="src", help="source trees to compare, comma separated")
+    parser.add_argument("--mix", choices=("runner", "exchange"), default="runner")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per rate and source tree")
+    parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--profile", help="write a cProfile of the (last) simulator run here")
     args = parser.parse_args()
-    baseline = pure_generator_rate()
-    print(f"baseline: pure generator {baseline:,.0f} events/s (one core, no sockets)")
-    for rate in (float(r) for r in args.rates.split(",")):
-        events_s, messages_s = asyncio.run(live_rate(rate, args.seconds, args.symbols.split(",")))
+    if not args.no_baseline:
+        baseline = pure_generator_rate()
         print(
-            f"requested {rate:>8,.0f} ev/s: generated {events_s:>8,.0f} ev/s "
-            f"(x{events_s / rate:.2f} of requested, x{events_s / baseline:.2f} of pure), "
-            f"client received {messages_s:>8,.0f} msg/s"
+            f"baseline: pure generator {baseline:,.0f} events/s (this tree, no sockets)", flush=True
         )
+    for rate in (float(r) for r in args.rates.split(",")):
+        for _ in range(args.repeat):
+            for src in args.src.split(","):
+                run = asyncio.run(
+                    live_run(
+                        rate, args.seconds, args.symbols.split(","), src, args.mix, args.profile
+                    )
+                )
+                print(
+                    f"{src:>16} requested {rate:>8,.0f} ev/s: generated {run.events_s:>8,.0f} ev/s,"
+                    f" sent {run.sent_s:>7,.0f} msg/s (client got {run.received_s:>7,.0f}) |"
+                    f" sim CPU {run.cores:.2f} cores = {run.us_per_message:6.1f} µs/msg,"
+                    f" {run.cores * 1e6 / max(run.events_s, 1):5.2f} µs/event |"
+                    f" @0.5 core: {0.5e6 / run.us_per_message:>8,.0f} msg/s",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

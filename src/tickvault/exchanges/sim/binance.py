@@ -30,7 +30,9 @@ from tickvault.exchanges.sim.candles import bars, current_bar
 from tickvault.exchanges.sim.hub import WsClient, accept
 from tickvault.exchanges.sim.market import Market, Tick
 from tickvault.exchanges.sim.ratelimit import WeightLimiter
+from tickvault.exchanges.sim.render import binance_trades
 from tickvault.exchanges.sim.venue import Venue, json_response
+from tickvault.exchanges.sim.wire import lots_formatter, price_table
 
 if TYPE_CHECKING:
     from tickvault.exchanges.sim.simulator import Simulator
@@ -165,7 +167,7 @@ class BinanceVenue(Venue):
                 client.subscriptions.discard(item[0])
 
     async def ws(self, request: web.Request) -> web.WebSocketResponse:
-        client = await accept(request, self.config.ping_interval_s)
+        client = await accept(request, self.config.ping_interval_s, self.fanout)
         client.combined = request.path == "/stream"
         names: list[Any] = []
         if "stream" in request.match_info:
@@ -236,28 +238,34 @@ class BinanceVenue(Venue):
         )
 
     # -- market fan-out --------------------------------------------------------------------
+    def _send_trades(self, stream: str, market: Market, payloads: list[str], channel: str) -> None:
+        clients = self.subs.get(stream)
+        if not clients:
+            return
+        wrapped = None
+        if any(c.combined for c in clients):
+            head = f'{{"stream":"{stream}","data":'
+            wrapped = [f"{head}{p}}}" for p in payloads]
+        self.fanout.send_all(clients, market.spec.symbol, channel, payloads, wrapped)
+
     def on_tick(self, market: Market, tick: Tick) -> None:
         ws_id, sym = market.spec.ws_id, market.spec.exchange_id
         event_ms = tick.ts_us // 1000
+        subs = self.subs
         if tick.trades:
-            if self.subs.get(f"{ws_id}@trade"):
-                for t in tick.trades:
-                    self._send(f"{ws_id}@trade", market, (
-                        f'{{"e":"trade","E":{event_ms},"s":"{sym}","t":{t.trade_id},'
-                        f'"p":"{px(market, t.price)}","q":"{qty(market, t.qty)}","T":{t.ts_us // 1000},'
-                        f'"m":{"true" if t.side == "sell" else "false"},"M":true}}'
-                    ), "trade")  # fmt: skip
-            if self.subs.get(f"{ws_id}@aggTrade"):
-                for t in tick.trades:
-                    self._send(f"{ws_id}@aggTrade", market, (
-                        f'{{"e":"aggTrade","E":{event_ms},"s":"{sym}","a":{t.agg_id},'
-                        f'"p":"{px(market, t.price)}","q":"{qty(market, t.qty)}","f":{t.trade_id},'
-                        f'"l":{t.trade_id},"T":{t.ts_us // 1000},'
-                        f'"m":{"true" if t.side == "sell" else "false"},"M":true}}'
-                    ), "aggTrade")  # fmt: skip
+            prices = price_table(market.spec.price_decimals, 8)
+            qd = market.spec.qty_decimals
+            if subs.get(f"{ws_id}@trade"):
+                head = f'{{"e":"trade","E":{event_ms},"s":"{sym}","t":'
+                payloads = binance_trades(tick.trades, head, False, prices, qd)
+                self._send_trades(f"{ws_id}@trade", market, payloads, "trade")
+            if subs.get(f"{ws_id}@aggTrade"):
+                head = f'{{"e":"aggTrade","E":{event_ms},"s":"{sym}","a":'
+                payloads = binance_trades(tick.trades, head, True, prices, qd)
+                self._send_trades(f"{ws_id}@aggTrade", market, payloads, "aggTrade")
         if tick.changes:
             for cadence, suffix in ((1000, "depth"), (100, "depth@100ms")):
-                if not self.subs.get(f"{ws_id}@{suffix}"):
+                if not subs.get(f"{ws_id}@{suffix}"):
                     self.depth_buffers.pop((ws_id, cadence), None)
                     continue
                 buffer = self.depth_buffers.get((ws_id, cadence))
@@ -265,11 +273,15 @@ class BinanceVenue(Venue):
                     buffer = self.depth_buffers[(ws_id, cadence)] = _DepthBuffer()
                 if not buffer.first_id:
                     buffer.first_id = tick.first_update_id
+                bids, asks = buffer.bids, buffer.asks
                 for is_bid, price, size in tick.changes:
-                    (buffer.bids if is_bid else buffer.asks)[price] = size
-            if self.subs.get(f"{ws_id}@bookTicker"):
-                bids, asks = market.top(1)
-                top = (bids[0][0], bids[0][1], asks[0][0], asks[0][1])
+                    if is_bid:
+                        bids[price] = size
+                    else:
+                        asks[price] = size
+            if subs.get(f"{ws_id}@bookTicker"):
+                bid, ask = market.best_bid(), market.best_ask()
+                top = (bid, market.bids[bid], ask, market.asks[ask])
                 if self.top_sent.get(ws_id) != top:
                     self.top_sent[ws_id] = top
                     self._send(f"{ws_id}@bookTicker", market, (
@@ -294,12 +306,10 @@ class BinanceVenue(Venue):
             if buffer_cadence != cadence or not buffer.first_id:
                 continue
             market = self.by_ws[ws_id]
-            bids = ",".join(
-                f'["{px(market, p)}","{qty(market, q)}"]' for p, q in buffer.bids.items()
-            )
-            asks = ",".join(
-                f'["{px(market, p)}","{qty(market, q)}"]' for p, q in buffer.asks.items()
-            )
+            prices = price_table(market.spec.price_decimals, 8)
+            lots = lots_formatter(market.spec.qty_decimals, 8)
+            bids = ",".join([f'["{prices[p]}","{lots(q)}"]' for p, q in buffer.bids.items()])
+            asks = ",".join([f'["{prices[p]}","{lots(q)}"]' for p, q in buffer.asks.items()])
             self._send(f"{ws_id}@{suffix}", market, (
                 f'{{"e":"depthUpdate","E":{now_ms},"s":"{market.spec.exchange_id}",'
                 f'"U":{buffer.first_id},"u":{market.update_id},"b":[{bids}],"a":[{asks}]}}'

@@ -32,7 +32,7 @@ from tickvault.exchanges.sim.hub import (
 from tickvault.exchanges.sim.market import Market, SimTrade, Tick
 from tickvault.exchanges.sim.ratelimit import TokenBucket
 from tickvault.exchanges.sim.venue import Venue, json_response
-from tickvault.exchanges.sim.wire import rfc3339_us
+from tickvault.exchanges.sim.wire import lots_formatter, price_table, rfc3339_us
 
 if TYPE_CHECKING:
     from tickvault.exchanges.sim.simulator import Simulator
@@ -97,7 +97,7 @@ class CoinbaseVenue(Venue, AdvancedFeed):
 
     # -- WebSocket -------------------------------------------------------------------------
     async def ws(self, request: web.Request) -> web.WebSocketResponse:
-        client = await accept(request)
+        client = await accept(request, fanout=self.fanout)
         self.clients.add(client)
         timer = asyncio.get_running_loop().call_later(
             self.config.subscribe_timeout_s, self._unsubscribed_timeout, client
@@ -211,10 +211,12 @@ class CoinbaseVenue(Venue, AdvancedFeed):
     def _match(self, market: Market, t: SimTrade, sequence: int, kind: str = "match") -> str:
         maker = f"{t.trade_id * 2654435761 % 16**12:012x}"
         taker = f"{(t.trade_id * 40503 + 7) % 16**12:012x}"
+        prices = price_table(market.spec.price_decimals)
+        lots = lots_formatter(market.spec.qty_decimals)
         return (
             f'{{"type":"{kind}","trade_id":{t.trade_id},"maker_order_id":"00000000-0000-4000-8000-{maker}",'
             f'"taker_order_id":"00000000-0000-4000-9000-{taker}","side":"{maker_side(t)}",'
-            f'"size":"{sz(market, t.qty)}","price":"{px(market, t.price)}",'
+            f'"size":"{lots(t.qty)}","price":"{prices[t.price]}",'
             f'"product_id":"{market.spec.exchange_id}","sequence":{sequence},"time":"{rfc3339_us(t.ts_us)}"}}'
         )
 
@@ -237,25 +239,29 @@ class CoinbaseVenue(Venue, AdvancedFeed):
         stats = self.stats_for(market)
         subs = self.subs
         matches, tickers = subs.get(("ex", "matches", pid)), subs.get(("ex", "ticker", pid))
+        match_texts: list[str] = []
+        ticker_texts: list[str] = []
         for t in tick.trades:
             market.sequence += 1
             if t.injected is None:
                 stats.high, stats.low = max(stats.high, t.price), min(stats.low, t.price)
                 stats.volume += t.qty
             if matches:
-                self.fanout.send(
-                    matches, symbol, "matches", self._match(market, t, market.sequence)
-                )
+                match_texts.append(self._match(market, t, market.sequence))
             if tickers:
-                self.fanout.send(
-                    tickers, symbol, "ticker", self._ticker(market, t, market.sequence)
-                )
+                ticker_texts.append(self._ticker(market, t, market.sequence))
+        if matches:
+            self.fanout.send_all(matches, symbol, "matches", match_texts)
+        if tickers:
+            self.fanout.send_all(tickers, symbol, "ticker", ticker_texts)
         if tick.changes and subs.get(("ex", "level2_batch", pid)):
+            prices = price_table(market.spec.price_decimals)
+            lots = lots_formatter(market.spec.qty_decimals)
             batch = self.l2_batches.setdefault(pid, [])
-            batch.extend(
-                f'["{"buy" if is_bid else "sell"}","{px(market, p)}","{sz(market, q)}"]'
+            batch += [
+                f'["{"buy" if is_bid else "sell"}","{prices[p]}","{lots(q)}"]'
                 for is_bid, p, q in tick.changes
-            )
+            ]
         self._advanced_tick(market, tick)
 
     def on_timer(self, now_us: int) -> None:

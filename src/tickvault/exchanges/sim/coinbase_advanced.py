@@ -20,7 +20,8 @@ from tickvault.exchanges.sim.hub import (
     track_subscription,
 )
 from tickvault.exchanges.sim.market import Market, SimTrade, Tick
-from tickvault.exchanges.sim.wire import rfc3339_ns, rfc3339_us
+from tickvault.exchanges.sim.render import coinbase_l2, coinbase_trades
+from tickvault.exchanges.sim.wire import price_table, rfc3339_ns, rfc3339_us
 
 ADVANCED_CHANNELS = {"level2": "l2_data", "market_trades": "market_trades", "ticker": "ticker",
                      "candles": "candles", "heartbeats": "heartbeats"}  # fmt: skip
@@ -60,11 +61,11 @@ class AdvancedFeed:
         )
 
     def _adv_trades(self, market: Market, trades: list[SimTrade]) -> str:
-        return ",".join(
-            f'{{"trade_id":"{t.trade_id}","product_id":"{market.spec.exchange_id}",'
-            f'"price":"{px(market, t.price)}","size":"{sz(market, t.qty)}",'
-            f'"side":"{t.side.upper()}","time":"{rfc3339_us(t.ts_us)}"}}'
-            for t in reversed(trades)  # newest first, as the real feed
+        return coinbase_trades(
+            reversed(trades),  # newest first, as the real feed
+            market.spec.exchange_id,
+            price_table(market.spec.price_decimals),
+            market.spec.qty_decimals,
         )
 
     def _adv_ticker(self, market: Market, kind: str) -> str:
@@ -164,12 +165,9 @@ class AdvancedFeed:
         pid = market.spec.exchange_id
         l2 = self.subs.get(("adv", "level2", pid))
         if l2 and tick.changes:
+            prices = price_table(market.spec.price_decimals)
             ts = rfc3339_us(tick.ts_us)
-            updates = ",".join(
-                f'{{"side":"{"bid" if is_bid else "offer"}","event_time":"{ts}",'
-                f'"price_level":"{px(market, p)}","new_quantity":"{sz(market, q)}"}}'
-                for is_bid, p, q in tick.changes
-            )
+            updates = coinbase_l2(tick.changes, ts, prices, market.spec.qty_decimals)
             self._adv_send(
                 l2,
                 market,

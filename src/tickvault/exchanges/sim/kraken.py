@@ -22,13 +22,21 @@ from tickvault.exchanges.sim.hub import WsClient, accept
 from tickvault.exchanges.sim.kraken_rest import OHLC_INTERVALS_MIN, KrakenRest, kerror
 from tickvault.exchanges.sim.market import Market, SimTrade, Tick
 from tickvault.exchanges.sim.ratelimit import TokenBucket
+from tickvault.exchanges.sim.render import kraken_levels, kraken_trades
+from tickvault.exchanges.sim.trade_window import TradeWindow
 from tickvault.exchanges.sim.venue import Venue
-from tickvault.exchanges.sim.wire import fixed, kraken_checksum, rfc3339_us
+from tickvault.exchanges.sim.wire import (
+    fixed,
+    kraken_checksum,
+    price_table,
+    rfc3339_us,
+)
 
 if TYPE_CHECKING:
     from tickvault.exchanges.sim.simulator import Simulator
 
 BOOK_DEPTHS = (10, 25, 100, 500, 1000)
+TICKER_TRADES = 5000  # the ticker's figures cover the last this many trades
 
 
 class KrakenVenue(Venue):
@@ -42,6 +50,7 @@ class KrakenVenue(Venue):
         # last published top-`depth` view per (symbol, depth): what subscribers hold
         self.views: dict[tuple[str, int], tuple[dict[int, int], dict[int, int]]] = {}
         self.connection_ids = 0
+        self.windows: dict[str, TradeWindow] = {}  # ticker statistics per canonical symbol
 
     def add_routes(self, app: web.Application) -> None:
         app.add_routes(KrakenRest(self).routes())
@@ -58,8 +67,8 @@ class KrakenVenue(Venue):
     # -- formatting ------------------------------------------------------------------------
     @staticmethod
     def _levels(market: Market, levels: Any) -> str:
-        pd, qd = market.spec.price_decimals, market.spec.qty_decimals
-        return ",".join(f'{{"price":{fixed(p, pd)},"qty":{fixed(q, qd)}}}' for p, q in levels)
+        prices = price_table(market.spec.price_decimals)
+        return kraken_levels(levels, prices, market.spec.qty_decimals)
 
     def _checksum(self, market: Market) -> int:
         bids, asks = market.top(10)
@@ -68,28 +77,28 @@ class KrakenVenue(Venue):
             checksum ^= 0xFFFFFFFF
         return checksum
 
-    def _trade(self, market: Market, t: SimTrade) -> str:
-        pd, qd = market.spec.price_decimals, market.spec.qty_decimals
-        return (
-            f'{{"symbol":"{market.spec.ws_id}","side":"{t.side}","price":{fixed(t.price, pd)},'
-            f'"qty":{fixed(t.qty, qd)},"ord_type":"{"limit" if t.trade_id % 3 else "market"}",'
-            f'"trade_id":{t.trade_id},"timestamp":"{rfc3339_us(t.ts_us)}"}}'
-        )
+    def _trades(self, market: Market, trades: list[SimTrade]) -> str:
+        prices = price_table(market.spec.price_decimals)
+        return kraken_trades(trades, market.spec.ws_id, prices, market.spec.qty_decimals)
 
     def _ticker(self, market: Market, kind: str) -> str:
+        """Bid/ask now; last, volume, vwap, low, high and change of the valid trades among the
+        last 5000 (the simulator's stand-in for 24 h), kept by a :class:`TradeWindow`."""
         pd, qd = market.spec.price_decimals, market.spec.qty_decimals
-        bids, asks = market.top(1)
-        valid = [t for t in market.trades[-5000:] if t.injected is None]
-        last, first = valid[-1].price, valid[0].price
-        volume = sum(t.qty for t in valid)
-        vwap = sum(t.price * t.qty for t in valid) // max(1, volume)
+        window = self.windows.get(market.spec.symbol)
+        if window is None:
+            window = self.windows[market.spec.symbol] = TradeWindow(TICKER_TRADES)
+        window.update(market.trades)
+        bid, ask = market.best_bid(), market.best_ask()
+        last, first = window.last, window.first
+        vwap = window.notional // max(1, window.volume)
         change = last - first
         return (
             f'{{"channel":"ticker","type":"{kind}","data":[{{"symbol":"{market.spec.ws_id}",'
-            f'"bid":{fixed(bids[0][0], pd)},"bid_qty":{fixed(bids[0][1], qd)},'
-            f'"ask":{fixed(asks[0][0], pd)},"ask_qty":{fixed(asks[0][1], qd)},'
-            f'"last":{fixed(last, pd)},"volume":{fixed(volume, qd)},"vwap":{fixed(vwap, pd)},'
-            f'"low":{fixed(min(t.price for t in valid), pd)},"high":{fixed(max(t.price for t in valid), pd)},'
+            f'"bid":{fixed(bid, pd)},"bid_qty":{fixed(market.bids[bid], qd)},'
+            f'"ask":{fixed(ask, pd)},"ask_qty":{fixed(market.asks[ask], qd)},'
+            f'"last":{fixed(last, pd)},"volume":{fixed(window.volume, qd)},"vwap":{fixed(vwap, pd)},'
+            f'"low":{fixed(window.low, pd)},"high":{fixed(window.high, pd)},'
             f'"change":{fixed(change, pd)},"change_pct":{change * 100 / first:.2f}}}]}}'
         )
 
@@ -126,7 +135,7 @@ class KrakenVenue(Venue):
 
     # -- WebSocket -------------------------------------------------------------------------
     async def ws(self, request: web.Request) -> web.WebSocketResponse:
-        client = await accept(request)
+        client = await accept(request, fanout=self.fanout)
         self.clients.add(client)
         self.connection_ids += 1
         client.push(orjson.dumps({"channel": "status", "type": "update", "data": [{
@@ -240,7 +249,7 @@ class KrakenVenue(Venue):
         elif not snapshot or not market.trades:
             return
         elif channel == "trade":
-            data = ",".join(self._trade(market, t) for t in market.trades[-50:])
+            data = self._trades(market, market.trades[-50:])
             client.push(f'{{"channel":"trade","type":"snapshot","data":[{data}]}}')
         elif channel == "ticker":
             client.push(self._ticker(market, "snapshot"))
@@ -261,7 +270,7 @@ class KrakenVenue(Venue):
             return
         clients = self.subs.get(("trade", ws_id))
         if clients:
-            data = ",".join(self._trade(market, t) for t in tick.trades)
+            data = self._trades(market, tick.trades)
             self.fanout.send(
                 clients, symbol, "trade", f'{{"channel":"trade","type":"update","data":[{data}]}}'
             )

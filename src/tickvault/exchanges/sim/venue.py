@@ -126,5 +126,6 @@ class Venue:
         return {
             "connections": len(self.clients),
             "ws_messages": self.fanout.messages,
+            "ws_written": self.fanout.written,
             "rest_requests": self.requests,
         }

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 
 NS_PER_US = 1000
@@ -24,6 +24,48 @@ def fixed(value: int, decimals: int, out_decimals: int | None = None) -> str:
         return f"{sign}{whole}"
     frac_text = f"{frac:0{decimals}d}" if decimals else ""
     return f"{sign}{whole}.{frac_text}{'0' * (out - decimals)}"
+
+
+class FixedTable(dict[int, str]):
+    """``table[value]`` is ``fixed(value, decimals, out_decimals)``, kept once printed: a dict
+    lookup per print for values that repeat (prices), where ``fixed``'s lru_cache hashes an
+    argument tuple per call. Emptied past ``limit`` entries, so memory stays bounded."""
+
+    __slots__ = ("decimals", "limit", "out_decimals")
+
+    def __init__(self, decimals: int, out_decimals: int | None = None, limit: int = 1 << 16):
+        super().__init__()
+        self.decimals, self.out_decimals, self.limit = decimals, out_decimals, limit
+
+    def __missing__(self, value: int) -> str:
+        if len(self) >= self.limit:
+            self.clear()
+        text = self[value] = fixed(value, self.decimals, self.out_decimals)
+        return text
+
+
+@lru_cache(maxsize=64)
+def price_table(decimals: int, out_decimals: int | None = None) -> FixedTable:
+    """The shared :class:`FixedTable` of one precision (markets of one precision share it)."""
+    return FixedTable(decimals, out_decimals)
+
+
+@lru_cache(maxsize=64)
+def lots_formatter(decimals: int, out_decimals: int | None = None) -> Callable[[int], str]:
+    """``fixed`` for one precision without a cache, for values that rarely repeat (sizes):
+    one f-string per non-negative value."""
+    out = decimals if out_decimals is None else out_decimals
+    if decimals == 0 or out != decimals:
+        return lambda value: fixed(value, decimals, out_decimals)
+    scale = 10**decimals
+    spec = f"0{decimals}d"
+
+    def text(value: int) -> str:
+        if value < 0:
+            return fixed(value, decimals)
+        return f"{value // scale}.{value % scale:{spec}}"
+
+    return text
 
 
 _SECOND_CACHE: dict[int, str] = {}
