@@ -119,11 +119,11 @@ def _narrowed(wide: pa.Array, scale: int) -> pa.Array:
     """A ``decimal128`` column cut to ``scale`` and the fewest digits its values need (exact:
     no value has more than ``scale`` decimals)."""
     lo_hi = pc.min_max(wide)
-    digits = max(_int_digits(lo_hi["min"].as_py()), _int_digits(lo_hi["max"].as_py()), 1)
+    digits = max(int_digits(lo_hi["min"].as_py()), int_digits(lo_hi["max"].as_py()), 1)
     return pc.cast(wide, pa.decimal128(max(digits + scale, 1), scale))
 
 
-def _int_digits(value: Any) -> int:
+def int_digits(value: Any) -> int:
     """Digits before the point (0 for |value| < 1), as Decimal.as_tuple counts them."""
     if value is None:
         return 0
@@ -131,25 +131,43 @@ def _int_digits(value: Any) -> int:
     return max(len(ds) + exp, 0) if ds != (0,) else 0
 
 
+def wire_arrays(columns: Columns, rows: Sequence[Sequence[Any]]) -> list[pa.Array]:
+    """Rows of a :func:`wrap_sql` query as Arrow arrays of their wire types (decimal text)."""
+    data: Sequence[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [()] * len(columns)
+    return [
+        pa.array(values, _WIRE_TYPES[kind])
+        for (_, kind), values in zip(columns, data, strict=True)
+    ]
+
+
+def finish_arrays(columns: Columns, wire: Sequence[pa.Array]) -> list[pa.Array]:
+    """Wire arrays → the result types: times UTC µs, decimal text exact ``decimal128``."""
+    arrays = list(wire)
+    decimals = [i for i, (_, kind) in enumerate(columns) if kind == "dec"]
+    for i, (_, kind) in enumerate(columns):
+        if kind == "ts":
+            arrays[i] = arrays[i].cast(TS_TYPE)
+        elif kind == "ts_ns":  # the safe cast refuses to drop a non-zero sub-µs part
+            arrays[i] = arrays[i].cast(pa.timestamp("ns", tz="UTC")).cast(TS_TYPE)
+    for i, array in zip(decimals, decimal_columns([arrays[i] for i in decimals]), strict=True):
+        arrays[i] = array
+    return arrays
+
+
+def value_scales(text: pa.Array) -> pa.Array:
+    """Digits after the point of each decimal text (``int8``; null for null): what
+    :func:`decimal_column` takes the column's scale from, kept per value so a slice of a
+    converted column can be narrowed again as if converted alone (``candle_frames``)."""
+    dots = pc.find_substring(pc.utf8_reverse(text), ".")
+    return pc.max_element_wise(dots, 0, skip_nulls=False).cast(pa.int8(), safe=False)
+
+
 def to_table(columns: Columns, rows: Sequence[Sequence[Any]]) -> pa.Table:
     """Rows of a :func:`wrap_sql` query (or of cached events) → an Arrow table.
 
     Times become UTC µs, decimal text exact ``decimal128`` (:func:`decimal_column`).
     """
-    data: Sequence[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [()] * len(columns)
-    arrays: list[pa.Array] = []
-    decimals: list[int] = []
-    for (_, kind), values in zip(columns, data, strict=True):
-        array = pa.array(values, _WIRE_TYPES[kind])
-        if kind == "dec":
-            decimals.append(len(arrays))
-        elif kind == "ts":
-            array = array.cast(TS_TYPE)
-        elif kind == "ts_ns":  # the safe cast refuses to drop a non-zero sub-µs part
-            array = array.cast(pa.timestamp("ns", tz="UTC")).cast(TS_TYPE)
-        arrays.append(array)
-    for i, array in zip(decimals, decimal_columns([arrays[i] for i in decimals]), strict=True):
-        arrays[i] = array
+    arrays = finish_arrays(columns, wire_arrays(columns, rows))
     return pa.Table.from_arrays(arrays, names=[name for name, _ in columns])
 
 
