@@ -79,6 +79,12 @@ _MARK_FROM = """
     SET dirty_from = least(b.dirty_from, EXCLUDED.dirty_from), marked_at = EXCLUDED.marked_at;
 """
 _CHANGED = "(SELECT exchange, symbol, timeframe, ts FROM {}) r"
+_UPDATED = (
+    "(SELECT exchange, symbol, timeframe, ts FROM old_rows UNION ALL"
+    " SELECT exchange, symbol, timeframe, ts FROM new_rows) r"
+)
+_OLD_ROW = "(SELECT OLD.exchange, OLD.symbol, OLD.timeframe, OLD.ts) r"
+_NEW_ROW = "(SELECT NEW.exchange, NEW.symbol, NEW.timeframe, NEW.ts) r"
 
 PLAIN_TRIGGERS = f"""
 CREATE FUNCTION tv_mark_candle_blocks() RETURNS trigger LANGUAGE plpgsql AS $fn$
@@ -88,8 +94,7 @@ BEGIN
     ELSIF TG_OP = 'DELETE' THEN
         {_MARK_FROM.format(rows=_CHANGED.format("old_rows"))}
     ELSIF TG_OP = 'UPDATE' THEN
-        {_MARK_FROM.format(rows="(SELECT exchange, symbol, timeframe, ts FROM old_rows UNION ALL"
-                                " SELECT exchange, symbol, timeframe, ts FROM new_rows) r")}
+        {_MARK_FROM.format(rows=_UPDATED)}
     ELSE  -- TRUNCATE
         UPDATE candle_blocks SET dirty_from = block_start, marked_at = now();
     END IF;
@@ -111,10 +116,10 @@ TIMESCALE_TRIGGERS = f"""
 CREATE FUNCTION tv_mark_candle_block_row() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
     IF TG_OP <> 'INSERT' THEN
-        {_MARK_FROM.format(rows="(SELECT OLD.exchange, OLD.symbol, OLD.timeframe, OLD.ts) r")}
+        {_MARK_FROM.format(rows=_OLD_ROW)}
     END IF;
     IF TG_OP <> 'DELETE' THEN
-        {_MARK_FROM.format(rows="(SELECT NEW.exchange, NEW.symbol, NEW.timeframe, NEW.ts) r")}
+        {_MARK_FROM.format(rows=_NEW_ROW)}
     END IF;
     RETURN NULL;
 END

@@ -153,9 +153,11 @@ class CandleBlocks:
             return None  # the newest bars come from the aggregate: not cached (module docstring)
         span = span_us(timeframe)
         try:
-            rows = self._conn.cursor(binary=True).execute(
-                _LATEST_SQL, {"e": key[0], "s": key[1], "tf": timeframe}
-            ).fetchall()
+            rows = (
+                self._conn.cursor(binary=True)
+                .execute(_LATEST_SQL, {"e": key[0], "s": key[1], "tf": timeframe})
+                .fetchall()
+            )
             newest = rows[0][0]
             if newest is None:
                 return _empty()
@@ -234,11 +236,7 @@ class CandleBlocks:
                     load.to_store[start] = table
 
     def _cagg_may_fill(self, timeframe: str, table: pa.Table) -> bool:
-        return (
-            self.timescaledb
-            and timeframe in CAGG_TIMEFRAMES
-            and table.num_rows < BARS_PER_BLOCK
-        )
+        return self.timescaledb and timeframe in CAGG_TIMEFRAMES and table.num_rows < BARS_PER_BLOCK
 
     def _read(self, key: Key, lo_us: int, hi_us: int, *, cagg: bool) -> pa.Table:
         """Bars opening in [lo, hi) from SQL as a block table (stored bars only unless
@@ -282,9 +280,7 @@ class CandleBlocks:
         rows = self._conn.cursor(binary=True).execute(
             _STORED_SQL, (*key, from_us(first), from_us(last))
         )
-        return {
-            to_us(r[0]): _Stored(r[1], r[2], r[3], _us_or_none(r[4])) for r in rows.fetchall()
-        }
+        return {to_us(r[0]): _Stored(r[1], r[2], r[3], _us_or_none(r[4])) for r in rows.fetchall()}
 
     def _decoded(self, entry: _Stored | None, start: int, span: int) -> pa.Table | None:
         if entry is None or entry.frame is None or entry.format != frames.FRAME_FORMAT:

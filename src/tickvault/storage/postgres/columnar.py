@@ -135,8 +135,7 @@ def wire_arrays(columns: Columns, rows: Sequence[Sequence[Any]]) -> list[pa.Arra
     """Rows of a :func:`wrap_sql` query as Arrow arrays of their wire types (decimal text)."""
     data: Sequence[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [()] * len(columns)
     return [
-        pa.array(values, _WIRE_TYPES[kind])
-        for (_, kind), values in zip(columns, data, strict=True)
+        pa.array(values, _WIRE_TYPES[kind]) for (_, kind), values in zip(columns, data, strict=True)
     ]
 
 
