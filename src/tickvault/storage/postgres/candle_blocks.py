@@ -98,15 +98,19 @@ _NEWEST_SQL = (
     "SELECT ts FROM candles WHERE exchange = %s AND symbol = %s AND timeframe = %s"
     " AND ts < %s ORDER BY ts DESC LIMIT 1"
 )
-# The newest bar and the stored rows of its block and the one before, in one statement.
+# The newest bar and the stored rows of its block and the one before, in one statement (one
+# snapshot); the frame of the one before only if the newest block's clean frame is too short.
 _LATEST_SQL = (
     "WITH n AS (SELECT ts FROM candles WHERE exchange = %(e)s AND symbol = %(s)s"
     " AND timeframe = %(tf)s ORDER BY ts DESC LIMIT 1),"
-    " nb AS (SELECT tv_candle_block_start(%(tf)s, ts) AS b FROM n)"
-    " SELECT (SELECT ts FROM n), c.block_start, c.frame, c.rows, c.format, c.dirty_from"
-    " FROM (SELECT 1) one LEFT JOIN candle_blocks c ON c.exchange = %(e)s AND c.symbol = %(s)s"
-    " AND c.timeframe = %(tf)s AND c.block_start <= (SELECT b FROM nb)"
-    " AND c.block_start >= (SELECT b FROM nb) - tv_candle_block_span(%(tf)s)"
+    " nb AS (SELECT tv_candle_block_start(%(tf)s, ts) AS b FROM n),"
+    " k AS (SELECT * FROM candle_blocks WHERE exchange = %(e)s AND symbol = %(s)s"
+    " AND timeframe = %(tf)s AND block_start <= (SELECT b FROM nb)"
+    " AND block_start >= (SELECT b FROM nb) - tv_candle_block_span(%(tf)s))"
+    " SELECT (SELECT ts FROM n), k.block_start, CASE WHEN k.block_start = (SELECT b FROM nb)"
+    " OR NOT EXISTS (SELECT 1 FROM k x WHERE x.block_start = (SELECT b FROM nb)"
+    " AND x.frame IS NOT NULL AND x.dirty_from IS NULL AND x.rows >= %(limit)s)"
+    " THEN k.frame END, k.rows, k.format, k.dirty_from FROM (SELECT 1) one LEFT JOIN k ON true"
 )
 _STORE_SQL = (
     "INSERT INTO candle_blocks AS b (exchange, symbol, timeframe, block_start, frame, rows,"
@@ -155,7 +159,7 @@ class CandleBlocks:
         try:
             rows = (
                 self._conn.cursor(binary=True)
-                .execute(_LATEST_SQL, {"e": key[0], "s": key[1], "tf": timeframe})
+                .execute(_LATEST_SQL, {"e": key[0], "s": key[1], "tf": timeframe, "limit": limit})
                 .fetchall()
             )
             newest = rows[0][0]

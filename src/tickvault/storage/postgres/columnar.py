@@ -76,7 +76,8 @@ def decimal_column(text: pa.Array) -> pa.Array:
         return pa.nulls(len(text), pa.decimal128(1, 0))
     # digits after the point = position of '.' in the reversed text (-1: none)
     scale = max(pc.max(pc.find_substring(pc.utf8_reverse(text), ".")).as_py(), 0)
-    if scale > 38:
+    # Arrow's cast does not refuse a value beyond the precision: it wraps silently. Check first.
+    if scale + pc.max(value_int_digits(text)).as_py() > 38:
         return text
     try:
         wide = pc.cast(text, pa.decimal128(38, scale))
@@ -100,7 +101,7 @@ def decimal_columns(texts: Sequence[pa.Array]) -> list[pa.Array]:
     dots = pc.find_substring(pc.utf8_reverse(joined), ".").fill_null(-1).to_numpy()
     scales = np.maximum(dots.reshape(len(texts), rows).max(axis=1), 0)
     top = int(scales.max())
-    if top > 38:
+    if top + int(pc.max(value_int_digits(joined)).as_py()) > 38:  # see decimal_column
         return [decimal_column(text) for text in texts]
     try:
         wide = pc.cast(joined, pa.decimal128(38, top))
@@ -154,11 +155,23 @@ def finish_arrays(columns: Columns, wire: Sequence[pa.Array]) -> list[pa.Array]:
 
 
 def value_scales(text: pa.Array) -> pa.Array:
-    """Digits after the point of each decimal text (``int8``; null for null): what
-    :func:`decimal_column` takes the column's scale from, kept per value so a slice of a
+    """Digits after the point of each decimal text, ``int8``, -1 for null: what
+    :func:`decimal_column` takes a column's scale from, kept per value so that rows cut from a
     converted column can be narrowed again as if converted alone (``candle_frames``)."""
     dots = pc.find_substring(pc.utf8_reverse(text), ".")
-    return pc.max_element_wise(dots, 0, skip_nulls=False).cast(pa.int8(), safe=False)
+    return pc.fill_null(pc.max_element_wise(dots, 0), -1).cast(pa.int8(), safe=False)
+
+
+def value_int_digits(text: pa.Array) -> pa.Array:
+    """Digits before the point of each decimal text as :func:`int_digits` counts them (0 for
+    ``0.5``), ``int8``, -1 for null. PostgreSQL prints no leading zeros and no exponent."""
+    dots = pc.find_substring(text, ".")
+    length = pc.if_else(pc.less(dots, 0), pc.binary_length(text), dots)
+    signed = pc.starts_with(text, "-")
+    digits = pc.subtract(length, pc.cast(signed, pa.int32()))
+    zero = pc.or_(pc.starts_with(text, "0"), pc.starts_with(text, "-0"))
+    digits = pc.if_else(zero, 0, digits)
+    return pc.fill_null(digits, -1).cast(pa.int8(), safe=False)
 
 
 def to_table(columns: Columns, rows: Sequence[Sequence[Any]]) -> pa.Table:
