@@ -149,7 +149,8 @@ def encode(table: pa.Table) -> bytes:
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
     stream = sink.getvalue()
-    return _LENGTH.pack(stream.size) + pa.compress(stream, codec="lz4", asbytes=True)
+    compressed: bytes = pa.compress(stream, codec="lz4", asbytes=True)
+    return _LENGTH.pack(stream.size) + compressed
 
 
 def decode(
