@@ -21,7 +21,7 @@ from tickvault.storage.postgres import PostgresStore
 from tickvault.storage.postgres.candle_blocks import CandleBlocks, Key
 from tickvault.storage.postgres.schema import init_database
 
-from .helpers import JAN_2024_NS, NS, make_trades
+from .helpers import JAN_2024_NS, NS, PLAIN, make_trades
 
 D = Decimal
 MIN = 60 * NS
@@ -240,9 +240,9 @@ def test_corrupt_frames_are_read_through_sql_and_rebuilt(
             assert row is not None and row[0] != bad and row[1] == DAY_MIN  # rebuilt
         conn.execute("UPDATE candle_blocks SET rows = 5")  # decodes, but not what was stored
         assert same_range(vaults, *day).equals(good)
-        conn.execute("UPDATE candle_blocks SET format = 99")  # a layout of another version
+        conn.execute("UPDATE candle_blocks SET layout = 99")  # a layout of another version
         assert same_range(vaults, *day).equals(good)
-        assert conn.execute("SELECT format, rows FROM candle_blocks").fetchone() == (1, DAY_MIN)
+        assert conn.execute("SELECT layout, rows FROM candle_blocks").fetchone() == (1, DAY_MIN)
 
 
 class _RacingBlocks(CandleBlocks):
@@ -342,3 +342,23 @@ async def test_timescale_caches_only_blocks_the_aggregate_cannot_reach(timescale
             await st.write(make_trades(5, JAN_2024_NS + (DAY_MIN + 20) * MIN, first_id=9000))
             await st.flush()
             same_range(pair, at(0), at(2 * DAY_MIN))
+
+
+async def test_a_version_2_database_is_upgraded(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tickvault.storage.postgres import schema
+
+    with monkeypatch.context() as older:  # the schema an older tickvault made
+        older.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:2])
+        older.setattr(schema, "SCHEMA_VERSION", 2)
+        assert init_database(database_url, PLAIN).applied == (1, 2)
+    assert init_database(database_url, PLAIN).applied == (3,)
+    async with await PostgresStore.open(database_url, timescale=PLAIN, timed_flush=False) as st:
+        await write(st, [bar(m, "2.5") for m in range(10)])
+    with (
+        Vault.connect(url=database_url) as cached,
+        Vault.connect(url=database_url, block_cache=False) as raw,
+    ):
+        assert same_range((cached, raw), at(0), at(DAY_MIN)).num_rows == 10
+        assert blocks(database_url)[JAN1] == (10, None)

@@ -41,7 +41,7 @@ CREATE TABLE candle_blocks (
     block_start  timestamptz NOT NULL,
     frame        bytea,           -- Arrow IPC stream (LZ4); NULL: not built
     rows         integer,
-    format       smallint,        -- candle_frames.FRAME_FORMAT of the frame
+    layout       smallint,        -- candle_frames.FRAME_FORMAT of the frame
     dirty_from   timestamptz,     -- bars opening at or after it changed since the build
     built_at     timestamptz,
     marked_at    timestamptz,

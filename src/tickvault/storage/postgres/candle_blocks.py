@@ -73,7 +73,7 @@ def block_of(ts_us: int, timeframe: str) -> int:
 class _Stored:
     frame: bytes | None
     rows: int | None
-    format: int | None
+    layout: int | None
     dirty_from_us: int | None
 
 
@@ -90,7 +90,7 @@ class Uncacheable(Exception):
 
 
 _STORED_SQL = (
-    "SELECT block_start, frame, rows, format, dirty_from FROM candle_blocks"
+    "SELECT block_start, frame, rows, layout, dirty_from FROM candle_blocks"
     " WHERE exchange = %s AND symbol = %s AND timeframe = %s"
     " AND block_start >= %s AND block_start <= %s"
 )
@@ -110,14 +110,14 @@ _LATEST_SQL = (
     " SELECT (SELECT ts FROM n), k.block_start, CASE WHEN k.block_start = (SELECT b FROM nb)"
     " OR NOT EXISTS (SELECT 1 FROM k x WHERE x.block_start = (SELECT b FROM nb)"
     " AND x.frame IS NOT NULL AND x.dirty_from IS NULL AND x.rows >= %(limit)s)"
-    " THEN k.frame END, k.rows, k.format, k.dirty_from FROM (SELECT 1) one LEFT JOIN k ON true"
+    " THEN k.frame END, k.rows, k.layout, k.dirty_from FROM (SELECT 1) one LEFT JOIN k ON true"
 )
 _STORE_SQL = (
     "INSERT INTO candle_blocks AS b (exchange, symbol, timeframe, block_start, frame, rows,"
-    " format, built_at) SELECT %s, %s, %s, unnest(%s::timestamptz[]), unnest(%s::bytea[]),"
+    " layout, built_at) SELECT %s, %s, %s, unnest(%s::timestamptz[]), unnest(%s::bytea[]),"
     " unnest(%s::int4[]), %s, now()"
     " ON CONFLICT (exchange, symbol, timeframe, block_start) DO UPDATE SET frame = EXCLUDED.frame,"
-    " rows = EXCLUDED.rows, format = EXCLUDED.format, dirty_from = NULL,"
+    " rows = EXCLUDED.rows, layout = EXCLUDED.layout, dirty_from = NULL,"
     " built_at = EXCLUDED.built_at"
 )
 
@@ -287,7 +287,7 @@ class CandleBlocks:
         return {to_us(r[0]): _Stored(r[1], r[2], r[3], _us_or_none(r[4])) for r in rows.fetchall()}
 
     def _decoded(self, entry: _Stored | None, start: int, span: int) -> pa.Table | None:
-        if entry is None or entry.frame is None or entry.format != frames.FRAME_FORMAT:
+        if entry is None or entry.frame is None or entry.layout != frames.FRAME_FORMAT:
             return None
         if entry.rows == 0:
             return _empty_block()
