@@ -27,6 +27,7 @@ cannot contribute to it; others are read through SQL each time.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -258,20 +259,22 @@ class CandleBlocks:
 
     def _store(self, key: Key, tables: dict[int, pa.Table]) -> None:
         """Best effort: a store refused (concurrent writer, lock wait) leaves the blocks as
-        they were; the read has its result already."""
+        they were; the read has its result already. Runs in the read's snapshot, after a
+        savepoint (its failure must not end the transaction) limiting its lock wait."""
         if not tables:
             return
         starts = sorted(tables)
+        conn = self._conn
+        conn.execute(f"SAVEPOINT tv_store; SET LOCAL lock_timeout = '{STORE_LOCK_TIMEOUT}'")
         try:
-            with self._conn.transaction():  # a savepoint: its failure keeps the snapshot usable
-                self._conn.execute(f"SET LOCAL lock_timeout = '{STORE_LOCK_TIMEOUT}'")
-                self._conn.execute(
-                    _STORE_SQL,
-                    (*key, [from_us(s) for s in starts], [frames.encode(tables[s]) for s in starts],
-                     [tables[s].num_rows for s in starts], frames.FRAME_FORMAT),
-                )  # fmt: skip
+            conn.execute(
+                _STORE_SQL,
+                (*key, [from_us(s) for s in starts], [frames.encode(tables[s]) for s in starts],
+                 [tables[s].num_rows for s in starts], frames.FRAME_FORMAT),
+            )  # fmt: skip
             self.stored_blocks += len(starts)
         except psycopg.Error as exc:
+            conn.execute("ROLLBACK TO SAVEPOINT tv_store")
             self.store_failures += 1
             log.debug("candle blocks of %s not stored: %s", key, exc)
 
@@ -346,18 +349,21 @@ class CandleBlocks:
 
 
 class _RepeatableRead:
-    """``with``: one REPEATABLE READ transaction on an autocommit connection."""
+    """``with``: one REPEATABLE READ transaction on an autocommit connection (BEGIN and COMMIT
+    sent by hand: one round trip each)."""
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
-        self._tx = conn.transaction()
         self._conn = conn
 
     def __enter__(self) -> None:
-        self._tx.__enter__()
-        self._conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        self._conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
 
-    def __exit__(self, *exc: Any) -> None:
-        self._tx.__exit__(*exc)
+    def __exit__(self, kind: type[BaseException] | None, *exc: Any) -> None:
+        if kind is None:
+            self._conn.execute("COMMIT")
+            return
+        with contextlib.suppress(psycopg.Error):  # the error being raised says what happened
+            self._conn.execute("ROLLBACK")
 
 
 def _runs(

@@ -57,8 +57,14 @@ def block_table(columns: Columns, wire: Sequence[pa.Array]) -> pa.Table | None:
     if not all(pa.types.is_decimal(finished[i].type) for i in decimals):
         return None
     arrays = list(finished)
-    arrays += [columnar.value_scales(wire[i]) for i in decimals]
-    arrays += [columnar.value_int_digits(wire[i]) for i in decimals]
+    rows = len(wire[0])
+    if decimals and rows:  # one pass over all decimal columns (Arrow's per-call cost dominates)
+        joined = pa.concat_arrays([wire[i] for i in decimals])
+        scales, digits = columnar.value_scales(joined), columnar.value_int_digits(joined)
+        arrays += [scales.slice(k * rows, rows) for k in range(len(decimals))]
+        arrays += [digits.slice(k * rows, rows) for k in range(len(decimals))]
+    else:
+        arrays += [pa.array([], pa.int8())] * (2 * len(decimals))
     return pa.Table.from_arrays(arrays, names=_names(columns))
 
 
