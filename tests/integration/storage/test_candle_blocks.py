@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -18,7 +19,7 @@ from tickvault.config import TimescaleSettings
 from tickvault.model import Candle, CandleSource
 from tickvault.query import Vault
 from tickvault.storage.postgres import PostgresStore
-from tickvault.storage.postgres.candle_blocks import CandleBlocks, Key
+from tickvault.storage.postgres.candle_blocks import MAX_EMPTY_STORED, CandleBlocks, Key
 from tickvault.storage.postgres.schema import init_database
 
 from .helpers import JAN_2024_NS, NS, PLAIN, make_trades
@@ -362,3 +363,15 @@ async def test_a_version_2_database_is_upgraded(
     ):
         assert same_range((cached, raw), at(0), at(DAY_MIN)).num_rows == 10
         assert blocks(database_url)[JAN1] == (10, None)
+
+
+async def test_a_read_of_decades_stays_quick_and_stores_few_empty_blocks(
+    store: PostgresStore, vaults: tuple[Vault, Vault], db_url: str
+) -> None:
+    await write(store, [bar(m, "1.25") for m in range(0, 3000, 10)])
+    lo, hi = datetime(2000, 1, 1, tzinfo=UTC), datetime(2030, 1, 1, tzinfo=UTC)  # 10,958 blocks
+    assert same_range(vaults, lo, hi).num_rows == 300
+    assert len(blocks(db_url)) <= 3 + 2 * MAX_EMPTY_STORED  # two cached reads so far
+    started = time.perf_counter()  # most blocks still missing: built again, each one empty
+    assert vaults[0].candles(*MARKET, "1m", lo, hi, format="arrow").num_rows == 300
+    assert time.perf_counter() - started < 5  # 0.5 s here; per-block Arrow work would be minutes

@@ -28,6 +28,7 @@ cannot contribute to it; others are read through SQL each time.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -223,14 +224,17 @@ class CandleBlocks:
             read = self._read(key, run[0][2], run[-1][0] + span, cagg=False)
             times = frames.times_us(read)
             for start, kept, read_from in run:
-                pieces: list[frames.Piece] = []
-                if kept is not None:
-                    pieces.append((kept, 0, frames.row_index(kept, read_from)))
                 lo, hi = (int(i) for i in times.searchsorted([read_from, start + span]))
-                pieces.append((read, lo, hi))
-                table = frames.assemble(COLUMNS, pieces, scales=True)
-                if table is None:
-                    raise Uncacheable
+                if kept is None and lo == hi:  # nothing there (a read of years stays quick)
+                    table = _empty_block()
+                else:
+                    pieces: list[frames.Piece] = [(read, lo, hi)]
+                    if kept is not None:
+                        pieces.insert(0, (kept, 0, frames.row_index(kept, read_from)))
+                    assembled = frames.assemble(COLUMNS, pieces, scales=True)
+                    if assembled is None:
+                        raise Uncacheable
+                    table = assembled
                 if self._cagg_may_fill(timeframe, table):
                     # the aggregate may add bars here: serve them, never store the block
                     load.tables[start] = self._read(key, start, start + span, cagg=True)
@@ -338,6 +342,8 @@ class CandleBlocks:
         pieces: list[frames.Piece] = []
         for start in starts:
             table = tables[start]
+            if table.num_rows == 0:
+                continue
             lo = 0 if lo_us <= start else frames.row_index(table, lo_us)
             hi = table.num_rows if hi_us >= start + span else frames.row_index(table, hi_us)
             if hi > lo:
@@ -385,6 +391,7 @@ def _us_or_none(value: datetime | None) -> int | None:
     return None if value is None else to_us(value)
 
 
+@functools.cache
 def _empty_block() -> pa.Table:
     table = frames.block_table(COLUMNS, columnar.wire_arrays(COLUMNS, []))
     return table if table is not None else _never()
