@@ -8,8 +8,9 @@ the most precise value in the column — the same numbers the exchange sent. Tim
 Candles: per bar, the exchange's own bar wins; a derived bar fills in where the exchange's is
 missing (see ``tickvault.storage.postgres.reader``); ``source`` says which one you got.
 Candle reads (``source="auto"``) are served from the candle blocks cached inside PostgreSQL
-(``tickvault.storage.postgres.candle_blocks``): the same frame as the uncached read, values and
-types, built and stored on a miss; ``Vault.connect(..., block_cache=False)`` reads uncached.
+(``tickvault.storage.postgres.candle_blocks``; plain PostgreSQL mode): the same frame as the
+uncached read, values and types, built and stored on a miss;
+``Vault.connect(..., block_cache=False)`` reads uncached.
 
 Times accept datetimes, dates, ISO-8601 strings (``2024-01-01``, ``2024-01-01T12:00:00Z``;
 naive means UTC) and integer nanoseconds since the epoch.
@@ -164,7 +165,9 @@ class Vault:
         version = current_version(conn)
         self.schema_version = version
         self.timescaledb = stored_mode(conn) if version is not None else False
-        self.blocks = CandleBlocks(conn, self.timescaledb) if block_cache else None
+        # plain PostgreSQL only: see storage/postgres/block_ddl.py for TimescaleDB
+        cached = block_cache and not self.timescaledb
+        self.blocks = CandleBlocks(conn) if cached else None
 
     @classmethod
     def connect(

@@ -7,16 +7,20 @@ block (selection rule, columns and types of ``Vault.candles``) as Arrow IPC
 (``candle_frames.py``); ``candle_blocks.py`` reads and builds them.
 
 Never stale: every change to ``candles`` marks the blocks it touches *in its own transaction*,
-by triggers, so every write path is covered — the writer's COPY and staged upsert, the derived
-candle refresh, gap repair (which goes through both), and SQL typed by hand:
+by statement-level triggers with transition tables — one ``INSERT .. ON CONFLICT`` into
+``candle_blocks`` per statement, grouped by block, whatever the row count — so every write path
+is covered: the writer's COPY and staged upsert, the derived candle refresh, gap repair (which
+goes through both), and SQL typed by hand. TRUNCATE marks every block; the partition drop of
+retention marks the dropped range.
 
-* plain PostgreSQL: statement-level triggers with transition tables — one ``INSERT .. ON
-  CONFLICT`` into ``candle_blocks`` per statement, grouped by block, whatever the row count;
-  TRUNCATE marks every block; the partition drop of retention marks the dropped range.
-* TimescaleDB refuses transition tables on hypertables: there a row-level trigger marks each
-  changed row's block (candle writes are a trickle next to trades). Continuous-aggregate bars
-  are never cached (see ``candle_blocks.py``), so trade writes and aggregate refreshes have
-  nothing to mark.
+TimescaleDB: the table and functions are created (one schema for both modes) but no trigger,
+and ``Vault`` reads uncached there. Hypertables refuse transition tables; a row-level AFTER
+INSERT trigger is refused on inserts into compressed chunks (timescale/timescaledb#3236: a
+backfill into old candles would fail), and deleting a whole compressed segment builds no
+per-row change (#7574), so a mark could not be guaranteed. Continuous-aggregate bars also
+change when a refresh job materializes late trades, outside any transaction of ours: caching
+them would need blocks the aggregate cannot reach (all 1,440 slots filled by stored bars).
+Left for a version that can test against the extension.
 
 A mark sets ``dirty_from`` to the earliest open time changed (``least`` with an earlier mark):
 the frame's rows before it are still right, the rest is read again. Marking always *writes* the
@@ -83,8 +87,6 @@ _UPDATED = (
     "(SELECT exchange, symbol, timeframe, ts FROM old_rows UNION ALL"
     " SELECT exchange, symbol, timeframe, ts FROM new_rows) r"
 )
-_OLD_ROW = "(SELECT OLD.exchange, OLD.symbol, OLD.timeframe, OLD.ts) r"
-_NEW_ROW = "(SELECT NEW.exchange, NEW.symbol, NEW.timeframe, NEW.ts) r"
 
 PLAIN_TRIGGERS = f"""
 CREATE FUNCTION tv_mark_candle_blocks() RETURNS trigger LANGUAGE plpgsql AS $fn$
@@ -110,22 +112,6 @@ CREATE TRIGGER candles_mark_delete AFTER DELETE ON candles REFERENCING OLD TABLE
     FOR EACH STATEMENT EXECUTE FUNCTION tv_mark_candle_blocks();
 CREATE TRIGGER candles_mark_truncate AFTER TRUNCATE ON candles
     FOR EACH STATEMENT EXECUTE FUNCTION tv_mark_candle_blocks();
-"""
-
-TIMESCALE_TRIGGERS = f"""
-CREATE FUNCTION tv_mark_candle_block_row() RETURNS trigger LANGUAGE plpgsql AS $fn$
-BEGIN
-    IF TG_OP <> 'INSERT' THEN
-        {_MARK_FROM.format(rows=_OLD_ROW)}
-    END IF;
-    IF TG_OP <> 'DELETE' THEN
-        {_MARK_FROM.format(rows=_NEW_ROW)}
-    END IF;
-    RETURN NULL;
-END
-$fn$;
-CREATE TRIGGER candles_mark_rows AFTER INSERT OR UPDATE OR DELETE ON candles
-    FOR EACH ROW EXECUTE FUNCTION tv_mark_candle_block_row();
 """
 
 # Retention by partition drop (plain PostgreSQL) marks the blocks of a dropped candles range.
@@ -158,6 +144,6 @@ $fn$;
 
 def migration_sql(timescaledb: bool) -> str:
     """The whole of schema version 3 for one storage mode."""
-    if timescaledb:
-        return BLOCK_TABLE + _block_functions() + TIMESCALE_TRIGGERS
+    if timescaledb:  # no triggers: not cached (module docstring)
+        return BLOCK_TABLE + _block_functions()
     return BLOCK_TABLE + _block_functions() + PLAIN_TRIGGERS + DROP_PARTITIONS_MARKING

@@ -18,11 +18,9 @@ in its own transaction (the triggers of ``block_ddl.py``). So:
   ``STORE_LOCK_TIMEOUT``), then fails as above if the writer commits, or gives up;
 * a writer starting after the reader's store rewrites the row: the frame is marked.
 
-A store that fails never fails the read: its result comes from one consistent snapshot. Under
-TimescaleDB the bars of a continuous aggregate can change when its refresh job runs (trades
-that arrived late below its watermark), which no transaction of ours sees: a block of an
-aggregate's timeframe is cached only when stored bars fill all of its slots, so the aggregate
-cannot contribute to it; others are read through SQL each time.
+A store that fails never fails the read: its result comes from one consistent snapshot.
+
+Plain PostgreSQL only: ``Vault`` reads uncached under TimescaleDB (``block_ddl.py`` says why).
 """
 
 from __future__ import annotations
@@ -42,7 +40,6 @@ from tickvault.model import TIMEFRAMES
 from tickvault.storage.postgres import candle_frames as frames
 from tickvault.storage.postgres import columnar, reader
 from tickvault.storage.postgres.block_ddl import BARS_PER_BLOCK
-from tickvault.storage.postgres.timescale import CAGG_TIMEFRAMES
 
 log = logging.getLogger(__name__)
 
@@ -127,9 +124,8 @@ _STORE_SQL = (
 class CandleBlocks:
     """Block-cached candle reads on one connection (autocommit, as ``Vault``'s)."""
 
-    def __init__(self, conn: psycopg.Connection[Any], timescaledb: bool) -> None:
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self._conn = conn
-        self.timescaledb = timescaledb
         self.stored_blocks = 0  # blocks stored by this reader (tests, benchmarks)
         self.store_failures = 0  # stores given up (a concurrent writer, ...)
 
@@ -155,8 +151,6 @@ class CandleBlocks:
     def latest(self, key: Key, limit: int) -> pa.Table | None:
         """The newest ``limit`` bars, as ``Vault.latest_candles``; None: read uncached."""
         timeframe = key[2]
-        if self.timescaledb and timeframe in CAGG_TIMEFRAMES:
-            return None  # the newest bars come from the aggregate: not cached (module docstring)
         span = span_us(timeframe)
         try:
             rows = (
@@ -221,7 +215,7 @@ class CandleBlocks:
                 todo.append((start, table, max(entry.dirty_from_us, start)))
         empty = 0
         for run in _runs(todo, span):
-            read = self._read(key, run[0][2], run[-1][0] + span, cagg=False)
+            read = self._read(key, run[0][2], run[-1][0] + span)
             times = frames.times_us(read)
             for start, kept, read_from in run:
                 lo, hi = (int(i) for i in times.searchsorted([read_from, start + span]))
@@ -235,23 +229,15 @@ class CandleBlocks:
                     if assembled is None:
                         raise Uncacheable
                     table = assembled
-                if self._cagg_may_fill(timeframe, table):
-                    # the aggregate may add bars here: serve them, never store the block
-                    load.tables[start] = self._read(key, start, start + span, cagg=True)
-                    continue
                 load.tables[start] = table
                 empty += table.num_rows == 0
                 if table.num_rows or empty <= MAX_EMPTY_STORED:
                     load.to_store[start] = table
 
-    def _cagg_may_fill(self, timeframe: str, table: pa.Table) -> bool:
-        return self.timescaledb and timeframe in CAGG_TIMEFRAMES and table.num_rows < BARS_PER_BLOCK
-
-    def _read(self, key: Key, lo_us: int, hi_us: int, *, cagg: bool) -> pa.Table:
-        """Bars opening in [lo, hi) from SQL as a block table (stored bars only unless
-        ``cagg``: with TimescaleDB the aggregate's bars too)."""
+    def _read(self, key: Key, lo_us: int, hi_us: int) -> pa.Table:
+        """Bars opening in [lo, hi) from SQL (the uncached query) as a block table."""
         exchange, symbol, timeframe = key
-        sql = reader.candles_sql(cagg and self.timescaledb, timeframe, "auto", latest=False)
+        sql = reader.candles_sql(False, timeframe, "auto", latest=False)
         params = reader.candle_params(
             exchange, symbol, timeframe, "auto", start=from_us(lo_us), end=from_us(hi_us)
         )
