@@ -2,9 +2,11 @@
 
     python -m bench.query [--days 7] [--repeat 200] [--url postgresql://...]
 
-Prints p50/p99 of the ``Vault`` calls (SQL + polars frame, what a user gets) and of the bare SQL
+Prints p50/p99 of the ``Vault`` calls (polars frame, what a user gets) and of the bare SQL
 fetch of the same rows into Python tuples (the baseline, measured in the same run), with their
-ratio. Without ``--url`` a
+ratio. ``Vault`` three ways: uncached (``block_cache=False``: SQL → Arrow), from the candle
+blocks cached in PostgreSQL (warm: the stored frames), and cold (the stream's blocks deleted
+before each read, outside the timing: the read builds and stores them). Without ``--url`` a
 throwaway embedded server is started.
 
 Redis (``redis_cases``): the same two reads served from the hot cache — the latest 500 bars
@@ -175,15 +177,24 @@ def _api_server(url: str, redis_url: str, cache: CacheSettings) -> Iterator[int]
         thread.join(10)
 
 
-def timed(call: Callable[[], object], repeat: int) -> tuple[float, float]:
+def timed(
+    call: Callable[[], object], repeat: int, prepare: Callable[[], object] | None = None
+) -> tuple[float, float, float]:
+    """p50 and p99 (ms) of ``call``, and the p50 of this process's CPU time per call (ms: less
+    sensitive to a loaded machine than wall time); ``prepare`` runs before each sample, untimed."""
     call()  # warm up (plans, imports)
     samples = []
+    cpu = []
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        if prepare is not None:
+            prepare()
+        t0, c0 = time.perf_counter(), time.process_time()
         call()
         samples.append((time.perf_counter() - t0) * 1000)
+        cpu.append((time.process_time() - c0) * 1000)
     samples.sort()
-    return statistics.median(samples), samples[min(len(samples) - 1, int(len(samples) * 0.99))]
+    p99 = samples[min(len(samples) - 1, int(len(samples) * 0.99))]
+    return statistics.median(samples), p99, statistics.median(cpu)
 
 
 def main() -> None:
@@ -202,7 +213,10 @@ def main() -> None:
         contextlib.ExitStack() as stack,
     ):
         asyncio.run(load(url, args.days))
-        with Vault.connect(url=url) as vault:
+        with (
+            Vault.connect(url=url) as vault,
+            Vault.connect(url=url, block_cache=False) as uncached,
+        ):
             conn = vault._conn
             day_sql = reader.candles_sql(False, "1m", "auto", latest=False)
             day_params = reader.candle_params("binance", "BTC-USDT", "1m", "auto",
@@ -210,21 +224,37 @@ def main() -> None:
             last_sql = reader.candles_sql(False, "1m", "auto", latest=True)
             last_params = reader.candle_params("binance", "BTC-USDT", "1m", "auto", limit=500)
             assert len(conn.execute(day_sql, day_params).fetchall()) == 1440  # type: ignore[call-overload]
+
+            def day(v: Vault) -> Callable[[], object]:
+                return lambda: v.candles("binance", "BTC-USDT", "1m", day_start, day_end)
+
+            def latest(v: Vault) -> Callable[[], object]:
+                return lambda: v.latest_candles("binance", "BTC-USDT", "1m", 500)
+
+            def forget() -> None:  # the stream's cached blocks, gone: the next read builds them
+                conn.execute("DELETE FROM candle_blocks WHERE symbol = 'BTC-USDT'")
+
             cases: list[Case] = [
                 ("SQL fetch: 1 day of 1m", lambda: conn.execute(day_sql, day_params).fetchall()),  # type: ignore[call-overload]
-                ("Vault.candles: 1 day of 1m",
-                 lambda: vault.candles("binance", "BTC-USDT", "1m", day_start, day_end)),
+                ("Vault.candles uncached: 1 day", day(uncached)),
+                ("Vault.candles blocks warm: 1 day", day(vault)),
+                ("Vault.candles blocks cold: 1 day", day(vault)),
                 ("SQL fetch: latest 500", lambda: conn.execute(last_sql, last_params).fetchall()),  # type: ignore[call-overload]
-                ("Vault.latest_candles: 500",
-                 lambda: vault.latest_candles("binance", "BTC-USDT", "1m", 500)),
+                ("Vault.latest uncached: 500", latest(uncached)),
+                ("Vault.latest blocks warm: 500", latest(vault)),
+                ("Vault.latest blocks cold: 500", latest(vault)),
             ]  # fmt: skip
             cases += redis_cases(args, (day_start, day_end), url, stack)
-            results = {label: timed(call, args.repeat) for label, call in cases}
+            results = {
+                label: timed(call, args.repeat, forget if "cold" in label else None)
+                for label, call in cases
+            }
     print(f"{args.days} days x 3 symbols of 1m candles; {args.repeat} runs each")
-    baseline = {"1 day": results[cases[0][0]][0], "latest": results[cases[2][0]][0]}
-    for label, (p50, p99) in results.items():
+    baseline = {"1 day": results[cases[0][0]][0], "latest": results[cases[4][0]][0]}
+    for label, (p50, p99, cpu) in results.items():
         base = baseline["1 day"] if "1 day" in label else baseline["latest"]
-        print(f"{label:<32} p50 {p50:7.2f} ms   p99 {p99:7.2f} ms   {p50 / base:5.2f}x SQL fetch")
+        print(f"{label:<34} p50 {p50:7.2f} ms   p99 {p99:7.2f} ms   {p50 / base:5.2f}x SQL fetch"
+              f"   client CPU p50 {cpu:6.2f} ms")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -7,6 +7,10 @@ the most precise value in the column — the same numbers the exchange sent. Tim
 
 Candles: per bar, the exchange's own bar wins; a derived bar fills in where the exchange's is
 missing (see ``tickvault.storage.postgres.reader``); ``source`` says which one you got.
+Candle reads (``source="auto"``) are served from the candle blocks cached inside PostgreSQL
+(``tickvault.storage.postgres.candle_blocks``; plain PostgreSQL mode): the same frame as the
+uncached read, values and types, built and stored on a miss;
+``Vault.connect(..., block_cache=False)`` reads uncached.
 
 Times accept datetimes, dates, ISO-8601 strings (``2024-01-01``, ``2024-01-01T12:00:00Z``;
 naive means UTC) and integer nanoseconds since the epoch.
@@ -14,7 +18,7 @@ naive means UTC) and integer nanoseconds since the epoch.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Literal
@@ -26,6 +30,7 @@ from tickvault.config import Settings
 from tickvault.errors import StorageError, UsageError
 from tickvault.model import EXCHANGES, TIMEFRAMES, decimal_str, split_symbol
 from tickvault.storage.postgres import columnar, reader
+from tickvault.storage.postgres.candle_blocks import CandleBlocks, to_us
 from tickvault.storage.postgres.connection import (
     connect_sync,
     describe_error,
@@ -146,17 +151,32 @@ class StorageStatus:
 class Vault:
     """Synchronous read access to the stored history (one connection; not thread-safe)."""
 
-    def __init__(self, conn: psycopg.Connection[Any], url: str, *, embedded: bool = False) -> None:
+    def __init__(
+        self,
+        conn: psycopg.Connection[Any],
+        url: str,
+        *,
+        embedded: bool = False,
+        block_cache: bool = True,
+    ) -> None:
         self._conn = conn
         self.url = url
         self.embedded = embedded
         version = current_version(conn)
         self.schema_version = version
         self.timescaledb = stored_mode(conn) if version is not None else False
+        # plain PostgreSQL only: see storage/postgres/block_ddl.py for TimescaleDB
+        cached = block_cache and not self.timescaledb
+        self.blocks = CandleBlocks(conn) if cached else None
 
     @classmethod
-    def connect(cls, settings: Settings | None = None, *, url: str | None = None) -> Vault:
-        """Connect to the configured database (or the embedded one) and check its schema."""
+    def connect(
+        cls, settings: Settings | None = None, *, url: str | None = None, block_cache: bool = True
+    ) -> Vault:
+        """Connect to the configured database (or the embedded one) and check its schema.
+
+        ``block_cache=False``: candle reads always run their SQL (no cached blocks read or
+        stored)."""
         embedded = False
         if url is None:
             from tickvault.storage.urls import resolve_urls
@@ -164,7 +184,7 @@ class Vault:
             urls = resolve_urls(settings or Settings(), need_redis=False)
             url, embedded = urls.database_url, "postgres" in urls.embedded
         conn = connect_sync(url, autocommit=True)
-        vault = cls(conn, url, embedded=embedded)
+        vault = cls(conn, url, embedded=embedded, block_cache=block_cache)
         return vault
 
     def close(self) -> None:
@@ -187,6 +207,17 @@ class Vault:
         except psycopg.Error as exc:
             raise StorageError(f"query failed: {describe_error(exc)}") from None
 
+    def _cached(self, read: Callable[[CandleBlocks], pa.Table | None]) -> pa.Table | None:
+        """A candle read from the blocks; None when it must run uncached."""
+        if self.blocks is None:
+            return None
+        self._require_schema()
+        try:
+            with columnar.no_gc():
+                return read(self.blocks)
+        except psycopg.Error as exc:
+            raise StorageError(f"query failed: {describe_error(exc)}") from None
+
     def candles(
         self,
         exchange: str,
@@ -201,6 +232,11 @@ class Vault:
         """Bars opening in [start, end), one per open time (exchange first, else derived)."""
         check_market(exchange, symbol, timeframe)
         lo, hi = parse_range(start, end)
+        if source == "auto":
+            key = (exchange, symbol, timeframe)
+            cached = self._cached(lambda blocks: blocks.candles(key, to_us(lo), to_us(hi)))
+            if cached is not None:
+                return convert(cached, format)
         sql = reader.candles_sql(self.timescaledb, timeframe, source, latest=False)
         params = reader.candle_params(exchange, symbol, timeframe, source, start=lo, end=hi)
         return convert(self._table(reader.CANDLE_COLUMNS, sql, params), format)
@@ -218,6 +254,10 @@ class Vault:
         check_market(exchange, symbol, timeframe)
         if limit < 1:
             raise UsageError("limit must be at least 1")
+        key = (exchange, symbol, timeframe)
+        cached = self._cached(lambda blocks: blocks.latest(key, limit))
+        if cached is not None:
+            return convert(cached, format)
         sql = reader.candles_sql(self.timescaledb, timeframe, "auto", latest=True)
         params = reader.candle_params(exchange, symbol, timeframe, "auto", limit=limit)
         return convert(self._table(reader.CANDLE_COLUMNS, sql, params), format)

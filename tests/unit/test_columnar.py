@@ -16,6 +16,7 @@ CASES = [
     ["-0.5", "-123456789.123456789"],
     ["40000.01", "40001.02"],
     ["12345678901234567890.123456789012345678"],  # exactly 38 digits
+    ["1111111111111111111111111.5", "0.11111111111111111111"],  # 45 digits together: text
     [None, None],
 ]
 
@@ -32,6 +33,14 @@ def test_beyond_decimal128_or_not_finite_stays_exact_text() -> None:
     big = ["123456789012345678901234567890.1234567890", "1.5"]  # 40 digits
     assert decimal_column(pa.array(big)).to_pylist() == big
     assert decimal_column(pa.array(["NaN", "1.5"])).to_pylist() == ["NaN", "1.5"]
+
+
+def test_values_beyond_38_digits_together_are_never_wrapped() -> None:
+    """Arrow's cast wraps a value beyond the precision silently: such columns stay text."""
+    big, small = "1111111111111111111111111.5", "0.11111111111111111111"
+    got = decimal_columns([pa.array([big, small]), pa.array(["1.5", "2"])])
+    assert got[0].to_pylist() == [big, small]
+    assert got[1].type == pa.decimal128(2, 1)
 
 
 def test_rows_to_table_and_wrapped_sql() -> None:

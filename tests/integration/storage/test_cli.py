@@ -43,7 +43,7 @@ def test_init_status_and_queries(database_url: str, tmp_path: Path) -> None:
     first = runner.invoke(app, ["init"], env=e)
     assert first.exit_code == 0, first.output
     assert (
-        "schema version 2 (applied 1, 2)" in first.output and "native partitioning" in first.output
+        "schema version 3 (applied 1, 2, 3)" in first.output and "native partitioning" in first.output
     )
     again = runner.invoke(app, ["init"], env=e)
     assert "already current" in again.output
@@ -59,7 +59,7 @@ def test_init_status_and_queries(database_url: str, tmp_path: Path) -> None:
     asyncio.run(load())
     status = runner.invoke(app, ["status"], env=e)
     assert status.exit_code == 0, status.output
-    assert "TimescaleDB: off" in status.output and "schema version: 2" in status.output
+    assert "TimescaleDB: off" in status.output and "schema version: 3" in status.output
     assert "│ trades             │ 120  │ 2024-01-01T00:01:59+00:00" in status.output
 
     base = ["query", "candles", "-e", "binance", "-s", "BTC-USDT", "--start", "2024-01-01",
@@ -159,24 +159,24 @@ def test_wrong_schema_version_is_one_line_naming_the_fix(
     _set_schema_version(db_url, 1)  # an older tickvault's schema
     code, err = run_main(query, db_url, tmp_path, monkeypatch, capsys)
     assert code == 3 and err.count("\n") == 1 and "Traceback" not in err
-    assert "has schema version 1, this tickvault needs 2; run `tickvault init`" in err
+    assert "has schema version 1, this tickvault needs 3; run `tickvault init`" in err
     code, _ = run_main(["status"], db_url, tmp_path, monkeypatch, capsys)
     assert code == 0  # status still reports what is there, with the fix
     status = runner.invoke(app, ["status"], env=env(db_url, tmp_path))
-    assert "schema version: 1 (this tickvault needs 2: run `tickvault init`)" in status.output
+    assert "schema version: 1 (this tickvault needs 3: run `tickvault init`)" in status.output
 
     _set_schema_version(db_url, 99)  # written by a newer tickvault
     for args in (query, ["init"]):
         code, err = run_main(args, db_url, tmp_path, monkeypatch, capsys)
         assert code == 3 and err.count("\n") == 1, err
-        assert "has schema version 99, newer than this tickvault's 2; upgrade tickvault" in err
+        assert "has schema version 99, newer than this tickvault's 3; upgrade tickvault" in err
 
     async def open_store() -> None:
         await PostgresStore.open(db_url, timed_flush=False)
 
     import asyncio
 
-    with pytest.raises(SchemaError, match="newer than this tickvault's 2; upgrade tickvault"):
+    with pytest.raises(SchemaError, match="newer than this tickvault's 3; upgrade tickvault"):
         asyncio.run(open_store())
 
 

@@ -158,7 +158,7 @@ def test_cli_init_on_a_full_disk(full_disk_server: FullDiskServer, tmp_path: Pat
         free(full_disk_server.disk)
         done = _cli(["init"], env)
         assert done.returncode == 0, done.stderr
-        assert "applied 1, 2" in done.stdout
+        assert "applied 1, 2, 3" in done.stdout
     finally:
         free(full_disk_server.disk)
         with psycopg.connect(full_disk_server.url, autocommit=True) as conn:

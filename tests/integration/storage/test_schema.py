@@ -16,15 +16,16 @@ from .helpers import NS, PLAIN, count, make_trades
 TABLES = (
     "trades", "candles", "book_snapshots", "tickers", "instruments", "quarantine",
     "ingest_checkpoints", "quality_metrics", "features", "signals", "gaps", "audit_log",
+    "candle_blocks",
 )  # fmt: skip
 
 
 def test_init_is_idempotent_and_records_the_version(database_url: str) -> None:
     first = init_database(database_url, PLAIN)
-    assert first.applied == (1, 2) and first.version == SCHEMA_VERSION and not first.timescaledb
+    assert first.applied == (1, 2, 3) and first.version == SCHEMA_VERSION and not first.timescaledb
     second = init_database(database_url, PLAIN)
     assert second.applied == () and second.version == SCHEMA_VERSION
-    assert count(database_url, "SELECT count(*) FROM tv_schema_version") == 2
+    assert count(database_url, "SELECT count(*) FROM tv_schema_version") == 3
     assert count(database_url, "SELECT max(version) FROM tv_schema_version") == SCHEMA_VERSION
     with psycopg.connect(database_url) as conn:
         for table in TABLES:

@@ -76,7 +76,8 @@ def decimal_column(text: pa.Array) -> pa.Array:
         return pa.nulls(len(text), pa.decimal128(1, 0))
     # digits after the point = position of '.' in the reversed text (-1: none)
     scale = max(pc.max(pc.find_substring(pc.utf8_reverse(text), ".")).as_py(), 0)
-    if scale > 38:
+    # Arrow's cast does not refuse a value beyond the precision: it wraps silently. Check first.
+    if scale + pc.max(value_int_digits(text)).as_py() > 38:
         return text
     try:
         wide = pc.cast(text, pa.decimal128(38, scale))
@@ -100,7 +101,7 @@ def decimal_columns(texts: Sequence[pa.Array]) -> list[pa.Array]:
     dots = pc.find_substring(pc.utf8_reverse(joined), ".").fill_null(-1).to_numpy()
     scales = np.maximum(dots.reshape(len(texts), rows).max(axis=1), 0)
     top = int(scales.max())
-    if top > 38:
+    if top + int(pc.max(value_int_digits(joined)).as_py()) > 38:  # see decimal_column
         return [decimal_column(text) for text in texts]
     try:
         wide = pc.cast(joined, pa.decimal128(38, top))
@@ -119,11 +120,11 @@ def _narrowed(wide: pa.Array, scale: int) -> pa.Array:
     """A ``decimal128`` column cut to ``scale`` and the fewest digits its values need (exact:
     no value has more than ``scale`` decimals)."""
     lo_hi = pc.min_max(wide)
-    digits = max(_int_digits(lo_hi["min"].as_py()), _int_digits(lo_hi["max"].as_py()), 1)
+    digits = max(int_digits(lo_hi["min"].as_py()), int_digits(lo_hi["max"].as_py()), 1)
     return pc.cast(wide, pa.decimal128(max(digits + scale, 1), scale))
 
 
-def _int_digits(value: Any) -> int:
+def int_digits(value: Any) -> int:
     """Digits before the point (0 for |value| < 1), as Decimal.as_tuple counts them."""
     if value is None:
         return 0
@@ -131,25 +132,54 @@ def _int_digits(value: Any) -> int:
     return max(len(ds) + exp, 0) if ds != (0,) else 0
 
 
+def wire_arrays(columns: Columns, rows: Sequence[Sequence[Any]]) -> list[pa.Array]:
+    """Rows of a :func:`wrap_sql` query as Arrow arrays of their wire types (decimal text)."""
+    data: Sequence[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [()] * len(columns)
+    return [
+        pa.array(values, _WIRE_TYPES[kind]) for (_, kind), values in zip(columns, data, strict=True)
+    ]
+
+
+def finish_arrays(columns: Columns, wire: Sequence[pa.Array]) -> list[pa.Array]:
+    """Wire arrays → the result types: times UTC µs, decimal text exact ``decimal128``."""
+    arrays = list(wire)
+    decimals = [i for i, (_, kind) in enumerate(columns) if kind == "dec"]
+    for i, (_, kind) in enumerate(columns):
+        if kind == "ts":
+            arrays[i] = arrays[i].cast(TS_TYPE)
+        elif kind == "ts_ns":  # the safe cast refuses to drop a non-zero sub-µs part
+            arrays[i] = arrays[i].cast(pa.timestamp("ns", tz="UTC")).cast(TS_TYPE)
+    for i, array in zip(decimals, decimal_columns([arrays[i] for i in decimals]), strict=True):
+        arrays[i] = array
+    return arrays
+
+
+def value_scales(text: pa.Array) -> pa.Array:
+    """Digits after the point of each decimal text, ``int8``, -1 for null: what
+    :func:`decimal_column` takes a column's scale from, kept per value so that rows cut from a
+    converted column can be narrowed again as if converted alone (``candle_frames``)."""
+    dots = pc.find_substring(pc.utf8_reverse(text), ".")
+    return pc.fill_null(pc.max_element_wise(dots, 0), -1).cast(pa.int8(), safe=False)
+
+
+def value_int_digits(text: pa.Array) -> pa.Array:
+    """Digits before the point of each decimal text as :func:`int_digits` counts them (0 for
+    ``0.5``), ``int8``, -1 for null. PostgreSQL prints no leading zeros and no exponent."""
+    dots = pc.find_substring(text, ".")
+    length = pc.if_else(pc.less(dots, 0), pc.binary_length(text), dots)
+    signed = pc.starts_with(text, "-")
+    digits = pc.subtract(length, pc.cast(signed, pa.int32()))
+    zero = pc.or_(pc.starts_with(text, "0"), pc.starts_with(text, "-0"))
+    digits = pc.if_else(zero, 0, digits)
+    return pc.fill_null(digits, -1).cast(pa.int8(), safe=False)
+
+
 def to_table(columns: Columns, rows: Sequence[Sequence[Any]]) -> pa.Table:
     """Rows of a :func:`wrap_sql` query (or of cached events) → an Arrow table.
 
     Times become UTC µs, decimal text exact ``decimal128`` (:func:`decimal_column`).
     """
-    data: Sequence[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [()] * len(columns)
-    arrays: list[pa.Array] = []
-    decimals: list[int] = []
-    for (_, kind), values in zip(columns, data, strict=True):
-        array = pa.array(values, _WIRE_TYPES[kind])
-        if kind == "dec":
-            decimals.append(len(arrays))
-        elif kind == "ts":
-            array = array.cast(TS_TYPE)
-        elif kind == "ts_ns":  # the safe cast refuses to drop a non-zero sub-µs part
-            array = array.cast(pa.timestamp("ns", tz="UTC")).cast(TS_TYPE)
-        arrays.append(array)
-    for i, array in zip(decimals, decimal_columns([arrays[i] for i in decimals]), strict=True):
-        arrays[i] = array
+    arrays = finish_arrays(columns, wire_arrays(columns, rows))
     return pa.Table.from_arrays(arrays, names=[name for name, _ in columns])
 
 

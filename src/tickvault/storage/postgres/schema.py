@@ -21,7 +21,7 @@ from psycopg.types.json import Jsonb
 
 from tickvault.config import TimescaleSettings
 from tickvault.errors import SchemaError, StorageError
-from tickvault.storage.postgres import ddl, timescale
+from tickvault.storage.postgres import block_ddl, ddl, timescale
 from tickvault.storage.postgres.connection import (
     connect_sync,
     describe_error,
@@ -87,9 +87,15 @@ def _v2(timescaledb: bool, settings: TimescaleSettings) -> list[Statement]:
     )
 
 
+def _v3(timescaledb: bool, settings: TimescaleSettings) -> list[Statement]:
+    # Candle blocks: the columnar read cache inside PostgreSQL and the triggers keeping it exact.
+    return _split(block_ddl.migration_sql(timescaledb))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "base schema", _v1),
     Migration(2, "gap repair attempts", _v2),
+    Migration(3, "candle blocks", _v3),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

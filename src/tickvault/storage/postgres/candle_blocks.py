@@ -1,0 +1,410 @@
+"""Candle reads served from ``candle_blocks`` (schema: ``block_ddl.py``; frames:
+``candle_frames.py``), built from SQL and stored when missing or marked.
+
+Reads (``source="auto"``): a range is split into its blocks; one statement fetches their stored
+frames; if all are clean the result is cut from them (a whole-block read is the stored frame
+itself). Otherwise one REPEATABLE READ transaction reads the block rows again, re-reads from SQL
+what is missing — a marked block only from its ``dirty_from`` on, consecutive missing blocks in
+one query — serves the result and stores the new frames.
+
+Races: why a frame built from an old snapshot is never stored as valid. The build and the store
+run in one REPEATABLE READ transaction, and every writer of ``candles`` writes the block's row
+in its own transaction (the triggers of ``block_ddl.py``). So:
+
+* a writer that committed after the reader's snapshot (its rows missing from the frame) has
+  written a version of the block row the snapshot cannot see: the reader's ``INSERT .. ON
+  CONFLICT DO UPDATE`` fails with a serialization failure, and nothing is stored;
+* a writer still uncommitted holds the row: the reader's store waits (at most
+  ``STORE_LOCK_TIMEOUT``), then fails as above if the writer commits, or gives up;
+* a writer starting after the reader's store rewrites the row: the frame is marked.
+
+A store that fails never fails the read: its result comes from one consistent snapshot.
+
+Plain PostgreSQL only: ``Vault`` reads uncached under TimescaleDB (``block_ddl.py`` says why).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pyarrow as pa
+
+from tickvault.model import TIMEFRAMES
+from tickvault.storage.postgres import candle_frames as frames
+from tickvault.storage.postgres import columnar, reader
+from tickvault.storage.postgres.block_ddl import BARS_PER_BLOCK
+
+log = logging.getLogger(__name__)
+
+COLUMNS = reader.CANDLE_COLUMNS
+STORE_LOCK_TIMEOUT = "50ms"  # how long a reader's store waits for a writer holding the block
+MAX_EMPTY_STORED = 64  # empty blocks stored per read (a read of decades must not add rows)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+Key = tuple[str, str, str]  # exchange, symbol, timeframe
+
+
+def to_us(value: datetime) -> int:
+    return (value - _EPOCH) // timedelta(microseconds=1)
+
+
+def from_us(value: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=value)
+
+
+def span_us(timeframe: str) -> int:
+    return TIMEFRAMES[timeframe] * 1_000_000 * BARS_PER_BLOCK
+
+
+def block_of(ts_us: int, timeframe: str) -> int:
+    """Start (µs) of the block holding ``ts_us``: epoch-aligned, as tv_candle_block_start."""
+    return ts_us - ts_us % span_us(timeframe)
+
+
+@dataclass
+class _Stored:
+    frame: bytes | None
+    rows: int | None
+    layout: int | None
+    dirty_from_us: int | None
+
+
+@dataclass
+class _Load:
+    """Blocks of one read: tables by block start; what to store once built."""
+
+    tables: dict[int, pa.Table] = field(default_factory=dict)
+    to_store: dict[int, pa.Table] = field(default_factory=dict)
+
+
+class Uncacheable(Exception):
+    """The read cannot be served from blocks (a decimal column beyond decimal128)."""
+
+
+_STORED_SQL = (
+    "SELECT block_start, frame, rows, layout, dirty_from FROM candle_blocks"
+    " WHERE exchange = %s AND symbol = %s AND timeframe = %s"
+    " AND block_start >= %s AND block_start <= %s"
+)
+_NEWEST_SQL = (
+    "SELECT ts FROM candles WHERE exchange = %s AND symbol = %s AND timeframe = %s"
+    " AND ts < %s ORDER BY ts DESC LIMIT 1"
+)
+# The newest bar and the stored rows of its block and the one before, in one statement (one
+# snapshot); the frame of the one before only if the newest block's clean frame is too short.
+_LATEST_SQL = (
+    "WITH n AS (SELECT ts FROM candles WHERE exchange = %(e)s AND symbol = %(s)s"
+    " AND timeframe = %(tf)s ORDER BY ts DESC LIMIT 1),"
+    " nb AS (SELECT tv_candle_block_start(%(tf)s, ts) AS b FROM n),"
+    " k AS (SELECT * FROM candle_blocks WHERE exchange = %(e)s AND symbol = %(s)s"
+    " AND timeframe = %(tf)s AND block_start <= (SELECT b FROM nb)"
+    " AND block_start >= (SELECT b FROM nb) - tv_candle_block_span(%(tf)s))"
+    " SELECT (SELECT ts FROM n), k.block_start, CASE WHEN k.block_start = (SELECT b FROM nb)"
+    " OR NOT EXISTS (SELECT 1 FROM k x WHERE x.block_start = (SELECT b FROM nb)"
+    " AND x.frame IS NOT NULL AND x.dirty_from IS NULL AND x.rows >= %(limit)s)"
+    " THEN k.frame END, k.rows, k.layout, k.dirty_from FROM (SELECT 1) one LEFT JOIN k ON true"
+)
+_STORE_SQL = (
+    "INSERT INTO candle_blocks AS b (exchange, symbol, timeframe, block_start, frame, rows,"
+    " layout, built_at) SELECT %s, %s, %s, unnest(%s::timestamptz[]), unnest(%s::bytea[]),"
+    " unnest(%s::int4[]), %s, now()"
+    " ON CONFLICT (exchange, symbol, timeframe, block_start) DO UPDATE SET frame = EXCLUDED.frame,"
+    " rows = EXCLUDED.rows, layout = EXCLUDED.layout, dirty_from = NULL,"
+    " built_at = EXCLUDED.built_at"
+)
+
+
+class CandleBlocks:
+    """Block-cached candle reads on one connection (autocommit, as ``Vault``'s)."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn = conn
+        self.stored_blocks = 0  # blocks stored by this reader (tests, benchmarks)
+        self.store_failures = 0  # stores given up (a concurrent writer, ...)
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def candles(self, key: Key, lo_us: int, hi_us: int) -> pa.Table | None:
+        """Bars opening in [lo, hi), as ``Vault.candles(source="auto")``; None: read uncached."""
+        timeframe = key[2]
+        span = span_us(timeframe)
+        starts = list(range(block_of(lo_us, timeframe), block_of(hi_us - 1, timeframe) + 1, span))
+        try:
+            tables = self._clean(key, self._stored(key, starts[0], starts[-1]), starts)
+            if tables is None:
+                with self._snapshot():
+                    load = _Load()
+                    self._load(key, self._stored(key, starts[0], starts[-1]), starts, load)
+                    self._store(key, load.to_store)
+                tables = load.tables
+            return self._cut(tables, starts, lo_us, hi_us, span)
+        except Uncacheable:
+            return None
+
+    def latest(self, key: Key, limit: int) -> pa.Table | None:
+        """The newest ``limit`` bars, as ``Vault.latest_candles``; None: read uncached."""
+        timeframe = key[2]
+        span = span_us(timeframe)
+        try:
+            rows = (
+                self._conn.cursor(binary=True)
+                .execute(_LATEST_SQL, {"e": key[0], "s": key[1], "tf": timeframe, "limit": limit})
+                .fetchall()
+            )
+            newest = rows[0][0]
+            if newest is None:
+                return _empty()
+            newest_block = block_of(to_us(newest), timeframe)
+            stored = {
+                to_us(r[1]): _Stored(r[2], r[3], r[4], _us_or_none(r[5])) for r in rows if r[1]
+            }
+            picked = self._newest_clean(stored, [newest_block, newest_block - span], span, limit)
+            if picked is None:
+                with self._snapshot():
+                    picked = self._latest_in_snapshot(key, limit)
+            return _last(picked, limit)
+        except Uncacheable:
+            return None
+
+    # -- in one snapshot -----------------------------------------------------------------------
+
+    def _latest_in_snapshot(self, key: Key, limit: int) -> list[pa.Table]:
+        exchange, symbol, timeframe = key
+        load = _Load()
+        picked: list[pa.Table] = []
+        count = 0
+        before = to_us(datetime.max.replace(tzinfo=UTC))
+        while count < limit:
+            row = self._conn.execute(
+                _NEWEST_SQL, (exchange, symbol, timeframe, from_us(before))
+            ).fetchone()
+            if row is None:
+                break
+            start = block_of(to_us(row[0]), timeframe)
+            self._load(key, self._stored(key, start, start), [start], load)
+            picked.insert(0, load.tables[start])
+            count += load.tables[start].num_rows
+            before = start
+        self._store(key, load.to_store)
+        return picked
+
+    def _load(
+        self, key: Key, stored: dict[int, _Stored], starts: Sequence[int], load: _Load
+    ) -> None:
+        """Block tables of ``starts`` into ``load``: clean stored frames as they are, the rest
+        read from SQL (from ``dirty_from`` on where the frame before it still holds)."""
+        timeframe = key[2]
+        span = span_us(timeframe)
+        todo: list[tuple[int, pa.Table | None, int]] = []  # (start, kept frame, read from)
+        for start in starts:
+            entry = stored.get(start)
+            table = self._decoded(entry, start, span)
+            if table is not None and entry is not None and entry.dirty_from_us is None:
+                load.tables[start] = table
+                continue
+            if table is None or entry is None or entry.dirty_from_us is None:
+                todo.append((start, None, start))
+            else:
+                todo.append((start, table, max(entry.dirty_from_us, start)))
+        empty = 0
+        for run in _runs(todo, span):
+            read = self._read(key, run[0][2], run[-1][0] + span)
+            times = frames.times_us(read)
+            for start, kept, read_from in run:
+                lo, hi = (int(i) for i in times.searchsorted([read_from, start + span]))
+                if kept is None and lo == hi:  # nothing there (a read of years stays quick)
+                    table = _empty_block()
+                else:
+                    pieces: list[frames.Piece] = [(read, lo, hi)]
+                    if kept is not None:
+                        pieces.insert(0, (kept, 0, frames.row_index(kept, read_from)))
+                    assembled = frames.assemble(COLUMNS, pieces, scales=True)
+                    if assembled is None:
+                        raise Uncacheable
+                    table = assembled
+                load.tables[start] = table
+                empty += table.num_rows == 0
+                if table.num_rows or empty <= MAX_EMPTY_STORED:
+                    load.to_store[start] = table
+
+    def _read(self, key: Key, lo_us: int, hi_us: int) -> pa.Table:
+        """Bars opening in [lo, hi) from SQL (the uncached query) as a block table."""
+        exchange, symbol, timeframe = key
+        sql = reader.candles_sql(False, timeframe, "auto", latest=False)
+        params = reader.candle_params(
+            exchange, symbol, timeframe, "auto", start=from_us(lo_us), end=from_us(hi_us)
+        )
+        rows = self._conn.cursor(binary=True).execute(columnar.wrap_sql(COLUMNS, sql), params)
+        table = frames.block_table(COLUMNS, columnar.wire_arrays(COLUMNS, rows.fetchall()))
+        if table is None:
+            raise Uncacheable
+        return table
+
+    def _store(self, key: Key, tables: dict[int, pa.Table]) -> None:
+        """Best effort: a store refused (concurrent writer, lock wait) leaves the blocks as
+        they were; the read has its result already. Runs in the read's snapshot, after a
+        savepoint (its failure must not end the transaction) limiting its lock wait."""
+        if not tables:
+            return
+        starts = sorted(tables)
+        conn = self._conn
+        conn.execute(f"SAVEPOINT tv_store; SET LOCAL lock_timeout = '{STORE_LOCK_TIMEOUT}'")
+        try:
+            conn.execute(
+                _STORE_SQL,
+                (*key, [from_us(s) for s in starts], [frames.encode(tables[s]) for s in starts],
+                 [tables[s].num_rows for s in starts], frames.FRAME_FORMAT),
+            )  # fmt: skip
+            self.stored_blocks += len(starts)
+        except psycopg.Error as exc:
+            conn.execute("ROLLBACK TO SAVEPOINT tv_store")
+            self.store_failures += 1
+            log.debug("candle blocks of %s not stored: %s", key, exc)
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _snapshot(self) -> Any:
+        return _RepeatableRead(self._conn)
+
+    def _stored(self, key: Key, first: int, last: int) -> dict[int, _Stored]:
+        rows = self._conn.cursor(binary=True).execute(
+            _STORED_SQL, (*key, from_us(first), from_us(last))
+        )
+        return {to_us(r[0]): _Stored(r[1], r[2], r[3], _us_or_none(r[4])) for r in rows.fetchall()}
+
+    def _decoded(self, entry: _Stored | None, start: int, span: int) -> pa.Table | None:
+        if entry is None or entry.frame is None or entry.layout != frames.FRAME_FORMAT:
+            return None
+        if entry.rows == 0:
+            return _empty_block()
+        return frames.decode(COLUMNS, entry.frame, entry.rows or 0, start, start + span)
+
+    def _clean(
+        self, key: Key, stored: dict[int, _Stored], starts: Sequence[int]
+    ) -> dict[int, pa.Table] | None:
+        """All blocks of ``starts`` from clean, decodable frames; None if any is missing."""
+        span = span_us(key[2])
+        out: dict[int, pa.Table] = {}
+        for start in starts:
+            entry = stored.get(start)
+            if entry is None or entry.dirty_from_us is not None:
+                return None
+            table = self._decoded(entry, start, span)
+            if table is None:
+                return None
+            out[start] = table
+        return out
+
+    def _newest_clean(
+        self, stored: dict[int, _Stored], starts: Sequence[int], span: int, limit: int
+    ) -> list[pa.Table] | None:
+        """The blocks of ``starts`` (newest first) from clean frames, as soon as they hold
+        ``limit`` bars; None when a frame is missing or marked first."""
+        picked: list[pa.Table] = []
+        count = 0
+        for start in starts:
+            entry = stored.get(start)
+            if entry is None or entry.dirty_from_us is not None:
+                return None
+            table = self._decoded(entry, start, span)
+            if table is None:
+                return None
+            picked.insert(0, table)
+            count += table.num_rows
+            if count >= limit:
+                return picked
+        return None
+
+    def _cut(
+        self, tables: dict[int, pa.Table], starts: Sequence[int], lo_us: int, hi_us: int, span: int
+    ) -> pa.Table:
+        pieces: list[frames.Piece] = []
+        for start in starts:
+            table = tables[start]
+            if table.num_rows == 0:
+                continue
+            lo = 0 if lo_us <= start else frames.row_index(table, lo_us)
+            hi = table.num_rows if hi_us >= start + span else frames.row_index(table, hi_us)
+            if hi > lo:
+                pieces.append((table, lo, hi))
+        result = frames.assemble(COLUMNS, pieces, scales=False)
+        if result is None:
+            raise Uncacheable
+        return result
+
+
+class _RepeatableRead:
+    """``with``: one REPEATABLE READ transaction on an autocommit connection (BEGIN and COMMIT
+    sent by hand: one round trip each)."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> None:
+        self._conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+
+    def __exit__(self, kind: type[BaseException] | None, *exc: Any) -> None:
+        if kind is None:
+            self._conn.execute("COMMIT")
+            return
+        with contextlib.suppress(psycopg.Error):  # the error being raised says what happened
+            self._conn.execute("ROLLBACK")
+
+
+def _runs(
+    todo: Sequence[tuple[int, pa.Table | None, int]], span: int
+) -> Iterator[list[tuple[int, pa.Table | None, int]]]:
+    """Consecutive blocks read by one query: a run grows while the next block follows on and
+    has no kept frame (a kept frame starts a run of its own, read from its ``dirty_from``)."""
+    run: list[tuple[int, pa.Table | None, int]] = []
+    for item in todo:
+        if run and (item[1] is not None or item[0] != run[-1][0] + span):
+            yield run
+            run = []
+        run.append(item)
+    if run:
+        yield run
+
+
+def _us_or_none(value: datetime | None) -> int | None:
+    return None if value is None else to_us(value)
+
+
+@functools.cache
+def _empty_block() -> pa.Table:
+    table = frames.block_table(COLUMNS, columnar.wire_arrays(COLUMNS, []))
+    return table if table is not None else _never()
+
+
+def _empty() -> pa.Table:
+    table = frames.assemble(COLUMNS, [(_empty_block(), 0, 0)], scales=False)
+    return table if table is not None else _never()
+
+
+def _never() -> pa.Table:
+    raise AssertionError("an empty candle table always converts")
+
+
+def _last(tables: list[pa.Table], limit: int) -> pa.Table:
+    """The newest ``limit`` rows of consecutive block tables (oldest first)."""
+    pieces: list[frames.Piece] = []
+    need = limit
+    for table in reversed(tables):
+        take = min(need, table.num_rows)
+        pieces.insert(0, (table, table.num_rows - take, table.num_rows))
+        need -= take
+        if need == 0:
+            break
+    if not pieces:
+        return _empty()
+    result = frames.assemble(COLUMNS, pieces, scales=False)
+    if result is None:
+        raise Uncacheable
+    return result

@@ -1,0 +1,191 @@
+"""Candle blocks as Arrow tables: one block's stored frame, and results cut from blocks.
+
+A *block table* holds the candle result columns (``reader.CANDLE_COLUMNS``) with exactly the
+types the uncached read of that block's rows gives, then per decimal column a ``<name>.scale``
+column and then per decimal column a ``<name>.digits`` column (``int8``, -1 for null): each
+value's own digits after and before the point, as PostgreSQL printed it.
+
+Why the scales: an uncached read narrows every decimal column to the largest scale *present in
+its result* and the fewest digits its values need (``columnar.decimal_columns``); ``100.10``
+and ``100.1`` are equal values of different scales, so the scale of a slice cannot be told from
+``decimal128`` values alone. :func:`assemble` therefore cuts rows out of block tables and
+narrows each decimal column again from the kept scales and integer digits (largest scale,
+largest integer digit count: what ``decimal_columns`` reads off the text and the min/max
+values) — so a cached read equals the uncached read of the same range, values and
+types. A column the uncached read would return as text (NaN, or more than 38 digits) makes the
+block uncacheable (:func:`block_table` returns None) and the read is served uncached.
+
+A frame is the block table as an uncompressed Arrow IPC stream, LZ4-compressed as a whole
+(one decompression instead of one per buffer: 0.17 instead of 0.55 ms for a 1,440-bar frame),
+after an 8-byte little-endian length of the stream.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from tickvault.storage.postgres import columnar
+from tickvault.storage.postgres.columnar import Columns
+
+SCALE_SUFFIX = ".scale"
+DIGITS_SUFFIX = ".digits"
+FRAME_FORMAT = 1  # bump when the frame layout changes: older frames are then rebuilt
+_MAX_DIGITS = 38
+_RESULT_TYPES = {
+    "ts": columnar.TS_TYPE,
+    "text": pa.string(),
+    "int": pa.int64(),
+    "bool": pa.bool_(),
+    "float": pa.float64(),
+}
+_EMPTY_DECIMAL = pa.decimal128(1, 0)  # what decimal_column gives a column without values
+_LENGTH = struct.Struct("<Q")
+
+# (block table, first row, end row): rows [lo, hi) of one block table
+Piece = tuple[pa.Table, int, int]
+
+
+def block_table(columns: Columns, wire: Sequence[pa.Array]) -> pa.Table | None:
+    """Wire arrays of a candle query (``columnar.wire_arrays``) → a block table; None when a
+    decimal column stays text in the uncached read (NaN, more than 38 digits)."""
+    finished = columnar.finish_arrays(columns, wire)
+    decimals = [i for i, (_, kind) in enumerate(columns) if kind == "dec"]
+    if not all(pa.types.is_decimal(finished[i].type) for i in decimals):
+        return None
+    arrays = list(finished)
+    rows = len(wire[0])
+    if decimals and rows:  # one pass over all decimal columns (Arrow's per-call cost dominates)
+        joined = pa.concat_arrays([wire[i] for i in decimals])
+        scales, digits = columnar.value_scales(joined), columnar.value_int_digits(joined)
+        arrays += [scales.slice(k * rows, rows) for k in range(len(decimals))]
+        arrays += [digits.slice(k * rows, rows) for k in range(len(decimals))]
+    else:
+        arrays += [pa.array([], pa.int8())] * (2 * len(decimals))
+    return pa.Table.from_arrays(arrays, names=_names(columns))
+
+
+def _names(columns: Columns) -> list[str]:
+    """Column names of a block table."""
+    decimals = [name for name, kind in columns if kind == "dec"]
+    return (
+        [name for name, _ in columns]
+        + [name + SCALE_SUFFIX for name in decimals]
+        + [name + DIGITS_SUFFIX for name in decimals]
+    )
+
+
+def times_us(table: pa.Table) -> np.ndarray:
+    """The ``ts`` column (first) as int64 µs since the epoch, for binary searches."""
+    column = table.column(0)
+    if column.num_chunks == 0:
+        return np.empty(0, np.int64)
+    times: np.ndarray = column.combine_chunks().cast(pa.int64()).to_numpy(zero_copy_only=False)
+    return times
+
+
+def row_index(table: pa.Table, ts_us: int) -> int:
+    """Index of the first row opening at or after ``ts_us`` (rows are in time order)."""
+    return int(np.searchsorted(times_us(table), ts_us, side="left"))
+
+
+def assemble(columns: Columns, pieces: Sequence[Piece], *, scales: bool) -> pa.Table | None:
+    """The rows of ``pieces``, in order, as one table typed like the uncached read of them.
+
+    With ``scales`` the result is itself a block table (kept scale and digit columns). None
+    when a decimal column would need more than 38 digits: the uncached read gives text there.
+    """
+    if len(pieces) == 1 and not scales:
+        table, lo, hi = pieces[0]
+        if lo == 0 and hi == table.num_rows:  # a whole block is stored narrowed as a whole
+            return table.select(range(len(columns)))
+    total = sum(hi - lo for _, lo, hi in pieces)
+    tables = [table.slice(lo, hi - lo) for table, lo, hi in pieces if hi > lo]  # zero-copy
+    decimals = sum(1 for _, kind in columns if kind == "dec")
+    arrays: list[pa.Array] = []
+    d = 0  # the scale and digit columns follow the result columns, in order
+    for c, (_, kind) in enumerate(columns):
+        parts = [table.column(c) for table in tables]
+        if kind != "dec":
+            arrays.append(_concat(parts, _RESULT_TYPES[kind]))
+            continue
+        scale_at = len(columns) + d
+        d += 1
+        scale = _top(table.column(scale_at) for table in tables)
+        digits = _top(table.column(scale_at + decimals) for table in tables)
+        if scale < 0:  # no value at all
+            arrays.append(pa.nulls(total, _EMPTY_DECIMAL))
+            continue
+        if max(digits, 1) + scale > _MAX_DIGITS:
+            return None
+        target = pa.decimal128(max(digits, 1) + scale, scale)
+        cast = [part if part.type == target else part.cast(target) for part in parts]
+        arrays.append(_concat(cast, target))
+    if scales:
+        for k in range(len(columns), len(columns) + 2 * decimals):
+            arrays.append(_concat([table.column(k) for table in tables], pa.int8()))
+        return pa.Table.from_arrays(arrays, names=_names(columns))
+    return pa.Table.from_arrays(arrays, names=[name for name, _ in columns])
+
+
+def _top(parts: Iterator[pa.ChunkedArray]) -> int:
+    """Largest value of non-empty int8 columns without nulls (-1 when there is none)."""
+    top = -1
+    for part in parts:
+        for chunk in part.chunks:
+            top = max(top, int(chunk.to_numpy().max()))
+    return top
+
+
+def _concat(parts: Sequence[pa.ChunkedArray], type_: pa.DataType) -> pa.Array:
+    chunks = [chunk for part in parts for chunk in part.chunks]
+    if not chunks:
+        return pa.array([], type_)
+    if len(chunks) == 1:
+        return chunks[0]
+    return pa.concat_arrays(chunks)
+
+
+def encode(table: pa.Table) -> bytes:
+    """A block table as a frame (module docstring)."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    stream = sink.getvalue()
+    compressed: bytes = pa.compress(stream, codec="lz4", asbytes=True)
+    return _LENGTH.pack(stream.size) + compressed
+
+
+def decode(
+    columns: Columns, frame: bytes, rows: int, start_us: int, end_us: int
+) -> pa.Table | None:
+    """A stored frame back as a block table, or None when it does not decode to one of
+    ``rows`` rows opening in [start, end) with the expected columns (it is then rebuilt)."""
+    try:
+        (length,) = _LENGTH.unpack_from(frame)
+        stream = pa.decompress(memoryview(frame)[_LENGTH.size :], length, codec="lz4")
+        table = pa.ipc.open_stream(stream).read_all()
+    except (pa.ArrowException, OSError, ValueError, struct.error):
+        return None
+    if table.num_rows != rows or not _layout_ok(columns, table.schema):
+        return None
+    if rows:
+        times = table.column(0)
+        if times[0].value < start_us or times[-1].value >= end_us:
+            return None
+    return table
+
+
+def _layout_ok(columns: Columns, schema: pa.Schema) -> bool:
+    if schema.names != _names(columns):
+        return False
+    for field, (_, kind) in zip(schema, columns, strict=False):
+        if kind == "dec":
+            if not pa.types.is_decimal128(field.type):
+                return False
+        elif field.type != _RESULT_TYPES[kind]:
+            return False
+    return all(schema.field(i).type == pa.int8() for i in range(len(columns), len(schema)))
