@@ -15,7 +15,13 @@ this measures:
   missing and everything was stored within ``--catchup`` seconds of the window's end;
 * latency from the exchange timestamp to readable in Redis and to committed in PostgreSQL
   (p50, p99, over every trade of the window);
-* CPU of the runner process (cores) and of the simulator, peak RSS of the runner.
+* CPU of the runner process (cores) and of the simulator, peak RSS of the runner;
+* where the latency goes (``--trace``, on by default; ``runner/latency.py``): per hop, for
+  each sink — venue (exchange time → our receive: the simulator's 20 ms publish cadence, its
+  send, the socket), collect (receive → stages), stages, queue (→ the write began), write —
+  as p50/p99, with ``received`` (receive → stored, the pipeline's own share) and the mean hops
+  of the slowest 1 % of trades; and the runner's loop lag, GC pauses and, with ``--stalls``,
+  the callbacks that held the loop longest (``_stalls.py``).
 
 The issue asks for 5 minutes sustained per step: ``--seconds 300``. The default (20 s) keeps a
 run of five steps near two minutes on this shared 2-core machine.
@@ -40,6 +46,7 @@ import psutil
 import psycopg
 
 from bench._server import bench_database
+from bench._stalls import StallProbe
 from tickvault.config import ExchangeEndpoints, FeedSettings, Settings, TimescaleSettings
 from tickvault.monitoring.metrics import Metrics
 from tickvault.runner.app import Runner, RunOptions, stage_config
@@ -126,12 +133,15 @@ def percentiles(samples: list[int]) -> str:
 async def step(
     runner: Runner, url: str, sim_proc: psutil.Process, client: httpx.AsyncClient,
     endpoints: dict[str, ExchangeEndpoints], symbols: list[str], rate: float, seconds: float,
-    warmup_s: float, catchup_s: float,
+    warmup_s: float, catchup_s: float, probe: StallProbe,
 ) -> bool:  # fmt: skip
     await client.post(f"{endpoints['binance'].rest_url}/_sim/rate", json={"rate": rate})
     await asyncio.sleep(warmup_s)
     for writer in runner.writers:
         writer.stats.latency_ns.clear()
+    if runner.trace is not None:
+        runner.trace.clear()
+    probe.clear()
     me = psutil.Process()
     cpu0, sim_cpu0 = me.cpu_times(), sim_proc.cpu_times()
     info0 = await sim_info(client, endpoints)
@@ -142,6 +152,11 @@ async def step(
     lo_us, started = time.time_ns() // 1_000_000 * 1000, time.perf_counter()
     await asyncio.sleep(seconds)
     hi_us, elapsed = time.time_ns() // 1_000_000 * 1000, time.perf_counter() - started
+    # Latency of what was stored in the window (the catch-up below queries the simulator's
+    # truth, a load of its own that is not the pipeline's).
+    latency = {w.backend: list(w.stats.latency_ns) for w in runner.writers}
+    stalls = probe.report()
+    hops = {b: runner.trace.summary(b) for b in ("redis", "postgres")} if runner.trace else {}
     info1 = await sim_info(client, endpoints)
     cpu1, sim_cpu1 = me.cpu_times(), sim_proc.cpu_times()
     msgs = sum(f.counters.ws_messages for f in runner.feeds) - msgs0
@@ -166,7 +181,6 @@ async def step(
     sim_cores = (sim_cpu1.user + sim_cpu1.system - sim_cpu0.user - sim_cpu0.system) / elapsed
     trades = sum(truth.values())
     ok = not missing
-    latency = {w.backend: list(w.stats.latency_ns) for w in runner.writers}
     print(
         f"rate {rate:>7,.0f}: sim generated {generated:>7,.0f} ev/s, sent {sent:>7,.0f} msg/s |"
         f" runner got {msgs / elapsed:>7,.0f} msg/s (x{msgs / elapsed / max(sent, 1):.2f}),"
@@ -177,6 +191,10 @@ async def step(
         f" sim {sim_cores:.2f} | rejected {rejects or 'none'} | peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB",
         flush=True,
     )
+    for backend, summary in hops.items():
+        if summary is not None:
+            print(f"    {backend:>8} {summary.line()}", flush=True)
+    print(f"    runner   {stalls}", flush=True)
     return ok
 
 
@@ -195,21 +213,24 @@ async def main_async(args: argparse.Namespace, url: str, redis_url: str) -> None
         # back to its start price, so they stay well inside the 5 % cross-venue rule.
         validation = replace(stages.validation, cross_min_exchanges=1_000)
         stages = replace(stages, validation=validation)
-    options = RunOptions(spill_dir=data_dir / "spill", stages=stages)
+    options = RunOptions(spill_dir=data_dir / "spill", stages=stages, trace_latency=args.trace)
     runner = Runner(settings, options, metrics=Metrics())
     task = asyncio.create_task(runner.run())
     best = 0.0
+    probe = StallProbe(callbacks=args.stalls)
     try:
         await asyncio.wait_for(runner.wait_started(), 60)
+        probe.start()
         async with httpx.AsyncClient(timeout=60) as client:
             sim_proc = psutil.Process(proc.pid)
             for rate in rates:
                 ok = await step(runner, url, sim_proc, client, endpoints, symbols, rate,
-                                args.seconds, args.warmup, args.catchup)  # fmt: skip
+                                args.seconds, args.warmup, args.catchup, probe)  # fmt: skip
                 if not ok:
                     break
                 best = rate
     finally:
+        await probe.stop()
         runner.stop()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(task, 120)
@@ -231,6 +252,15 @@ def main() -> None:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="keep the cross-exchange outlier rule, as `tickvault run` has it (default: on)",
+    )
+    parser.add_argument(
+        "--trace",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="report where the latency goes, hop by hop (default: on)",
+    )
+    parser.add_argument(
+        "--stalls", action="store_true", help="time every loop callback; name the slow ones"
     )
     parser.add_argument("--url", help="PostgreSQL server (default: a throwaway one)")
     parser.add_argument("--redis-url", help="Redis (default: a throwaway one)")

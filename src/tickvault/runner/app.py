@@ -38,6 +38,7 @@ from tickvault.model import MarketEvent
 from tickvault.monitoring.metrics import Metrics, get_metrics
 from tickvault.pipeline.records import QualityScore
 from tickvault.runner.feeds import Feed, IngestItem, IngestSink, close_feeds, open_feeds
+from tickvault.runner.latency import LatencyTrace
 from tickvault.runner.repair import run_repairs
 from tickvault.runner.repair_outlet import RepairOutlet, RunnerOutlet
 from tickvault.runner.routing import score_row, split
@@ -69,6 +70,7 @@ class RunOptions:
     drain_timeout_s: float = 30.0  # a sink still down after this keeps its backlog on disk
     stages: StageConfig | None = None  # default: from settings (timeframes, indicators)
     ws_policies: dict[str, WsPolicy] = field(default_factory=dict)  # tests shorten timeouts
+    trace_latency: bool = False  # benches: per-hop latency of every trade (runner.trace)
 
 
 @dataclass
@@ -111,6 +113,7 @@ class Runner:
         self.cache: AsyncRedisCache | None = None
         self.urls: StorageUrls | None = None
         self.latest_scores: list[QualityScore] = []
+        self.trace = LatencyTrace() if self.options.trace_latency else None
         self._stop = asyncio.Event()
         self._started = asyncio.Event()
         self._extra: list[tuple[str, TaskFactory]] = []
@@ -157,6 +160,8 @@ class Runner:
                    queue_items=options.writer_queue_items, max_rows=max_rows,
                    linger_s=options.redis_linger_s),
         ]  # fmt: skip
+        for writer in self.writers:
+            writer.trace = self.trace
         ingest = IngestSink(self.ingest)
         self.stats.ingest = ingest
         monitoring = None
@@ -277,20 +282,25 @@ class Runner:
                 item = next_item
             for group, backfill in ((live, False), (history, True)):
                 if group:
+                    staged_ns = time.time_ns()
                     out, counts = self.stages.process(
                         [e for i in group for e in i.events],
                         [e for i in group for e in i.errors],
                         [g for i in group for g in i.gaps],
-                        time.time_ns(),
+                        staged_ns,
                         backfill=backfill,
                     )
-                    await self._emit(out, counts, live=not backfill)
+                    await self._emit(out, counts, live=not backfill, staged_ns=staged_ns)
             if stop:
                 return
 
-    async def _emit(self, out: StageOutput, counts: BatchCounts, *, live: bool = True) -> None:
+    async def _emit(
+        self, out: StageOutput, counts: BatchCounts, *, live: bool = True, staged_ns: int = 0
+    ) -> None:
         publish_batch(self, out, counts)
         pg_item, cache_item = split(out, counts, live=live)
+        pg_item.staged_ns = cache_item.staged_ns = staged_ns
+        pg_item.emitted_ns = cache_item.emitted_ns = time.time_ns()
         # Redis first: a PostgreSQL queue full (a slow commit) must not hold back the hot cache.
         if cache_item.records:
             await self.writers[1].put(cache_item)
