@@ -100,21 +100,26 @@ class StallProbe:
         clock, cpu_clock = time.perf_counter, time.thread_time
 
         def timed_run(handle: asyncio.events.Handle) -> None:
+            what = _what(handle)  # before: a task's last step leaves no coroutine behind
             started, cpu_started = clock(), cpu_clock()
             original(handle)
             took = clock() - started
             if took > slow_s:
-                slow[_describe(handle)].append((took, cpu_clock() - cpu_started))
+                slow[_describe(handle, what)].append((took, cpu_clock() - cpu_started))
 
         self._patched = original
         asyncio.events.Handle._run = timed_run  # type: ignore[method-assign, assignment]
 
 
-def _describe(handle: asyncio.events.Handle) -> str:
+def _what(handle: asyncio.events.Handle) -> object:
+    owner = getattr(getattr(handle, "_callback", None), "__self__", None)
+    return owner.get_coro() if isinstance(owner, asyncio.Task) else None
+
+
+def _describe(handle: asyncio.events.Handle, coro: object) -> str:
     callback = getattr(handle, "_callback", None)
     owner = getattr(callback, "__self__", None)
     if isinstance(owner, asyncio.Task):
-        coro = owner.get_coro()
         name = getattr(coro, "__qualname__", repr(coro))
         task = owner.get_name()
         return name if task.startswith("Task-") else f"{name}[{task}]"

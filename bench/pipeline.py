@@ -21,7 +21,8 @@ this measures:
   send, the socket), collect (receive → stages), stages, queue (→ the write began), write —
   as p50/p99, with ``received`` (receive → stored, the pipeline's own share) and the mean hops
   of the slowest 1 % of trades; and the runner's loop lag, GC pauses and, with ``--stalls``,
-  the callbacks that held the loop longest (``_stalls.py``).
+  the callbacks that held the loop longest (``_stalls.py``); and the venue's own share:
+  exchange time → received by an idle client in its own process (``_venue_probe.py``).
 
 The issue asks for 5 minutes sustained per step: ``--seconds 300``. The default (20 s) keeps a
 run of five steps near two minutes on this shared 2-core machine.
@@ -32,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import resource
 import sys
@@ -123,6 +125,26 @@ def sent_messages(info: dict) -> int:
     return total
 
 
+async def start_venue_probe(ws_url: str, seconds: float, symbol: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench._venue_probe", ws_url, str(seconds), symbol,
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+
+
+async def read_venue_probe(proc: asyncio.subprocess.Process) -> str:
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), 10)
+        result = json.loads(out)
+    except (TimeoutError, ValueError):
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        return "no answer"
+    if not result.get("trades"):
+        return "no trades"
+    return f"p50/p99 {result['p50_ms']:.1f}/{result['p99_ms']:.1f} ms ({result['trades']:,} trades)"
+
+
 def percentiles(samples: list[int]) -> str:
     if not samples:
         return "-"
@@ -148,6 +170,7 @@ async def step(
     msgs0 = sum(f.counters.ws_messages for f in runner.feeds)
     events0 = runner.stats.total(runner.stats.validated)
     rejects0 = dict(runner.stats.rejects)
+    venue_probe = await start_venue_probe(endpoints["binance"].ws_url, seconds, symbols[0])
     # Window bounds on whole milliseconds: Binance times are milliseconds.
     lo_us, started = time.time_ns() // 1_000_000 * 1000, time.perf_counter()
     await asyncio.sleep(seconds)
@@ -156,6 +179,7 @@ async def step(
     # truth, a load of its own that is not the pipeline's).
     latency = {w.backend: list(w.stats.latency_ns) for w in runner.writers}
     stalls = probe.report()
+    venue = await read_venue_probe(venue_probe)
     hops = {b: runner.trace.summary(b) for b in ("redis", "postgres")} if runner.trace else {}
     info1 = await sim_info(client, endpoints)
     cpu1, sim_cpu1 = me.cpu_times(), sim_proc.cpu_times()
@@ -195,6 +219,7 @@ async def step(
         if summary is not None:
             print(f"    {backend:>8} {summary.line()}", flush=True)
     print(f"    runner   {stalls}", flush=True)
+    print(f"    venue    exchange time → an idle client (binance {symbols[0]} trades): {venue}")
     return ok
 
 

@@ -25,6 +25,7 @@ with a :class:`RunContext` giving it the store, the cache, the feeds' REST clien
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -71,6 +72,10 @@ class RunOptions:
     stages: StageConfig | None = None  # default: from settings (timeframes, indicators)
     ws_policies: dict[str, WsPolicy] = field(default_factory=dict)  # tests shorten timeouts
     trace_latency: bool = False  # benches: per-hop latency of every trade (runner.trace)
+    # Start-up leaves ~100 000 long-lived objects (modules, settings, instruments) that every
+    # full collection walked: a 0.1 s stall of the loop (0.4 s on a loaded machine) every few
+    # seconds at high rates. Frozen once started, collections scan only what the run creates.
+    freeze_gc: bool = True
 
 
 @dataclass
@@ -178,8 +183,13 @@ class Runner:
 
                 monitoring = await start_monitoring(self, settings.metrics_port, urls)
             log.info("started: %d feeds", len(self.feeds))
+            if options.freeze_gc:
+                gc.collect()  # what is garbage now must not be frozen with the rest
+                gc.freeze()
             await self._run_tasks(urls, store, cache)
         finally:
+            if options.freeze_gc:
+                gc.unfreeze()
             if monitoring is not None:
                 await monitoring.stop()
             await close_feeds(self.feeds)
@@ -293,6 +303,10 @@ class Runner:
                     await self._emit(out, counts, live=not backfill, staged_ns=staged_ns)
             if stop:
                 return
+            # The writers were just handed this batch: let them start on it before the next
+            # (``get`` on a non-empty queue does not suspend, so without this the stages could
+            # keep the loop for batch after batch while the Redis write waits).
+            await asyncio.sleep(0)
 
     async def _emit(
         self, out: StageOutput, counts: BatchCounts, *, live: bool = True, staged_ns: int = 0
