@@ -22,7 +22,7 @@ import websockets
 async def probe(base_url: str, seconds: float, symbol: str) -> dict[str, float]:
     url = f"{base_url.rstrip('/')}/stream?streams={symbol.replace('-', '').lower()}@trade"
     samples: list[int] = []
-    async with websockets.connect(url, max_size=1 << 22, compression=None) as ws:
+    async with websockets.connect(url, max_size=1 << 22, compression=None, open_timeout=30) as ws:
         deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0:
             try:
@@ -42,7 +42,11 @@ async def probe(base_url: str, seconds: float, symbol: str) -> dict[str, float]:
 def main() -> None:
     base_url, seconds = sys.argv[1], float(sys.argv[2])
     symbol = sys.argv[3] if len(sys.argv) > 3 else "BTC-USDT"
-    print(json.dumps(asyncio.run(probe(base_url, seconds, symbol))), flush=True)
+    try:
+        result: dict[str, object] = dict(asyncio.run(probe(base_url, seconds, symbol)))
+    except (OSError, TimeoutError, websockets.WebSocketException) as exc:
+        result = {"error": repr(exc)}
+    print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":

@@ -134,14 +134,14 @@ async def start_venue_probe(ws_url: str, seconds: float, symbol: str) -> asyncio
 
 async def read_venue_probe(proc: asyncio.subprocess.Process) -> str:
     try:
-        out, _ = await asyncio.wait_for(proc.communicate(), 10)
+        out, _ = await asyncio.wait_for(proc.communicate(), 40)
         result = json.loads(out)
     except (TimeoutError, ValueError):
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
         return "no answer"
     if not result.get("trades"):
-        return "no trades"
+        return str(result.get("error", "no trades"))
     return f"p50/p99 {result['p50_ms']:.1f}/{result['p99_ms']:.1f} ms ({result['trades']:,} trades)"
 
 
@@ -219,7 +219,8 @@ async def step(
         if summary is not None:
             print(f"    {backend:>8} {summary.line()}", flush=True)
     print(f"    runner   {stalls}", flush=True)
-    print(f"    venue    exchange time → an idle client (binance {symbols[0]} trades): {venue}")
+    print(f"    venue    exchange time → an idle client (binance {symbols[0]} trades): {venue}",
+          flush=True)  # fmt: skip
     return ok
 
 

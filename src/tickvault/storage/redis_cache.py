@@ -382,6 +382,36 @@ class AsyncRedisCache:
             raise _storage_error(exc, self.url) from None
         return touched
 
+    async def write_batch(
+        self,
+        events: Sequence[MarketEvent] = (),
+        *,
+        history: Sequence[MarketEvent] = (),
+        features: Mapping[tuple[str, str, str], Mapping[str, FeatureValue]] | None = None,
+        signals: Sequence[tuple[str, str, str, object]] = (),
+        scores: Sequence[tuple[str, str, str, object]] = (),
+    ) -> None:
+        """One writer batch of every kind in one MULTI/EXEC, so one round trip: live events,
+        repaired history, features per (exchange, symbol, timeframe), signals, and quality
+        scores as (exchange, symbol, channel, score). Raises StorageError."""
+        pipe = self.client.pipeline(transaction=True)
+        keys, settings = self.keys, self.settings
+        if events:
+            _queue_events(pipe, keys, settings, events)
+        if history:
+            _queue_history(pipe, keys, settings, history)
+        for (exchange, symbol, timeframe), values in (features or {}).items():
+            _queue_features(pipe, keys, settings, exchange, symbol, timeframe, values)
+        for exchange, symbol, timeframe, payload in signals:
+            _queue_signal(pipe, keys, settings, exchange, symbol, timeframe, payload)
+        for exchange, symbol, channel, score in scores:
+            pipe.set(keys.quality(exchange, symbol, channel), encode(score),
+                     ex=settings.features_ttl_s)  # fmt: skip
+        try:
+            await pipe.execute()
+        except redis.RedisError as exc:
+            raise _storage_error(exc, self.url) from None
+
     async def set_features(
         self, exchange: str, symbol: str, timeframe: str, values: Mapping[str, FeatureValue]
     ) -> None:
