@@ -117,7 +117,7 @@ def _newest_per_key(
     """What a batch leaves per key: one bar per (candle key, open time) — a later update wins,
     but a derived bar never displaces the exchange's — and the newest trade, book and ticker."""
     candles: dict[tuple[str, int], Candle] = {}
-    latest: dict[str, tuple[int, bytes]] = {}
+    newest: dict[str, MarketEvent] = {}
     for event in events:
         if isinstance(event, Candle):
             key = keys.candles(event.exchange, event.symbol, event.timeframe)
@@ -127,11 +127,12 @@ def _newest_per_key(
             ):
                 candles[(key, event.open_ns)] = event
         elif isinstance(event, Trade):
-            _keep_newest(latest, keys.trade(event.exchange, event.symbol), event)
+            _keep_newest(newest, keys.trade(event.exchange, event.symbol), event)
         elif isinstance(event, BookSnapshot):
-            _keep_newest(latest, keys.book(event.exchange, event.symbol), event)
+            _keep_newest(newest, keys.book(event.exchange, event.symbol), event)
         elif isinstance(event, Ticker):
-            _keep_newest(latest, keys.ticker(event.exchange, event.symbol), event)
+            _keep_newest(newest, keys.ticker(event.exchange, event.symbol), event)
+    latest = {key: (e.ts_ns, encode(e)) for key, e in newest.items()}  # type: ignore[union-attr]
     return candles, latest
 
 
@@ -161,10 +162,10 @@ def _queue_candles(
     return len(streams)
 
 
-def _keep_newest(latest: dict[str, tuple[int, bytes]], key: str, event: MarketEvent) -> None:
-    current = latest.get(key)
-    if current is None or event.ts_ns >= current[0]:
-        latest[key] = (event.ts_ns, encode(event))
+def _keep_newest(newest: dict[str, MarketEvent], key: str, event: MarketEvent) -> None:
+    current = newest.get(key)
+    if current is None or event.ts_ns >= current.ts_ns:  # type: ignore[union-attr]
+        newest[key] = event  # encoded once it is known to be the newest (not every trade)
 
 
 def _queue_features(

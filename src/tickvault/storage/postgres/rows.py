@@ -191,14 +191,14 @@ async def copy_staged(
     conn: psycopg.AsyncConnection[Any], spec: TableSpec, batch: Sequence[Any]
 ) -> int:
     """Binary COPY into the staging table, then insert what is new; returns the rows inserted."""
-    rows = [spec.to_row(e) for e in batch]
+    to_row = spec.to_row
     async with conn.transaction(), conn.cursor() as cur:
         async with cur.copy(spec.copy_sql()) as copy:
             copy.set_types(spec.types)
-            for i, row in enumerate(rows):
+            for i, record in enumerate(batch):
                 if i and not i % DIRECT_CHUNK_ROWS:
                     await asyncio.sleep(0)  # as in copy_direct: never one long stall
-                await copy.write_row(row)
+                await copy.write_row(to_row(record))
         await cur.execute(spec.insert_sql())
         return max(cur.rowcount, 0)
 
