@@ -225,7 +225,7 @@ async def test_a_large_staged_batch_leaves_the_loop_free_while_it_is_written(
     db_url: str,
 ) -> None:
     """A replayed batch (keys already stored) goes through staging: its rows are converted and
-    sent in slices of 1 000 with the loop handed back between them, not converted all at once
+    sent in slices of 2 000 with the loop handed back between them, not converted all at once
     first (~0.15 s for 20 000 rows) — the Redis writer shares the loop."""
     store = await PostgresStore.open(
         db_url, WriterSettings(batch_rows=20_000), PLAIN, timed_flush=False

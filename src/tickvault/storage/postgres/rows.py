@@ -31,7 +31,7 @@ from tickvault.storage.postgres.ddl import NATURAL_KEYS
 from tickvault.storage.postgres.records import FeatureValue
 
 Row = tuple[Any, ...]
-DIRECT_CHUNK_ROWS = 1000  # rows encoded per COPY write on the direct path (~3 ms of trades)
+DIRECT_CHUNK_ROWS = 2000  # rows encoded per COPY write on the direct path (~6 ms of trades)
 
 _TS = "(TIMESTAMPTZ '1970-01-01 00:00:00+00' + {col} * INTERVAL '1 microsecond')"
 
