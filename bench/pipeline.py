@@ -155,7 +155,7 @@ def percentiles(samples: list[int]) -> str:
 async def step(
     runner: Runner, url: str, sim_proc: psutil.Process, client: httpx.AsyncClient,
     endpoints: dict[str, ExchangeEndpoints], symbols: list[str], rate: float, seconds: float,
-    warmup_s: float, catchup_s: float, probe: StallProbe,
+    warmup_s: float, catchup_s: float, probe: StallProbe, with_probe: bool,
 ) -> bool:  # fmt: skip
     await client.post(f"{endpoints['binance'].rest_url}/_sim/rate", json={"rate": rate})
     await asyncio.sleep(warmup_s)
@@ -170,7 +170,11 @@ async def step(
     msgs0 = sum(f.counters.ws_messages for f in runner.feeds)
     events0 = runner.stats.total(runner.stats.validated)
     rejects0 = dict(runner.stats.rejects)
-    venue_probe = await start_venue_probe(endpoints["binance"].ws_url, seconds, symbols[0])
+    venue_probe = (
+        await start_venue_probe(endpoints["binance"].ws_url, seconds, symbols[0])
+        if with_probe
+        else None
+    )
     # Window bounds on whole milliseconds: Binance times are milliseconds.
     lo_us, started = time.time_ns() // 1_000_000 * 1000, time.perf_counter()
     await asyncio.sleep(seconds)
@@ -179,7 +183,7 @@ async def step(
     # truth, a load of its own that is not the pipeline's).
     latency = {w.backend: list(w.stats.latency_ns) for w in runner.writers}
     stalls = probe.report()
-    venue = await read_venue_probe(venue_probe)
+    venue = await read_venue_probe(venue_probe) if venue_probe is not None else "off"
     hops = {b: runner.trace.summary(b) for b in ("redis", "postgres")} if runner.trace else {}
     info1 = await sim_info(client, endpoints)
     cpu1, sim_cpu1 = me.cpu_times(), sim_proc.cpu_times()
@@ -251,7 +255,8 @@ async def main_async(args: argparse.Namespace, url: str, redis_url: str) -> None
             sim_proc = psutil.Process(proc.pid)
             for rate in rates:
                 ok = await step(runner, url, sim_proc, client, endpoints, symbols, rate,
-                                args.seconds, args.warmup, args.catchup, probe)  # fmt: skip
+                                args.seconds, args.warmup, args.catchup, probe,
+                                args.venue_probe)  # fmt: skip
                 if not ok:
                     break
                 best = rate
@@ -284,6 +289,12 @@ def main() -> None:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="report where the latency goes, hop by hop (default: on)",
+    )
+    parser.add_argument(
+        "--venue-probe",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="measure the venue's own latency with an idle client (default: on)",
     )
     parser.add_argument(
         "--stalls", action="store_true", help="time every loop callback; name the slow ones"

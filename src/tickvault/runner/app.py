@@ -172,6 +172,7 @@ class Runner:
         ingest = IngestSink(self.ingest)
         self.stats.ingest = ingest
         monitoring = None
+        frozen = False
         try:
             self.feeds = await open_feeds(
                 settings, urls.redis_url, ingest, ws_policies=options.ws_policies
@@ -188,10 +189,11 @@ class Runner:
             if options.freeze_gc:
                 gc.collect()  # what is garbage now must not be frozen with the rest
                 gc.freeze()
+                frozen = True
             await self._run_tasks(urls, store, cache)
         finally:
-            if options.freeze_gc:
-                gc.unfreeze()
+            if frozen:
+                gc.unfreeze()  # collectable again once the run is over (tests, embedding)
             if monitoring is not None:
                 await monitoring.stop()
             await close_feeds(self.feeds)
