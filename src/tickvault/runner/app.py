@@ -61,9 +61,9 @@ class RunOptions:
     spill_dir: Path | None = None  # default: <data_dir>/spill
     quality_interval_s: float = 10.0
     ingest_queue_items: int = 256
-    # Events per stage batch at most (~8 ms of stage work): after a stall the backlog is worked
+    # Events per stage batch at most (~16 ms of stage work): after a stall the backlog is worked
     # off in slices, each written before the next, instead of one long batch holding the loop.
-    stage_batch_events: int = 1_000
+    stage_batch_events: int = 2_000
     writer_queue_items: int = 64
     # How long a writer waits for more after the first queued batch. Redis is the hot path:
     # it writes at once, and what arrives while it writes makes the next batch. PostgreSQL
