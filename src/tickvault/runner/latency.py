@@ -50,7 +50,9 @@ class HopSummary:
     slowest_ms: dict[str, float]  # mean of each hop over the trades at or past the total's p99
 
     def line(self) -> str:
-        parts = [f"{h} {self.p50_ms[h]:.1f}/{self.p99_ms[h]:.1f}" for h in (*HOPS, "total")]
+        parts = [
+            f"{h} {self.p50_ms[h]:.1f}/{self.p99_ms[h]:.1f}" for h in (*HOPS, "received", "total")
+        ]
         slow = " + ".join(f"{h} {self.slowest_ms[h]:.0f}" for h in HOPS)
         return f"p50/p99 ms: {', '.join(parts)} | slowest 1 %: {slow}"
 
