@@ -15,7 +15,14 @@ this measures:
   missing and everything was stored within ``--catchup`` seconds of the window's end;
 * latency from the exchange timestamp to readable in Redis and to committed in PostgreSQL
   (p50, p99, over every trade of the window);
-* CPU of the runner process (cores) and of the simulator, peak RSS of the runner.
+* CPU of the runner process (cores) and of the simulator, peak RSS of the runner;
+* where the latency goes (``--trace``, on by default; ``runner/latency.py``): per hop, for
+  each sink — venue (exchange time → our receive: the simulator's 20 ms publish cadence, its
+  send, the socket), collect (receive → stages), stages, queue (→ the write began), write —
+  as p50/p99, with ``received`` (receive → stored, the pipeline's own share) and the mean hops
+  of the slowest 1 % of trades; and the runner's loop lag, GC pauses and, with ``--stalls``,
+  the callbacks that held the loop longest (``_stalls.py``); and the venue's own share:
+  exchange time → received by an idle client in its own process (``_venue_probe.py``).
 
 The issue asks for 5 minutes sustained per step: ``--seconds 300``. The default (20 s) keeps a
 run of five steps near two minutes on this shared 2-core machine.
@@ -26,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import resource
 import sys
@@ -41,6 +49,7 @@ import psutil
 import psycopg
 
 from bench._server import bench_database
+from bench._stalls import StallProbe
 from tickvault.config import ExchangeEndpoints, FeedSettings, Settings, TimescaleSettings
 from tickvault.monitoring.metrics import Metrics
 from tickvault.runner.app import Runner, RunOptions, stage_config
@@ -119,6 +128,26 @@ def sent_messages(info: dict[str, Any]) -> int:
     return total
 
 
+async def start_venue_probe(ws_url: str, seconds: float, symbol: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench._venue_probe", ws_url, str(seconds), symbol,
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+
+
+async def read_venue_probe(proc: asyncio.subprocess.Process) -> str:
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), 40)
+        result = json.loads(out)
+    except (TimeoutError, ValueError):
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        return "no answer"
+    if not result.get("trades"):
+        return str(result.get("error", "no trades"))
+    return f"p50/p99 {result['p50_ms']:.1f}/{result['p99_ms']:.1f} ms ({result['trades']:,} trades)"
+
+
 def percentiles(samples: list[int]) -> str:
     if not samples:
         return "-"
@@ -129,22 +158,36 @@ def percentiles(samples: list[int]) -> str:
 async def step(
     runner: Runner, url: str, sim_proc: psutil.Process, client: httpx.AsyncClient,
     endpoints: dict[str, ExchangeEndpoints], symbols: list[str], rate: float, seconds: float,
-    warmup_s: float, catchup_s: float,
+    warmup_s: float, catchup_s: float, probe: StallProbe, with_probe: bool,
 ) -> bool:  # fmt: skip
     await client.post(f"{endpoints['binance'].rest_url}/_sim/rate", json={"rate": rate})
     await asyncio.sleep(warmup_s)
     for writer in runner.writers:
         writer.stats.latency_ns.clear()
+    if runner.trace is not None:
+        runner.trace.clear()
+    probe.clear()
     me = psutil.Process()
     cpu0, sim_cpu0 = me.cpu_times(), sim_proc.cpu_times()
     info0 = await sim_info(client, endpoints)
     msgs0 = sum(f.counters.ws_messages for f in runner.feeds)
     events0 = runner.stats.total(runner.stats.validated)
     rejects0 = dict(runner.stats.rejects)
+    venue_probe = (
+        await start_venue_probe(endpoints["binance"].ws_url, seconds, symbols[0])
+        if with_probe
+        else None
+    )
     # Window bounds on whole milliseconds: Binance times are milliseconds.
     lo_us, started = time.time_ns() // 1_000_000 * 1000, time.perf_counter()
     await asyncio.sleep(seconds)
     hi_us, elapsed = time.time_ns() // 1_000_000 * 1000, time.perf_counter() - started
+    # Latency of what was stored in the window (the catch-up below queries the simulator's
+    # truth, a load of its own that is not the pipeline's).
+    latency = {w.backend: list(w.stats.latency_ns) for w in runner.writers}
+    stalls = probe.report()
+    venue = await read_venue_probe(venue_probe) if venue_probe is not None else "off"
+    hops = {b: runner.trace.summary(b) for b in ("redis", "postgres")} if runner.trace else {}
     info1 = await sim_info(client, endpoints)
     cpu1, sim_cpu1 = me.cpu_times(), sim_proc.cpu_times()
     msgs = sum(f.counters.ws_messages for f in runner.feeds) - msgs0
@@ -169,7 +212,6 @@ async def step(
     sim_cores = (sim_cpu1.user + sim_cpu1.system - sim_cpu0.user - sim_cpu0.system) / elapsed
     trades = sum(truth.values())
     ok = not missing
-    latency = {w.backend: list(w.stats.latency_ns) for w in runner.writers}
     print(
         f"rate {rate:>7,.0f}: sim generated {generated:>7,.0f} ev/s, sent {sent:>7,.0f} msg/s |"
         f" runner got {msgs / elapsed:>7,.0f} msg/s (x{msgs / elapsed / max(sent, 1):.2f}),"
@@ -180,6 +222,12 @@ async def step(
         f" sim {sim_cores:.2f} | rejected {rejects or 'none'} | peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB",
         flush=True,
     )
+    for backend, summary in hops.items():
+        if summary is not None:
+            print(f"    {backend:>8} {summary.line()}", flush=True)
+    print(f"    runner   {stalls}", flush=True)
+    print(f"    venue    exchange time → an idle client (binance {symbols[0]} trades): {venue}",
+          flush=True)  # fmt: skip
     return ok
 
 
@@ -198,21 +246,25 @@ async def main_async(args: argparse.Namespace, url: str, redis_url: str) -> None
         # back to its start price, so they stay well inside the 5 % cross-venue rule.
         validation = replace(stages.validation, cross_min_exchanges=1_000)
         stages = replace(stages, validation=validation)
-    options = RunOptions(spill_dir=data_dir / "spill", stages=stages)
+    options = RunOptions(spill_dir=data_dir / "spill", stages=stages, trace_latency=args.trace)
     runner = Runner(settings, options, metrics=Metrics())
     task = asyncio.create_task(runner.run())
     best = 0.0
+    probe = StallProbe(callbacks=args.stalls)
     try:
         await asyncio.wait_for(runner.wait_started(), 60)
+        probe.start()
         async with httpx.AsyncClient(timeout=60) as client:
             sim_proc = psutil.Process(proc.pid)
             for rate in rates:
                 ok = await step(runner, url, sim_proc, client, endpoints, symbols, rate,
-                                args.seconds, args.warmup, args.catchup)  # fmt: skip
+                                args.seconds, args.warmup, args.catchup, probe,
+                                args.venue_probe)  # fmt: skip
                 if not ok:
                     break
                 best = rate
     finally:
+        await probe.stop()
         runner.stop()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(task, 120)
@@ -234,6 +286,21 @@ def main() -> None:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="keep the cross-exchange outlier rule, as `tickvault run` has it (default: on)",
+    )
+    parser.add_argument(
+        "--trace",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="report where the latency goes, hop by hop (default: on)",
+    )
+    parser.add_argument(
+        "--venue-probe",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="measure the venue's own latency with an idle client (default: on)",
+    )
+    parser.add_argument(
+        "--stalls", action="store_true", help="time every loop callback; name the slow ones"
     )
     parser.add_argument("--url", help="PostgreSQL server (default: a throwaway one)")
     parser.add_argument("--redis-url", help="Redis (default: a throwaway one)")

@@ -4,6 +4,7 @@ into real PostgreSQL and Redis (the ``database_url``/``redis_url`` fixtures)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ class Run:
     truth_book: dict[str, Any]
     url: str
     wire_ids: dict[str, str]  # truth trade id -> id on the wire (Binance aggTrade ids)
+    frozen_while_running: int = 0  # objects in the GC's permanent generation during the run
 
 
 def ns(ts: datetime) -> int:
@@ -90,6 +92,7 @@ async def run_pipeline(
         task = asyncio.create_task(runner.run())
         try:
             await asyncio.wait_for(runner.wait_started(), 30)
+            frozen = gc.get_freeze_count()
             await wait_for(lambda: trades_in(runner, exchange) > 0, 15, "the first trades")
             await asyncio.sleep(feed_s)
             if during is not None:
@@ -105,7 +108,7 @@ async def run_pipeline(
             {str(t.trade_id): str(t.agg_id) for t in market.trades} if exchange == "binance" else {}
         )
         return Run(runner, sim.truth_trades(exchange, SYMBOL), sim.truth_book(exchange, SYMBOL, 10),
-                   database_url, wire_ids)  # fmt: skip
+                   database_url, wire_ids, frozen)  # fmt: skip
 
 
 def stored_trades(conn: psycopg.Connection[Any], exchange: str) -> list[tuple[Any, ...]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from decimal import Decimal
 from pathlib import Path
 
@@ -20,6 +21,8 @@ async def test_pipeline_stores_what_the_exchange_sent(
 ) -> None:
     run = await run_pipeline(exchange, database_url, redis_url, tmp_path)
     runner = run.runner
+    # Start-up's objects were frozen for the run (full collections skip them), and thawed after.
+    assert run.frozen_while_running > 10_000 and gc.get_freeze_count() == 0
     with psycopg.connect(database_url) as conn:
         # Trades: row by row the simulator's truth over the window collected (ids, prices as
         # the exchange printed them, sizes, taker side, times).

@@ -25,6 +25,7 @@ with a :class:`RunContext` giving it the store, the cache, the feeds' REST clien
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -38,6 +39,7 @@ from tickvault.model import MarketEvent
 from tickvault.monitoring.metrics import Metrics, get_metrics
 from tickvault.pipeline.records import QualityScore
 from tickvault.runner.feeds import Feed, IngestItem, IngestSink, close_feeds, open_feeds
+from tickvault.runner.latency import LatencyTrace
 from tickvault.runner.repair import run_repairs
 from tickvault.runner.repair_outlet import RepairOutlet, RunnerOutlet
 from tickvault.runner.routing import score_row, split
@@ -59,7 +61,9 @@ class RunOptions:
     spill_dir: Path | None = None  # default: <data_dir>/spill
     quality_interval_s: float = 10.0
     ingest_queue_items: int = 256
-    stage_batch_events: int = 5_000
+    # Events per stage batch at most (~16 ms of stage work): after a stall the backlog is worked
+    # off in slices, each written before the next, instead of one long batch holding the loop.
+    stage_batch_events: int = 2_000
     writer_queue_items: int = 64
     # How long a writer waits for more after the first queued batch. Redis is the hot path:
     # it writes at once, and what arrives while it writes makes the next batch. PostgreSQL
@@ -69,6 +73,11 @@ class RunOptions:
     drain_timeout_s: float = 30.0  # a sink still down after this keeps its backlog on disk
     stages: StageConfig | None = None  # default: from settings (timeframes, indicators)
     ws_policies: dict[str, WsPolicy] = field(default_factory=dict)  # tests shorten timeouts
+    trace_latency: bool = False  # benches: per-hop latency of every trade (runner.trace)
+    # Start-up leaves ~100 000 long-lived objects (modules, settings, instruments) that every
+    # full collection walked: a 0.1 s stall of the loop (0.4 s on a loaded machine) every few
+    # seconds at high rates. Frozen once started, collections scan only what the run creates.
+    freeze_gc: bool = True
 
 
 @dataclass
@@ -111,6 +120,7 @@ class Runner:
         self.cache: AsyncRedisCache | None = None
         self.urls: StorageUrls | None = None
         self.latest_scores: list[QualityScore] = []
+        self.trace = LatencyTrace() if self.options.trace_latency else None
         self._stop = asyncio.Event()
         self._started = asyncio.Event()
         self._extra: list[tuple[str, TaskFactory]] = []
@@ -157,9 +167,12 @@ class Runner:
                    queue_items=options.writer_queue_items, max_rows=max_rows,
                    linger_s=options.redis_linger_s),
         ]  # fmt: skip
+        for writer in self.writers:
+            writer.trace = self.trace
         ingest = IngestSink(self.ingest)
         self.stats.ingest = ingest
         monitoring = None
+        frozen = False
         try:
             self.feeds = await open_feeds(
                 settings, urls.redis_url, ingest, ws_policies=options.ws_policies
@@ -173,8 +186,14 @@ class Runner:
 
                 monitoring = await start_monitoring(self, settings.metrics_port, urls)
             log.info("started: %d feeds", len(self.feeds))
+            if options.freeze_gc:
+                gc.collect()  # what is garbage now must not be frozen with the rest
+                gc.freeze()
+                frozen = True
             await self._run_tasks(urls, store, cache)
         finally:
+            if frozen:
+                gc.unfreeze()  # collectable again once the run is over (tests, embedding)
             if monitoring is not None:
                 await monitoring.stop()
             await close_feeds(self.feeds)
@@ -277,20 +296,29 @@ class Runner:
                 item = next_item
             for group, backfill in ((live, False), (history, True)):
                 if group:
+                    staged_ns = time.time_ns()
                     out, counts = self.stages.process(
                         [e for i in group for e in i.events],
                         [e for i in group for e in i.errors],
                         [g for i in group for g in i.gaps],
-                        time.time_ns(),
+                        staged_ns,
                         backfill=backfill,
                     )
-                    await self._emit(out, counts, live=not backfill)
+                    await self._emit(out, counts, live=not backfill, staged_ns=staged_ns)
             if stop:
                 return
+            # The writers were just handed this batch: let them start on it before the next
+            # (``get`` on a non-empty queue does not suspend, so without this the stages could
+            # keep the loop for batch after batch while the Redis write waits).
+            await asyncio.sleep(0)
 
-    async def _emit(self, out: StageOutput, counts: BatchCounts, *, live: bool = True) -> None:
+    async def _emit(
+        self, out: StageOutput, counts: BatchCounts, *, live: bool = True, staged_ns: int = 0
+    ) -> None:
         publish_batch(self, out, counts)
         pg_item, cache_item = split(out, counts, live=live)
+        pg_item.staged_ns = cache_item.staged_ns = staged_ns
+        pg_item.emitted_ns = cache_item.emitted_ns = time.time_ns()
         # Redis first: a PostgreSQL queue full (a slow commit) must not hold back the hot cache.
         if cache_item.records:
             await self.writers[1].put(cache_item)

@@ -20,13 +20,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis
-
-from tickvault.errors import StorageError
 from tickvault.model import BookSnapshot, Candle, Gap, Ticker, Trade
 from tickvault.monitoring.metrics import Metrics
 from tickvault.pipeline.records import Feature, QualityScore, RepairedHistory
 from tickvault.pipeline.records import Signal as PipelineSignal
+from tickvault.runner.latency import LatencyTrace, live_trades
 from tickvault.runner.spill import ResilientSink
 from tickvault.storage.postgres import PostgresStore
 from tickvault.storage.postgres.records import (
@@ -117,20 +115,15 @@ class RedisSink:
                 scores.append(record)
             else:
                 raise TypeError(f"the Redis sink cannot store {kind.__name__}")
-        cache = self.cache
-        try:
-            if market:
-                await cache.write_events(market)
-            if history:
-                await cache.write_history(history)
-            for (exchange, symbol, timeframe), values in features.items():
-                await cache.set_features(exchange, symbol, timeframe, values)
-            if signals:
-                await cache.push_signals(signals)
-            for score in scores:
-                await cache.set_quality(score.exchange, score.symbol, score.channel, score)
-        except redis.RedisError as exc:  # write_events converts its own; the others do not
-            raise StorageError(f"Redis write failed: {exc}") from None
+        # One round trip for all of it: features, signals and each quality score took one
+        # each, holding up the next batch's write (every 10 s: ~40 scores in a row).
+        await self.cache.write_batch(
+            market,
+            history=history,
+            features=features,
+            signals=signals,
+            scores=[(s.exchange, s.symbol, s.channel, s) for s in scores],
+        )
 
 
 @dataclass(slots=True)
@@ -141,6 +134,8 @@ class WriteItem:
     channels: dict[tuple[str, str], int] = field(default_factory=dict)  # (exchange, channel)
     newest: dict[tuple[str, str, str], int] = field(default_factory=dict)  # stream -> ts_ns
     live: bool = True  # False: repaired history, whose age is not the pipeline's latency
+    staged_ns: int = 0  # when the stages took its batch (for LatencyTrace)
+    emitted_ns: int = 0  # when the stages handed it on
 
 
 @dataclass
@@ -176,6 +171,7 @@ class Writer:
         self.linger_s = linger_s
         self.track_freshness = track_freshness
         self.stats = WriterStats()
+        self.trace: LatencyTrace | None = None  # set by benches: per-hop latency of trades
         self._spilled_seen = 0
 
     async def put(self, item: WriteItem) -> None:
@@ -218,6 +214,7 @@ class Writer:
 
     async def _write(self, items: list[WriteItem]) -> None:
         records = [r for item in items for r in item.records]
+        write_ns = time.time_ns()
         started = time.perf_counter()
         await self.sink.write(records)
         took_s = time.perf_counter() - started
@@ -248,6 +245,13 @@ class Writer:
         stats.latency_ns.extend(
             [done_ns - r.ts_ns for i in items if i.live for r in i.records if type(r) is Trade]
         )
+        trace = self.trace
+        if trace is not None:
+            for item in items:
+                if item.live and item.staged_ns:
+                    trades = live_trades(item.records)
+                    trace.record(self.backend, trades, item.staged_ns, item.emitted_ns,
+                                 write_ns, done_ns)  # fmt: skip
         if self.track_freshness:
             for item in items:
                 for (exchange, symbol, channel), ts_ns in item.newest.items():

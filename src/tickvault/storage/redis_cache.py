@@ -119,7 +119,7 @@ def _newest_per_key(
     """What a batch leaves per key: one bar per (candle key, open time) — a later update wins,
     but a derived bar never displaces the exchange's — and the newest trade, book and ticker."""
     candles: dict[tuple[str, int], Candle] = {}
-    latest: dict[str, tuple[int, bytes]] = {}
+    newest: dict[str, MarketEvent] = {}
     for event in events:
         if isinstance(event, Candle):
             key = keys.candles(event.exchange, event.symbol, event.timeframe)
@@ -129,11 +129,12 @@ def _newest_per_key(
             ):
                 candles[(key, event.open_ns)] = event
         elif isinstance(event, Trade):
-            _keep_newest(latest, keys.trade(event.exchange, event.symbol), event)
+            _keep_newest(newest, keys.trade(event.exchange, event.symbol), event)
         elif isinstance(event, BookSnapshot):
-            _keep_newest(latest, keys.book(event.exchange, event.symbol), event)
+            _keep_newest(newest, keys.book(event.exchange, event.symbol), event)
         elif isinstance(event, Ticker):
-            _keep_newest(latest, keys.ticker(event.exchange, event.symbol), event)
+            _keep_newest(newest, keys.ticker(event.exchange, event.symbol), event)
+    latest = {key: (e.ts_ns, encode(e)) for key, e in newest.items()}  # type: ignore[union-attr]
     return candles, latest
 
 
@@ -163,10 +164,10 @@ def _queue_candles(
     return len(streams)
 
 
-def _keep_newest(latest: dict[str, tuple[int, bytes]], key: str, event: MarketEvent) -> None:
-    current = latest.get(key)
-    if current is None or event.ts_ns >= current[0]:
-        latest[key] = (event.ts_ns, encode(event))
+def _keep_newest(newest: dict[str, MarketEvent], key: str, event: MarketEvent) -> None:
+    current = newest.get(key)
+    if current is None or event.ts_ns >= current.ts_ns:  # type: ignore[union-attr]
+        newest[key] = event  # encoded once it is known to be the newest (not every trade)
 
 
 def _queue_features(
@@ -377,6 +378,36 @@ class AsyncRedisCache:
 
     async def write_events(self, events: Sequence[MarketEvent]) -> int:
         return await self._write(_queue_events, events)
+
+    async def write_batch(
+        self,
+        events: Sequence[MarketEvent] = (),
+        *,
+        history: Sequence[MarketEvent] = (),
+        features: Mapping[tuple[str, str, str], Mapping[str, FeatureValue]] | None = None,
+        signals: Sequence[tuple[str, str, str, object]] = (),
+        scores: Sequence[tuple[str, str, str, object]] = (),
+    ) -> None:
+        """One writer batch of every kind in one MULTI/EXEC, so one round trip: live events,
+        repaired history, features per (exchange, symbol, timeframe), signals, and quality
+        scores as (exchange, symbol, channel, score). Raises StorageError."""
+        pipe = self.client.pipeline(transaction=True)
+        keys, settings = self.keys, self.settings
+        if events:
+            _queue_events(pipe, keys, settings, events)
+        if history:
+            _queue_history(pipe, keys, settings, history)
+        for (exchange, symbol, timeframe), values in (features or {}).items():
+            _queue_features(pipe, keys, settings, exchange, symbol, timeframe, values)
+        for exchange, symbol, timeframe, payload in signals:
+            _queue_signal(pipe, keys, settings, exchange, symbol, timeframe, payload)
+        for exchange, symbol, channel, score in scores:
+            pipe.set(keys.quality(exchange, symbol, channel), encode(score),
+                     ex=settings.features_ttl_s)  # fmt: skip
+        try:
+            await pipe.execute()
+        except redis.RedisError as exc:
+            raise _storage_error(exc, self.url) from None
 
     async def set_features(
         self, exchange: str, symbol: str, timeframe: str, values: Mapping[str, FeatureValue]

@@ -145,6 +145,39 @@ def test_async_writes_features_signals_pubsub(redis_url: str) -> None:
     assert len(stored) == 1
 
 
+def test_a_writer_batch_of_every_kind_is_one_transaction(redis_url: str) -> None:
+    """Events, features, signals and quality scores of one batch: one MULTI/EXEC, one round
+    trip (each kind, each score, took one of its own and held up the next batch)."""
+    sync = RedisCache(redis_url)
+
+    def exec_calls() -> int:
+        stats = sync.client.info("commandstats").get("cmdstat_exec", {})
+        return int(stats.get("calls", 0))
+
+    trade = Trade(
+        "binance", "BTC-USDT", "7", Decimal("100.5"), Decimal("0.1"), Side.BUY, 5 * MIN_NS, 1
+    )
+
+    async def scenario() -> None:
+        cache = AsyncRedisCache(redis_url)
+        await cache.write_batch(
+            [candle(1), trade],
+            features={("binance", "BTC-USDT", "1m"): {"rsi_14": FeatureValue(9, 55.5)}},
+            signals=[("binance", "BTC-USDT", "1m", {"rule": "ema_cross"})],
+            scores=[("binance", "BTC-USDT", "trades", {"score": 0.99})],
+        )
+        await cache.close()
+
+    before = exec_calls()
+    asyncio.run(scenario())
+    assert exec_calls() == before + 1
+    assert sync.latest_trade("binance", "BTC-USDT") == trade
+    assert [c.open_ns for c in sync.latest_candles("binance", "BTC-USDT", "1m", 5)] == [MIN_NS]
+    assert sync.features("binance", "BTC-USDT", "1m") == {"rsi_14": FeatureValue(9, 55.5)}
+    assert sync.client.llen(sync.keys.signals("binance", "BTC-USDT", "1m")) == 1
+    assert sync.client.get(sync.keys.quality("binance", "BTC-USDT", "trades")) is not None
+
+
 def test_derived_bar_never_replaces_the_exchange_bar(redis_url: str) -> None:
     """One bar per open time, as the query API serves them: the exchange's when it has one."""
     cache = RedisCache(redis_url)

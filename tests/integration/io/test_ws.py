@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from aiohttp import web
 from io_testkit import MS, ToyAdapter, ToyExchangeServer, instrument
 
 from conftest import Serve
@@ -188,3 +189,48 @@ async def test_every_message_is_captured(serve_app: Serve, tmp_path: Path) -> No
     assert [json.loads(r.raw)["id"] for r in records if '"BBB-USD"' in r.raw] == recorder.ids(
         "BBB-USD"
     )
+
+
+class SlowRecorder(Recorder):
+    """Each message costs 1 ms of blocking work, as decoding a large one does."""
+
+    async def __call__(self, out: FeedOutput) -> None:
+        time.sleep(0.001)
+        self.outputs.append(out)
+
+
+async def test_a_backlog_of_messages_does_not_hold_the_loop(serve_app: Serve) -> None:
+    """After a stall the socket holds many messages and ``recv`` hands them over without
+    suspending: the reader gives the loop back every few ms instead of working through the
+    whole backlog in one go (the stages and writers, and every message's latency, waited)."""
+    burst = 400
+
+    async def burst_then_wait(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.receive()  # the subscription
+        for i in range(burst):  # in the socket at once: one read on the client's side
+            await ws.send_str(json.dumps({"s": "AAA-USD", "id": i, "ts": 1, "p": "1", "q": "1"}))
+        async for _ in ws:  # until the client closes
+            pass
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/ws", burst_then_wait)
+    url = (await serve_app(app)).replace("http://", "ws://")
+    gaps: list[float] = []
+
+    async def watch() -> None:
+        while True:
+            before = time.perf_counter()
+            await asyncio.sleep(0)
+            gaps.append(time.perf_counter() - before)
+
+    recorder = SlowRecorder()
+    watcher = asyncio.create_task(watch())
+    try:
+        await run_until(session(url, recorder), lambda: len(recorder.outputs) >= burst, 10.0)
+    finally:
+        watcher.cancel()
+    assert recorder.ids("AAA-USD") == list(range(burst))  # all of it, in order
+    assert max(gaps) < 0.1  # the whole backlog takes 0.4 s; slices of ~5 ms

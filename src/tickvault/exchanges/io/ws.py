@@ -45,6 +45,11 @@ log = logging.getLogger(__name__)
 
 Emit = Callable[[FeedOutput], Awaitable[None]]
 
+# ``recv`` returns without suspending while the socket has messages buffered, so after a stall
+# a reader could decode a backlog for 0.1 s and more in one go, holding up the stages and the
+# writers (and every message's way to storage). It hands the loop back after this long.
+RECV_SLICE_S = 0.005
+
 _CHANNELS: dict[type, str] = {
     Trade: "trades", BookSnapshot: "book", BookDelta: "book", Ticker: "ticker", Candle: "candles",
 }  # fmt: skip
@@ -320,6 +325,7 @@ class WsSession:
         lifetime = self.policy.max_lifetime_s if rollover else None
         deadline_s = conn.opened_s + lifetime if lifetime is not None else None
         watch = _RecvWatch(self.policy.silence_timeout_s, deadline_s)
+        slice_start_s = time.monotonic()
         try:
             while True:
                 if deadline_s is not None and time.monotonic() >= deadline_s:
@@ -345,6 +351,9 @@ class WsSession:
                     return Outcome.CLOSED if conn.closing else Outcome.DROPPED
                 watch.waiting_since = None
                 await self._on_message(conn, raw)
+                if time.monotonic() - slice_start_s >= RECV_SLICE_S:
+                    await asyncio.sleep(0)  # let the stages and writers have the loop
+                    slice_start_s = time.monotonic()
         finally:
             watch.stop()
 

@@ -16,6 +16,7 @@ decimal text cast by the server: measured cheaper, for the server, than staging 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -30,7 +31,7 @@ from tickvault.storage.postgres.ddl import NATURAL_KEYS
 from tickvault.storage.postgres.records import FeatureValue
 
 Row = tuple[Any, ...]
-DIRECT_CHUNK_ROWS = 2000  # rows encoded per COPY write on the direct path
+DIRECT_CHUNK_ROWS = 2000  # rows encoded per COPY write on the direct path (~6 ms of trades)
 
 _TS = "(TIMESTAMPTZ '1970-01-01 00:00:00+00' + {col} * INTERVAL '1 microsecond')"
 
@@ -176,6 +177,10 @@ async def copy_direct(
             cur.copy(spec.copy_direct_sql()) as copy,
         ):
             for lo in range(0, len(batch), DIRECT_CHUNK_ROWS):
+                if lo:
+                    # ``write`` suspends only when the socket is full: without this a large
+                    # batch was encoded in one go, stalling the loop (and the Redis path).
+                    await asyncio.sleep(0)
                 await copy.write(spec.encode(batch[lo : lo + DIRECT_CHUNK_ROWS]))
     except pg_errors.UniqueViolation:
         return False
@@ -186,12 +191,14 @@ async def copy_staged(
     conn: psycopg.AsyncConnection[Any], spec: TableSpec, batch: Sequence[Any]
 ) -> int:
     """Binary COPY into the staging table, then insert what is new; returns the rows inserted."""
-    rows = [spec.to_row(e) for e in batch]
+    to_row = spec.to_row
     async with conn.transaction(), conn.cursor() as cur:
         async with cur.copy(spec.copy_sql()) as copy:
             copy.set_types(spec.types)
-            for row in rows:
-                await copy.write_row(row)
+            for i, record in enumerate(batch):
+                if i and not i % DIRECT_CHUNK_ROWS:
+                    await asyncio.sleep(0)  # as in copy_direct: never one long stall
+                await copy.write_row(to_row(record))
         await cur.execute(spec.insert_sql())
         return max(cur.rowcount, 0)
 
