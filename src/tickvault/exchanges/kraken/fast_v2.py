@@ -1,0 +1,192 @@
+"""The fast path of v2 ``trade`` and ``ticker`` messages (what the live feed and the simulator
+send most, besides book updates).
+
+One typed decode of the whole message (the general decoder decodes an envelope, then its
+``data``), symbols and timestamp seconds remembered between entries, and the feed's trade-id and
+last-time bookkeeping done once per message. It answers only messages whose every entry is
+valid; on anything else (a response, another channel, a bad number, side or time, an unknown
+pair, a number in exponent form) it returns None before touching any state, and the general
+decoder (:mod:`decode_v2`) decides, errors included. ``tests/unit/test_fast_paths.py`` checks
+that both give the same output on recorded and generated streams and their broken variants.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+import msgspec
+
+from tickvault.exchanges.base import FeedOutput
+from tickvault.exchanges.kraken.schemas import TickerData, TradeData
+from tickvault.exchanges.kraken.wire import EXCHANGE, WireError, rfc3339_ns
+from tickvault.model import NS_PER_S, MarketEvent, Side, Ticker, Trade
+
+if TYPE_CHECKING:
+    from tickvault.exchanges.kraken.feed import KrakenFeed
+
+D = TypeVar("D")
+
+
+class _Message(msgspec.Struct, Generic[D], frozen=True):
+    """:class:`schemas.Envelope` with typed ``data`` (same fields, so the same messages decode)."""
+
+    data: list[D]
+    channel: str | None = None
+    type: str | None = None
+    method: str | None = None
+    success: bool | None = None
+    result: msgspec.Raw = msgspec.Raw()
+    error: str | None = None
+    req_id: int | None = None
+    timestamp: str | None = None
+
+
+_trades = msgspec.json.Decoder(_Message[TradeData])
+_tickers = msgspec.json.Decoder(_Message[TickerData])
+_TRADE_HEAD = ('{"channel":"trade",', b'{"channel":"trade",')
+_TICKER_HEAD = ('{"channel":"ticker",', b'{"channel":"ticker",')
+# as decode_v2._EXPONENT, over the whole message (a match anywhere leaves it to the decoder)
+_EXPONENT_TEXT = re.compile(r"[0-9][eE][-+]?[0-9]")
+_EXPONENT_BYTES = re.compile(rb"[0-9][eE][-+]?[0-9]")
+_SIDES = {"buy": Side.BUY, "sell": Side.SELL}
+_TYPES = ("snapshot", "update")
+_SECONDS_MAX = 4096
+
+
+class V2Fast:
+    """The v2 fast path of one :class:`KrakenFeed` (reads its symbols, writes its last times,
+    trade ids and counters exactly as its general path does)."""
+
+    def __init__(self, feed: KrakenFeed) -> None:
+        self.feed = feed
+        self.answered = 0
+        self._symbols: dict[str, str] = {}  # ws pair -> canonical symbol
+        self._seconds: dict[str, int] = {}  # "YYYY-MM-DDTHH:MM:SS" -> epoch ns of that second
+
+    def message(self, raw: bytes | str, recv_ns: int) -> FeedOutput | None:
+        which = 0 if type(raw) is str else 1
+        if raw.startswith(_TRADE_HEAD[which]):  # type: ignore[arg-type]
+            out = self._trades(raw, recv_ns)
+        elif raw.startswith(_TICKER_HEAD[which]):  # type: ignore[arg-type]
+            out = self._tickers(raw, recv_ns)
+        else:
+            return None
+        if out is not None:
+            self.answered += 1
+        return out
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _symbol(self, pair: str) -> str | None:
+        symbol = self._symbols.get(pair)
+        if symbol is None:
+            instrument = self.feed.symbols.get(pair)
+            if instrument is None:
+                return None
+            symbol = self._symbols[pair] = instrument.symbol
+        return symbol
+
+    def _time(self, text: str) -> int | None:
+        """rfc3339_ns(text), or None where it raises."""
+        if len(text) == 27 and text[19] == "." and text[26] == "Z":  # microseconds, as sent
+            whole = self._seconds.get(text[:19])
+            fraction = text[20:26]
+            if whole is not None and fraction.isdigit() and fraction.isascii():
+                return whole + int(fraction) * 1000
+        try:
+            ts_ns = rfc3339_ns(text)
+        except WireError:
+            return None
+        if len(text) >= 20 and text[19] in ".Z":
+            seconds = self._seconds
+            if len(seconds) >= _SECONDS_MAX:
+                seconds.clear()
+            seconds[text[:19]] = ts_ns - ts_ns % NS_PER_S
+        return ts_ns
+
+    @staticmethod
+    def _plain(raw: bytes | str) -> bool:
+        """No number in exponent form anywhere in the message."""
+        if type(raw) is str:
+            return _EXPONENT_TEXT.search(raw) is None
+        return _EXPONENT_BYTES.search(raw) is None  # type: ignore[arg-type]
+
+    # -- channels ----------------------------------------------------------------------------
+
+    def _trades(self, raw: bytes | str, recv_ns: int) -> FeedOutput | None:
+        try:
+            message = _trades.decode(raw)
+        except msgspec.DecodeError:
+            return None
+        if (
+            message.method is not None
+            or message.channel != "trade"
+            or message.type not in _TYPES
+            or not message.data
+            or not self._plain(raw)
+        ):
+            return None
+        events: list[MarketEvent] = []
+        for entry in message.data:
+            side = _SIDES.get(entry.side)
+            trade_id = entry.trade_id
+            price, size = entry.price, entry.qty
+            if side is None or trade_id is None:
+                return None
+            symbol = self._symbol(entry.symbol)
+            if symbol is None:
+                return None
+            if not (price.is_finite() and size.is_finite() and price > 0 and size > 0):
+                return None
+            ts_ns = self._time(entry.timestamp)
+            if ts_ns is None:
+                return None
+            events.append(Trade(EXCHANGE, symbol, str(trade_id), price, size, side, ts_ns, recv_ns))
+        feed = self.feed
+        out = FeedOutput(events=events)
+        feed.counters.sequence_gaps += feed._trade_ids.check(events, out.gaps)
+        last_ts = feed._last_ts
+        for event in events:
+            last_ts[("trade", event.symbol)] = event.ts_ns
+        return out
+
+    def _tickers(self, raw: bytes | str, recv_ns: int) -> FeedOutput | None:
+        try:
+            message = _tickers.decode(raw)
+        except msgspec.DecodeError:
+            return None
+        if (
+            message.method is not None
+            or message.channel != "ticker"
+            or message.type not in _TYPES
+            or not message.data
+            or not self._plain(raw)
+        ):
+            return None
+        events: list[MarketEvent] = []
+        for entry in message.data:
+            symbol = self._symbol(entry.symbol)
+            if symbol is None:
+                return None
+            values = (entry.bid, entry.bid_qty, entry.ask, entry.ask_qty, entry.last, entry.volume)
+            if not all(_optional_ok(value) for value in values):
+                return None
+            text = entry.timestamp or message.timestamp
+            if text:
+                ts_ns = self._time(text)
+                if ts_ns is None:
+                    return None
+            else:
+                ts_ns = recv_ns
+            events.append(Ticker(EXCHANGE, symbol, ts_ns, recv_ns, *values))
+        last_ts = self.feed._last_ts
+        for event in events:
+            last_ts[("ticker", event.symbol)] = event.ts_ns  # type: ignore[union-attr]
+        return FeedOutput(events=events)
+
+
+def _optional_ok(value: Decimal | None) -> bool:
+    """What decode_v2._optional accepts: None, or a finite, non-negative decimal."""
+    return value is None or (value.is_finite() and value >= 0)
