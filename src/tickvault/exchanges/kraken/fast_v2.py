@@ -129,6 +129,7 @@ class V2Fast:
         ):
             return None
         events: list[MarketEvent] = []
+        ids: list[int] = []
         for entry in message.data:
             side = _SIDES.get(entry.side)
             trade_id = entry.trade_id
@@ -144,12 +145,23 @@ class V2Fast:
             if ts_ns is None:
                 return None
             events.append(Trade(EXCHANGE, symbol, str(trade_id), price, size, side, ts_ns, recv_ns))
+            ids.append(trade_id)
         feed = self.feed
         out = FeedOutput(events=events)
-        feed.counters.sequence_gaps += feed._trade_ids.check(events, out.gaps)
+        # TradeIdTracker.check, on the ids as decoded (a negative one is not a digit string)
+        observe = feed._trade_ids.observe
+        gaps = out.gaps
+        last: dict[str, int] = {}
+        for event, trade_id in zip(events, ids, strict=True):
+            if trade_id >= 0:
+                gap = observe(event.symbol, trade_id, event.ts_ns)
+                if gap is not None:
+                    gaps.append(gap)
+            last[event.symbol] = event.ts_ns
+        feed.counters.sequence_gaps += len(gaps)
         last_ts = feed._last_ts
-        for event in events:
-            last_ts[("trade", event.symbol)] = event.ts_ns
+        for symbol, ts_ns in last.items():
+            last_ts[("trade", symbol)] = ts_ns
         return out
 
     def _tickers(self, raw: bytes | str, recv_ns: int) -> FeedOutput | None:
@@ -182,8 +194,8 @@ class V2Fast:
                 ts_ns = recv_ns
             events.append(Ticker(EXCHANGE, symbol, ts_ns, recv_ns, *values))
         last_ts = self.feed._last_ts
-        for event in events:
-            last_ts[("ticker", event.symbol)] = event.ts_ns  # type: ignore[union-attr]
+        for event in events:  # a ticker message holds one entry
+            last_ts[("ticker", event.symbol)] = event.ts_ns
         return FeedOutput(events=events)
 
 
