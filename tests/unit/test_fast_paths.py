@@ -27,10 +27,12 @@ from hypothesis import strategies as st
 
 from tickvault.exchanges.base import FeedOutput, FeedState, get_adapter
 from tickvault.exchanges.capture import CaptureRecord, read_capture
+from tickvault.exchanges.kraken.book import KrakenBook
 from tickvault.exchanges.kraken.checksum import digits, level_token
 from tickvault.exchanges.kraken.feed import COMPILED, KrakenFeed
+from tickvault.exchanges.kraken.symbols import SymbolMap, price_decimals, qty_decimals
 from tickvault.exchanges.numbers import plain_decimal
-from tickvault.model import Instrument, parse_decimal
+from tickvault.model import Instrument, Level, parse_decimal
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 _NUMBER = re.compile(r"\d+\.\d+")
@@ -594,6 +596,79 @@ def _v2_stream(seed: int, count: int) -> list[CaptureRecord]:
     return out
 
 
+def _v2_book_stream(seed: int, count: int) -> list[CaptureRecord]:
+    """v2 BTC/USD ``book`` messages (a snapshot, then updates: size changes, deletes, inserts
+    that push a level out, each with the checksum of the book they leave, now and then a wrong
+    one or a new snapshot) and ``ohlc`` updates, as the simulator sends them."""
+    rng = random.Random(seed)
+    instrument = SymbolMap(_kraken_instruments()).get("BTC/USD")
+    assert instrument is not None
+    book = KrakenBook(10, price_decimals(instrument), qty_decimals(instrument))
+    first = _records("kraken", "ws_v2_book_guide.jsonl")[0]
+    ts_ns = first.ts_ns
+    mid = Decimal("45284.0")
+    out = []
+
+    def level(price: Decimal, qty: Decimal) -> str:
+        return f'{{"price":{price:f},"qty":{qty:f}}}'
+
+    def qty() -> Decimal:
+        return Decimal(f"{rng.randint(1, 300_000_000) / 1e8:.8f}")
+
+    def message(kind: str, bids: list[Level], asks: list[Level], checksum: int) -> str:
+        stamp = f"{_ISO(ts_ns // 10**9)}.{ts_ns // 1000 % 10**6:06d}Z"
+        return (
+            f'{{"channel":"book","type":"{kind}","data":[{{"symbol":"BTC/USD",'
+            f'"bids":[{",".join(level(*lv) for lv in bids)}],'
+            f'"asks":[{",".join(level(*lv) for lv in asks)}],'
+            f'"checksum":{checksum},"timestamp":"{stamp}"}}]}}'
+        )
+
+    for index in range(count):
+        ts_ns += rng.randint(1, 50) * 1_000_000
+        roll = rng.random()
+        if index == 0 or roll < 0.02:
+            bids = [(mid - Decimal("0.1") * (i + 1), qty()) for i in range(10)]
+            asks = [(mid + Decimal("0.1") * (i + 1), qty()) for i in range(10)]
+            book = KrakenBook(10, price_decimals(instrument), qty_decimals(instrument))
+            book.load_snapshot(bids, asks)
+            raw = message("snapshot", bids, asks, book.checksum())
+        elif roll < 0.85:
+            side = rng.choice(["bids", "asks"])
+            levels = book.bids() if side == "bids" else book.asks()
+            sign = -1 if side == "bids" else 1
+            change: list[Level] = []
+            kind = rng.random()
+            if kind < 0.5 and levels:
+                change.append((rng.choice(levels)[0], qty()))
+            elif kind < 0.75 and levels:
+                change.append((rng.choice(levels)[0], Decimal("0.00000000")))
+            else:
+                worst = levels[-1][0] if levels else mid
+                price = worst - sign * Decimal("0.1") * rng.randint(1, 3)
+                if any(p == price for p, _ in levels) or price <= 0:
+                    continue
+                change.append((price, qty()))
+            bids, asks = (change, []) if side == "bids" else ([], change)
+            book.apply(bids, asks)
+            book.truncate()
+            checksum = book.checksum() if rng.random() > 0.01 else 12345
+            raw = message("update", bids, asks, checksum)
+        else:
+            price = f"{mid + Decimal(rng.randint(-20, 20)) / 10}"
+            stamp = f"{_ISO(ts_ns // 10**9)}.{ts_ns // 1000 % 10**6:06d}Z"
+            begin = _ISO(ts_ns // 10**9 // 60 * 60)
+            raw = (
+                f'{{"channel":"ohlc","type":"update","timestamp":"{stamp}","data":[{{'
+                f'"symbol":"BTC/USD","open":{mid},"high":{max(mid, Decimal(price))},'
+                f'"low":{min(mid, Decimal(price))},"close":{price},"trades":{rng.randint(1, 99)},'
+                f'"volume":{qty()},"vwap":{mid},"interval_begin":"{begin}.000000000Z",'
+                f'"interval":{rng.choice([1, 1, 5])},"timestamp":"{stamp}"}}]}}'
+            )
+        out.append(msgspec.structs.replace(first, ts_ns=ts_ns, raw=raw))
+    return out
+
+
 def _ISO(seconds: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
 
@@ -630,19 +705,18 @@ _V2_EDITS: tuple[tuple[str, str], ...] = (
     ("}]", "},1]"),
     (",", " ,"),
     ("{", "{ "),
+    ('"checksum":', '"checksum":1'),
+    ('"interval":', '"interval":2'),
+    ('"interval_begin":"', '"interval_begin":"x'),
+    ('"bids":[', '"bids":[{"price":1e3,"qty":1},'),
+    ('"asks":[', '"asks":[{"price":"NaN","qty":1},'),
+    ('"open":', '"open":-'),
+    ('"vwap":', '"vwap":-'),
+    ('"symbol":"BTC/USD",', ""),
 )
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3, 4])
-def test_kraken_v2_trades_and_tickers_match_the_decoder(seed: int) -> None:
-    """Every path gives the reference output on v2 trades and tickers and on edited ones."""
-    instruments = _kraken_instruments()
-    records = _v2_stream(seed, 1500)
-    feeds = _kraken_feeds(instruments)
-    answered = assert_same("kraken", instruments, records, feeds=feeds)
-    assert answered == len(records)
-    # the v2 fast path answered (nearly) all of them itself
-    assert feeds[0]._v2.answered > 0.9 * len(records)
+def _v2_edited(records: list[CaptureRecord], seed: int) -> list[CaptureRecord]:
     rng = random.Random(seed)
     edited = []
     for record in _stream(records, seed):
@@ -656,4 +730,32 @@ def test_kraken_v2_trades_and_tickers_match_the_decoder(seed: int) -> None:
         if rng.random() < 0.2:
             raw = raw.encode() if isinstance(raw, str) else raw
         edited.append(msgspec.structs.replace(record, raw=raw))  # type: ignore[arg-type]
+    return edited
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_kraken_v2_trades_and_tickers_match_the_decoder(seed: int) -> None:
+    """Every path gives the reference output on v2 trades and tickers and on edited ones."""
+    instruments = _kraken_instruments()
+    records = _v2_stream(seed, 1500)
+    feeds = _kraken_feeds(instruments)
+    answered = assert_same("kraken", instruments, records, feeds=feeds)
+    assert answered == len(records)
+    # the v2 fast path answered (nearly) all of them itself
+    assert feeds[0]._v2.answered > 0.9 * len(records)
+    edited = _v2_edited(records, seed)
+    assert_same("kraken", instruments, edited, feeds=_kraken_feeds(instruments))
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_kraken_v2_books_and_candles_match_the_decoder(seed: int) -> None:
+    """Every path gives the reference output on v2 book and ohlc streams (resyncs included)
+    and on edited ones."""
+    instruments = _kraken_instruments()
+    records = _v2_book_stream(seed, 1500)
+    feeds = _kraken_feeds(instruments)
+    assert_same("kraken", instruments, records, feeds=feeds)
+    assert feeds[0]._v2.answered > 0.9 * len(records)
+    assert feeds[0].counters.checksum_failures > 0
+    edited = _v2_edited(records, seed)
     assert_same("kraken", instruments, edited, feeds=_kraken_feeds(instruments))

@@ -1,5 +1,4 @@
-"""The fast path of v2 ``trade`` and ``ticker`` messages (what the live feed and the simulator
-send most, besides book updates).
+"""The fast path of v2 ``trade``, ``ticker``, ``book`` and ``ohlc`` messages.
 
 One typed decode of the whole message (the general decoder decodes an envelope, then its
 ``data``), symbols and timestamp seconds remembered between entries, and the feed's trade-id and
@@ -19,9 +18,16 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 import msgspec
 
 from tickvault.exchanges.base import FeedOutput
-from tickvault.exchanges.kraken.schemas import TickerData, TradeData
-from tickvault.exchanges.kraken.wire import EXCHANGE, WireError, rfc3339_ns
-from tickvault.model import NS_PER_S, MarketEvent, Side, Ticker, Trade
+from tickvault.exchanges.kraken.schemas import BookData, OhlcData, PriceLevel, TickerData, TradeData
+from tickvault.exchanges.kraken.wire import (
+    EXCHANGE,
+    INTERVAL_TIMEFRAMES,
+    BookMessage,
+    CandleUpdate,
+    WireError,
+    rfc3339_ns,
+)
+from tickvault.model import NS_PER_S, Level, MarketEvent, Side, Ticker, Trade
 
 if TYPE_CHECKING:
     from tickvault.exchanges.kraken.feed import KrakenFeed
@@ -45,8 +51,12 @@ class _Message(msgspec.Struct, Generic[D], frozen=True):
 
 _trades = msgspec.json.Decoder(_Message[TradeData])
 _tickers = msgspec.json.Decoder(_Message[TickerData])
+_books = msgspec.json.Decoder(_Message[BookData])
+_ohlcs = msgspec.json.Decoder(_Message[OhlcData])
 _TRADE_HEAD = ('{"channel":"trade",', b'{"channel":"trade",')
 _TICKER_HEAD = ('{"channel":"ticker",', b'{"channel":"ticker",')
+_BOOK_HEAD = ('{"channel":"book",', b'{"channel":"book",')
+_OHLC_HEAD = ('{"channel":"ohlc",', b'{"channel":"ohlc",')
 # as decode_v2._EXPONENT, over the whole message (a match anywhere leaves it to the decoder)
 _EXPONENT_TEXT = re.compile(r"[0-9][eE][-+]?[0-9]")
 _EXPONENT_BYTES = re.compile(rb"[0-9][eE][-+]?[0-9]")
@@ -69,8 +79,12 @@ class V2Fast:
         which = 0 if type(raw) is str else 1
         if raw.startswith(_TRADE_HEAD[which]):  # type: ignore[arg-type]
             out = self._trades(raw, recv_ns)
+        elif raw.startswith(_BOOK_HEAD[which]):  # type: ignore[arg-type]
+            out = self._books(raw, recv_ns)
         elif raw.startswith(_TICKER_HEAD[which]):  # type: ignore[arg-type]
             out = self._tickers(raw, recv_ns)
+        elif raw.startswith(_OHLC_HEAD[which]):  # type: ignore[arg-type]
+            out = self._ohlcs(raw, recv_ns)
         else:
             return None
         if out is not None:
@@ -197,6 +211,91 @@ class V2Fast:
         for event in events:  # a ticker message holds one entry
             last_ts[("ticker", event.symbol)] = event.ts_ns
         return FeedOutput(events=events)
+
+    def _books(self, raw: bytes | str, recv_ns: int) -> FeedOutput | None:
+        """As the general path: every entry decoded first, then each applied by the feed."""
+        try:
+            message = _books.decode(raw)
+        except msgspec.DecodeError:
+            return None
+        if (
+            message.method is not None
+            or message.channel != "book"
+            or message.type not in _TYPES
+            or not message.data
+            or not self._plain(raw)
+        ):
+            return None
+        snapshot = message.type == "snapshot"
+        books: list[BookMessage] = []
+        for entry in message.data:
+            symbol = self._symbol(entry.symbol)
+            bids = _levels(entry.bids)
+            asks = _levels(entry.asks)
+            if symbol is None or bids is None or asks is None:
+                return None
+            if entry.timestamp:
+                ts_ns = self._time(entry.timestamp)
+                if ts_ns is None:
+                    return None
+            else:
+                ts_ns = recv_ns
+            books.append(BookMessage(symbol, snapshot, bids, asks, entry.checksum, ts_ns))
+        feed = self.feed
+        out = FeedOutput()
+        for book in books:
+            feed._on_book(book, raw, recv_ns, out)
+        feed.counters.decode_errors += len(out.errors)
+        return out
+
+    def _ohlcs(self, raw: bytes | str, recv_ns: int) -> FeedOutput | None:
+        try:
+            message = _ohlcs.decode(raw)
+        except msgspec.DecodeError:
+            return None
+        if (
+            message.method is not None
+            or message.channel != "ohlc"
+            or message.type not in _TYPES
+            or not message.data
+            or not self._plain(raw)
+        ):
+            return None
+        updates: list[CandleUpdate] = []
+        for entry in message.data:
+            timeframe = INTERVAL_TIMEFRAMES.get(entry.interval)
+            symbol = self._symbol(entry.symbol)
+            if timeframe is None or symbol is None:
+                return None
+            prices = (entry.open, entry.high, entry.low, entry.close, entry.volume)
+            if not all(value.is_finite() and value >= 0 for value in prices):
+                return None
+            if not _optional_ok(entry.vwap):
+                return None
+            open_ns = self._time(entry.interval_begin)
+            text = entry.timestamp or message.timestamp
+            ts_ns = self._time(text) if text else recv_ns
+            if open_ns is None or ts_ns is None:
+                return None
+            updates.append(
+                CandleUpdate(symbol, timeframe, open_ns, *prices, ts_ns, entry.trades, entry.vwap)
+            )
+        feed = self.feed
+        out = FeedOutput()
+        for update in updates:
+            feed._on_candle(update, recv_ns, out)
+        return out
+
+
+def _levels(levels: list[PriceLevel]) -> list[Level] | None:
+    """decode_v2._levels, or None where it raises (a price or qty not finite or negative)."""
+    out: list[Level] = []
+    for level in levels:
+        price, qty = level.price, level.qty
+        if not (price.is_finite() and qty.is_finite() and price >= 0 and qty >= 0):
+            return None
+        out.append((price, qty))
+    return out
 
 
 def _optional_ok(value: Decimal | None) -> bool:
