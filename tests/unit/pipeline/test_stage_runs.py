@@ -23,7 +23,7 @@ import pytest
 
 from tickvault.exchanges.base import get_adapter
 from tickvault.exchanges.capture import read_capture
-from tickvault.model import NS_PER_S, MarketEvent, Side, Ticker, Trade
+from tickvault.model import NS_PER_S, BookDelta, BookSnapshot, MarketEvent, Side, Ticker, Trade
 from tickvault.pipeline.quality import QualityTracker
 from tickvault.runner.stages import Stages
 
@@ -102,6 +102,13 @@ def _broken(rng: random.Random, events: list[MarketEvent]) -> list[Any]:
             out.append({"exchange": "kraken", "symbol": "BTC-USD"})
         elif roll < 0.12 and type(event) is Trade:
             out.append(msgspec.structs.replace(event, trade_id=""))
+        elif roll < 0.2 and type(event) in (BookDelta, BookSnapshot) and event.bids:  # type: ignore[union-attr]
+            bids = list(event.bids)  # type: ignore[union-attr]
+            price, size = bids[0]
+            bids[0] = rng.choice(
+                [(-price, size), (price, -size), (Decimal("NaN"), size), (price, 1.5), (price,)]
+            )
+            out.append(msgspec.structs.replace(event, bids=tuple(bids)))
         else:
             out.append(event)
     return out
