@@ -31,6 +31,7 @@ from tickvault.exchanges.kraken.book import KrakenBook
 from tickvault.exchanges.kraken.checksum import digits, level_token
 from tickvault.exchanges.kraken.feed import COMPILED, KrakenFeed
 from tickvault.exchanges.kraken.symbols import SymbolMap, price_decimals, qty_decimals
+from tickvault.exchanges.kraken.wire import has_exponent
 from tickvault.exchanges.numbers import plain_decimal
 from tickvault.model import Instrument, Level, parse_decimal
 
@@ -759,3 +760,12 @@ def test_kraken_v2_books_and_candles_match_the_decoder(seed: int) -> None:
     assert feeds[0].counters.checksum_failures > 0
     edited = _v2_edited(records, seed)
     assert_same("kraken", instruments, edited, feeds=_kraken_feeds(instruments))
+
+
+@given(st.text(alphabet='0123456789eE+-.x"{}é ', max_size=16))
+def test_exponent_scan_is_the_regex(text: str) -> None:
+    """has_exponent (C-level scans) finds exactly what [0-9][eE][-+]?[0-9] finds."""
+    expected = re.search(r"[0-9][eE][-+]?[0-9]", text) is not None
+    assert has_exponent(text) is expected
+    assert has_exponent(text.encode()) is expected
+    assert has_exponent(msgspec.Raw(text.encode())) is expected
