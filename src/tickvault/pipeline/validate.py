@@ -126,20 +126,6 @@ class _TradeStream:
 
 
 _ZERO = Decimal(0)
-# float(price) of recent prices: float(Decimal) formats and parses text (the dearest step of a
-# trade's validation), and a market trades at few distinct prices. Numerically equal decimals
-# (1.5, 1.50) are equal keys and have the same float, so the spelling does not matter.
-_FLOATS: dict[Decimal, float] = {}
-_FLOATS_MAX = 100_000
-
-
-def _float_of(price: Decimal) -> float:
-    if len(_FLOATS) >= _FLOATS_MAX:
-        _FLOATS.clear()
-    value = _FLOATS[price] = float(price)
-    return value
-
-
 _encoder = msgspec.json.Encoder(decimal_format="string")
 
 
@@ -185,7 +171,6 @@ class Validator:
         check_ids = cfg.check_trade_id_order
         max_dev, cross_dev = cfg.outlier_max_deviation, cfg.cross_max_deviation
         refresh_every, min_samples = cfg.outlier_refresh_every, cfg.outlier_min_samples
-        floats = _FLOATS
         run_exchange: object = None  # the market of the current run of trades, and its state
         run_symbol: object = None
         state: _TradeStream
@@ -254,9 +239,7 @@ class Validator:
                             else:
                                 state.last_id = number
                         if failure is None:
-                            value = floats.get(price)
-                            if value is None:
-                                value = _float_of(price)
+                            value = float(price)
                             median = ref.median
                             if median is not None:
                                 if abs(value - median) > max_dev * median:
