@@ -5,6 +5,11 @@ Run: ``.venv/bin/python -m bench.stages [--trades 200000] [--batch 1000]``
 Prints events/s of (1) the baseline — iterating the same events and copying them into a new
 list, batch by batch — and (2) validate + derive candles (six timeframes), and their ratio.
 Both are measured in the same run on the same events, so the ratio travels between machines.
+
+With ``--capture DIR`` (files written by ``bench.sim_capture``) it replays what the runner
+receives instead and prints the CPU time of each step per message or per event: the feeds'
+decoding per exchange, then the runner's :class:`Stages` (validation, quality, transform) and
+the PostgreSQL COPY text and Redis encodings of their output (see :mod:`bench.stage_replay`).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import argparse
 import random
 import time
 from decimal import Decimal
+from pathlib import Path
 
 from tickvault.model import NS_PER_S, Side, Trade
 from tickvault.pipeline.candles import CandleDeriver
@@ -84,7 +90,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trades", type=int, default=200_000)
     parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--capture", type=Path, help="replay a bench.sim_capture folder")
+    parser.add_argument("--rounds", type=int, default=3, help="replay rounds (best is shown)")
     args = parser.parse_args()
+    if args.capture is not None:
+        from bench.stage_replay import replay_report
+
+        print(replay_report(args.capture, args.rounds))
+        return
     trades = synthetic_trades(args.trades)
     batches = [trades[i : i + args.batch] for i in range(0, len(trades), args.batch)]
     base_s = min(baseline(batches) for _ in range(3))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import time
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
@@ -26,10 +27,13 @@ from hypothesis import strategies as st
 
 from tickvault.exchanges.base import FeedOutput, FeedState, get_adapter
 from tickvault.exchanges.capture import CaptureRecord, read_capture
+from tickvault.exchanges.kraken.book import KrakenBook
 from tickvault.exchanges.kraken.checksum import digits, level_token
 from tickvault.exchanges.kraken.feed import COMPILED, KrakenFeed
+from tickvault.exchanges.kraken.symbols import SymbolMap, price_decimals, qty_decimals
+from tickvault.exchanges.kraken.wire import has_exponent
 from tickvault.exchanges.numbers import plain_decimal
-from tickvault.model import Instrument, parse_decimal
+from tickvault.model import Instrument, Level, parse_decimal
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 _NUMBER = re.compile(r"\d+\.\d+")
@@ -538,3 +542,230 @@ def test_plain_strings_give_the_reference_decimal_and_checksum_digits(text: str)
     reference = parse_decimal(text)
     assert (value, str(value)) == (reference, str(reference))
     assert digits(text) + digits(text) == level_token(reference, reference)
+
+
+def _v2_stream(seed: int, count: int) -> list[CaptureRecord]:
+    """v2 ``trade`` and ``ticker`` messages as Kraken and the simulator send them (BTC/USD and
+    ETH/USD, ids with now and then a jump, microsecond times across seconds, now and then a
+    ns, ms or whole-second time or an envelope time), as text or bytes."""
+    rng = random.Random(seed)
+    first = _records("kraken", "ws_v2_recorded.jsonl")[0]
+    ts_ns = first.ts_ns
+    ids = {"BTC/USD": 109116693, "ETH/USD": 55000000}
+    out = []
+
+    def stamp(ns: int) -> str:
+        whole = _ISO(ns // 10**9)
+        roll = rng.random()
+        if roll < 0.9:
+            return f"{whole}.{ns // 1000 % 10**6:06d}Z"
+        if roll < 0.94:
+            return f"{whole}.{ns % 10**9:09d}Z"
+        if roll < 0.97:
+            return f"{whole}.{ns // 10**6 % 1000:03d}Z"
+        return f"{whole}Z"
+
+    for _ in range(count):
+        ts_ns += rng.randint(1, 300) * 1_000_000
+        pair = rng.choice(list(ids))
+        base = 83744.3 if pair == "BTC/USD" else 2456.78
+        price = f"{base * (1 + rng.gauss(0, 0.001)):.{rng.choice([1, 2, 5])}f}"
+        roll = rng.random()
+        if roll < 0.75:
+            entries = []
+            for _ in range(rng.choice([1, 1, 2, 3, 8])):
+                ids[pair] += 1 if rng.random() < 0.98 else rng.randint(2, 5)
+                qty = f"{rng.uniform(0.00001, 3):.8f}"
+                entries.append(
+                    f'{{"symbol":"{pair}","side":"{rng.choice(["buy", "sell"])}","price":{price},'
+                    f'"qty":{qty},"ord_type":"limit","trade_id":{ids[pair]},'
+                    f'"timestamp":"{stamp(ts_ns)}"}}'
+                )
+            kind = "update" if rng.random() < 0.95 else "snapshot"
+            raw = f'{{"channel":"trade","type":"{kind}","data":[{",".join(entries)}]}}'
+        else:
+            time_field = f',"timestamp":"{stamp(ts_ns)}"' if rng.random() < 0.9 else ""
+            envelope_time = f',"timestamp":"{stamp(ts_ns)}"' if rng.random() < 0.3 else ""
+            raw = (
+                f'{{"channel":"ticker","type":"update","data":[{{"symbol":"{pair}",'
+                f'"bid":{price},"bid_qty":0.56251979,"ask":{price}1,"ask_qty":0.00044780,'
+                f'"last":{price},"volume":3156.84782110,"vwap":84174.6,"low":83163.6,'
+                f'"high":85247.4,"change":-429.3,"change_pct":-0.51{time_field}}}]{envelope_time}}}'
+            )
+        record = msgspec.structs.replace(first, ts_ns=ts_ns, raw=raw)
+        out.append(record)
+    return out
+
+
+def _v2_book_stream(seed: int, count: int) -> list[CaptureRecord]:
+    """v2 BTC/USD ``book`` messages (a snapshot, then updates: size changes, deletes, inserts
+    that push a level out, each with the checksum of the book they leave, now and then a wrong
+    one or a new snapshot) and ``ohlc`` updates, as the simulator sends them."""
+    rng = random.Random(seed)
+    instrument = SymbolMap(_kraken_instruments()).get("BTC/USD")
+    assert instrument is not None
+    book = KrakenBook(10, price_decimals(instrument), qty_decimals(instrument))
+    first = _records("kraken", "ws_v2_book_guide.jsonl")[0]
+    ts_ns = first.ts_ns
+    mid = Decimal("45284.0")
+    out = []
+
+    def level(price: Decimal, qty: Decimal) -> str:
+        return f'{{"price":{price:f},"qty":{qty:f}}}'
+
+    def qty() -> Decimal:
+        return Decimal(f"{rng.randint(1, 300_000_000) / 1e8:.8f}")
+
+    def message(kind: str, bids: list[Level], asks: list[Level], checksum: int) -> str:
+        stamp = f"{_ISO(ts_ns // 10**9)}.{ts_ns // 1000 % 10**6:06d}Z"
+        return (
+            f'{{"channel":"book","type":"{kind}","data":[{{"symbol":"BTC/USD",'
+            f'"bids":[{",".join(level(*lv) for lv in bids)}],'
+            f'"asks":[{",".join(level(*lv) for lv in asks)}],'
+            f'"checksum":{checksum},"timestamp":"{stamp}"}}]}}'
+        )
+
+    for index in range(count):
+        ts_ns += rng.randint(1, 50) * 1_000_000
+        roll = rng.random()
+        if index == 0 or roll < 0.02:
+            bids = [(mid - Decimal("0.1") * (i + 1), qty()) for i in range(10)]
+            asks = [(mid + Decimal("0.1") * (i + 1), qty()) for i in range(10)]
+            book = KrakenBook(10, price_decimals(instrument), qty_decimals(instrument))
+            book.load_snapshot(bids, asks)
+            raw = message("snapshot", bids, asks, book.checksum())
+        elif roll < 0.85:
+            side = rng.choice(["bids", "asks"])
+            levels = book.bids() if side == "bids" else book.asks()
+            sign = -1 if side == "bids" else 1
+            change: list[Level] = []
+            kind = rng.random()
+            if kind < 0.5 and levels:
+                change.append((rng.choice(levels)[0], qty()))
+            elif kind < 0.75 and levels:
+                change.append((rng.choice(levels)[0], Decimal("0.00000000")))
+            else:
+                worst = levels[-1][0] if levels else mid
+                price = worst - sign * Decimal("0.1") * rng.randint(1, 3)
+                if any(p == price for p, _ in levels) or price <= 0:
+                    continue
+                change.append((price, qty()))
+            bids, asks = (change, []) if side == "bids" else ([], change)
+            book.apply(bids, asks)
+            book.truncate()
+            checksum = book.checksum() if rng.random() > 0.01 else 12345
+            raw = message("update", bids, asks, checksum)
+        else:
+            price = f"{mid + Decimal(rng.randint(-20, 20)) / 10}"
+            stamp = f"{_ISO(ts_ns // 10**9)}.{ts_ns // 1000 % 10**6:06d}Z"
+            begin = _ISO(ts_ns // 10**9 // 60 * 60)
+            raw = (
+                f'{{"channel":"ohlc","type":"update","timestamp":"{stamp}","data":[{{'
+                f'"symbol":"BTC/USD","open":{mid},"high":{max(mid, Decimal(price))},'
+                f'"low":{min(mid, Decimal(price))},"close":{price},"trades":{rng.randint(1, 99)},'
+                f'"volume":{qty()},"vwap":{mid},"interval_begin":"{begin}.000000000Z",'
+                f'"interval":{rng.choice([1, 1, 5])},"timestamp":"{stamp}"}}]}}'
+            )
+        out.append(msgspec.structs.replace(first, ts_ns=ts_ns, raw=raw))
+    return out
+
+
+def _ISO(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+
+
+_V2_EDITS: tuple[tuple[str, str], ...] = (
+    ('"price":', '"price":-'),
+    ('"price":', '"price":1e-5,"x":'),
+    ('"qty":', '"qty":0,"x":'),
+    ('"qty":', '"qty":"NaN","x":'),
+    ('"qty":', '"qty":"Infinity","x":'),
+    ('"bid":', '"bid":-1,"x":'),
+    ('"ask":', '"ask":"NaN","x":'),
+    ('"last":', '"last":null,"x":'),
+    ('"volume":', '"volume":3.1E+2,"x":'),
+    ('"side":"', '"side":"x'),
+    ('"trade_id":', '"trade_id":null,"x":'),
+    ('"trade_id":', '"x":'),
+    ('"symbol":"', '"symbol":"ZZ'),
+    ('"symbol":"BTC/USD"', '"symbol":"XBT/USD"'),
+    ('"timestamp":"', '"timestamp":"x'),
+    ('"timestamp":"', '"timestamp":""'),
+    ("T", "T2"),
+    ("Z", "+00:00"),
+    ("Z", "٣Z"),
+    (".", ".٣"),
+    ('"type":"update"', '"type":"weird"'),
+    ('"type":"update"', '"type":"update","method":"subscribe"'),
+    ('"type":"update"', '"type":"update","success":"yes"'),
+    ('"type":"update"', '"type":"update","channel":"book"'),
+    ('"channel":"trade"', '"channel":"ticker"'),
+    ('"channel":"ticker"', '"channel":"trade"'),
+    ('"data":[', '"data":[],"x":['),
+    ('"data":[', '"data":"x","y":['),
+    ("}]", "},1]"),
+    (",", " ,"),
+    ("{", "{ "),
+    ('"checksum":', '"checksum":1'),
+    ('"interval":', '"interval":2'),
+    ('"interval_begin":"', '"interval_begin":"x'),
+    ('"bids":[', '"bids":[{"price":1e3,"qty":1},'),
+    ('"asks":[', '"asks":[{"price":"NaN","qty":1},'),
+    ('"open":', '"open":-'),
+    ('"vwap":', '"vwap":-'),
+    ('"symbol":"BTC/USD",', ""),
+)
+
+
+def _v2_edited(records: list[CaptureRecord], seed: int) -> list[CaptureRecord]:
+    rng = random.Random(seed)
+    edited = []
+    for record in _stream(records, seed):
+        raw: str | bytes = record.raw
+        if rng.random() < 0.3:
+            old, new = rng.choice(_V2_EDITS)
+            where = [m.start() for m in re.finditer(re.escape(old), record.raw)]
+            if where:
+                at = rng.choice(where)
+                raw = record.raw[:at] + new + record.raw[at + len(old) :]
+        if rng.random() < 0.2:
+            raw = raw.encode() if isinstance(raw, str) else raw
+        edited.append(msgspec.structs.replace(record, raw=raw))  # type: ignore[arg-type]
+    return edited
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_kraken_v2_trades_and_tickers_match_the_decoder(seed: int) -> None:
+    """Every path gives the reference output on v2 trades and tickers and on edited ones."""
+    instruments = _kraken_instruments()
+    records = _v2_stream(seed, 1500)
+    feeds = _kraken_feeds(instruments)
+    answered = assert_same("kraken", instruments, records, feeds=feeds)
+    assert answered == len(records)
+    # the v2 fast path answered (nearly) all of them itself
+    assert feeds[0]._v2.answered > 0.9 * len(records)
+    edited = _v2_edited(records, seed)
+    assert_same("kraken", instruments, edited, feeds=_kraken_feeds(instruments))
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_kraken_v2_books_and_candles_match_the_decoder(seed: int) -> None:
+    """Every path gives the reference output on v2 book and ohlc streams (resyncs included)
+    and on edited ones."""
+    instruments = _kraken_instruments()
+    records = _v2_book_stream(seed, 1500)
+    feeds = _kraken_feeds(instruments)
+    assert_same("kraken", instruments, records, feeds=feeds)
+    assert feeds[0]._v2.answered > 0.9 * len(records)
+    assert feeds[0].counters.checksum_failures > 0
+    edited = _v2_edited(records, seed)
+    assert_same("kraken", instruments, edited, feeds=_kraken_feeds(instruments))
+
+
+@given(st.text(alphabet='0123456789eE+-.x"{}é ', max_size=16))
+def test_exponent_scan_is_the_regex(text: str) -> None:
+    """has_exponent (C-level scans) finds exactly what [0-9][eE][-+]?[0-9] finds."""
+    expected = re.search(r"[0-9][eE][-+]?[0-9]", text) is not None
+    assert has_exponent(text) is expected
+    assert has_exponent(text.encode()) is expected
+    assert has_exponent(msgspec.Raw(text.encode())) is expected

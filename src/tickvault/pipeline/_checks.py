@@ -48,13 +48,14 @@ def _levels(levels: object, side: str) -> tuple[Failure | None, list[Decimal]]:
     if not isinstance(levels, tuple):
         return ("missing_field", f"{side} is not a tuple of levels"), []
     sizes: dict[Decimal, Decimal] = {}
-    for level in levels:
+    zero = _ZERO
+    for level in levels:  # _is_decimal inlined: books carry thousands of levels a second
         if not isinstance(level, tuple) or len(level) != 2:
             return ("missing_field", f"{side} level {level!r} is not (price, size)"), []
         price, size = level
-        if not _is_decimal(price) or not price > _ZERO:
+        if type(price) is not Decimal or not price.is_finite() or not price > zero:
             return ("bad_price", f"{side} price {price!r} is not a positive decimal"), []
-        if not _is_decimal(size) or size < _ZERO:
+        if type(size) is not Decimal or not size.is_finite() or size < zero:
             return ("bad_size", f"{side} size {size!r} at {price} is negative or not a decimal"), []
         sizes[price] = size
     return None, [price for price, size in sizes.items() if size]

@@ -40,6 +40,7 @@ from tickvault.model import (
     CandleSource,
     DecodeError,
     Gap,
+    MarketEvent,
     Ticker,
     Trade,
     timeframe_ns,
@@ -77,6 +78,12 @@ class QualityConfig:
 
 
 _LAG_STEPS = 8  # histogram buckets per doubling
+_CHANNELS: dict[type, str] = {
+    Trade: "trades",
+    BookDelta: "book",
+    BookSnapshot: "book",
+    Ticker: "ticker",
+}  # anything else counts as candles
 
 
 class _Slot:
@@ -111,6 +118,12 @@ class _Stream:
         self.last_candle: dict[str, int] = {}
 
 
+def _end_run(stream: _Stream, slot: _Slot, events: int, newest_recv_ns: int) -> None:
+    slot.events += events
+    if stream.last_recv_ns is None or newest_recv_ns > stream.last_recv_ns:
+        stream.last_recv_ns = newest_recv_ns
+
+
 class QualityTracker:
     def __init__(self, config: QualityConfig | None = None) -> None:
         self.config = config or QualityConfig()
@@ -133,65 +146,95 @@ class QualityTracker:
         return stream, slots[-1]
 
     def observe_validation(self, result: ValidationResult, now_ns: int) -> None:
+        """Count a validated batch: events, lags and id/sequence holes per stream, the newest
+        receive time, and each stream's last price for the consistency check.
+
+        Batch-wise: events of one stream come in runs (a feed message holds many), so a run
+        shares one stream lookup and one update of the counters; of the prices only the last
+        one per (symbol, exchange) is kept, so only that one is converted to float."""
         cache: dict[tuple[str, str, str], tuple[_Stream, _Slot]] = {}
-        prices = self._prices
+        last_price: dict[tuple[str, str], MarketEvent] = {}  # last trade or two-sided ticker
+        log2 = math.log2
+        run_kind: type | None = None
+        run_exchange = run_symbol = ""
+        stream: _Stream | None = None
+        slot: _Slot | None = None
+        lags: dict[int, int] = {}
+        run_events = run_recv = 0
+        last_lag, last_bucket = 0, 0
         for event in result.accepted:
             kind = type(event)
-            if kind is Trade:
-                channel = "trades"
-            elif kind is BookDelta or kind is BookSnapshot:
-                channel = "book"
-            elif kind is Ticker:
-                channel = "ticker"
-            else:
-                channel = "candles"
-            key = (event.exchange, event.symbol, channel)
-            pair = cache.get(key)
-            if pair is None:
-                pair = cache[key] = self._slot(key, now_ns)
-            stream, slot = pair
-            slot.events += 1
+            if (
+                kind is not run_kind
+                or event.exchange is not run_exchange
+                or (event.symbol is not run_symbol)
+            ):
+                if stream is not None:
+                    _end_run(stream, slot, run_events, run_recv)  # type: ignore[arg-type]
+                run_kind, run_exchange, run_symbol = kind, event.exchange, event.symbol
+                key = (run_exchange, run_symbol, _CHANNELS.get(kind, "candles"))
+                pair = cache.get(key)
+                if pair is None:
+                    pair = cache[key] = self._slot(key, now_ns)
+                stream, slot = pair
+                lags = slot.lags
+                run_events = 0
+                run_recv = event.recv_ns
+            run_events += 1
             recv_ns = event.recv_ns
-            if stream.last_recv_ns is None or recv_ns > stream.last_recv_ns:
-                stream.last_recv_ns = recv_ns
+            if recv_ns > run_recv:
+                run_recv = recv_ns
             lag = recv_ns - event.ts_ns
-            bucket = int(math.log2(lag) * _LAG_STEPS) if lag > 1 else 0
-            slot.lags[bucket] = slot.lags.get(bucket, 0) + 1
+            if lag != last_lag:
+                last_lag = lag
+                last_bucket = int(log2(lag) * _LAG_STEPS) if lag > 1 else 0
+            lags[last_bucket] = lags.get(last_bucket, 0) + 1
             if kind is Trade:
                 trade: Trade = event  # type: ignore[assignment]
-                if trade.trade_id.isdigit():
-                    number = int(trade.trade_id)
-                    last = stream.last_id
+                trade_id = trade.trade_id
+                if trade_id.isdigit():
+                    number = int(trade_id)
+                    last = stream.last_id  # type: ignore[union-attr]
                     if last is None or number > last:
                         if last is not None and number > last + 1:
-                            slot.missing += number - last - 1
-                        stream.last_id = number
-                prices.setdefault(trade.symbol, {})[trade.exchange] = (
-                    float(trade.price),
-                    trade.ts_ns,
-                )
+                            slot.missing += number - last - 1  # type: ignore[union-attr]
+                        stream.last_id = number  # type: ignore[union-attr]
+                last_price[(run_symbol, run_exchange)] = trade
             elif kind is BookDelta:
                 delta: BookDelta = event  # type: ignore[assignment]
                 if delta.first_sequence is not None and delta.last_sequence is not None:
-                    if stream.last_seq is not None and delta.first_sequence > stream.last_seq + 1:
-                        slot.missing += delta.first_sequence - stream.last_seq - 1
-                    stream.last_seq = delta.last_sequence
+                    last_seq = stream.last_seq  # type: ignore[union-attr]
+                    if last_seq is not None and delta.first_sequence > last_seq + 1:
+                        slot.missing += delta.first_sequence - last_seq - 1  # type: ignore[union-attr]
+                    stream.last_seq = delta.last_sequence  # type: ignore[union-attr]
             elif kind is BookSnapshot:
                 stream.last_seq = event.sequence  # type: ignore[union-attr]
             elif kind is Ticker:
                 ticker: Ticker = event  # type: ignore[assignment]
                 if ticker.bid_price is not None and ticker.ask_price is not None:
-                    mid = float(ticker.bid_price + ticker.ask_price) / 2
-                    prices.setdefault(ticker.symbol, {})[ticker.exchange] = (mid, ticker.ts_ns)
+                    last_price[(run_symbol, run_exchange)] = ticker
             else:
                 self._candle(event, stream, slot)  # type: ignore[arg-type]
+        if stream is not None:
+            _end_run(stream, slot, run_events, run_recv)  # type: ignore[arg-type]
+        prices = self._prices
+        for (symbol, exchange), event in last_price.items():
+            if type(event) is Trade:
+                value = float(event.price)
+            else:
+                ticker = event  # type: ignore[assignment]
+                value = float(ticker.bid_price + ticker.ask_price) / 2  # type: ignore[operator]
+            by_exchange = prices.get(symbol)
+            if by_exchange is None:
+                by_exchange = prices[symbol] = {}
+            by_exchange[exchange] = (value, event.ts_ns)
         for rejected in result.rejected:
             key = (rejected.exchange, rejected.symbol or "", rejected.channel)
-            _, slot = self._slot(key, now_ns)
+            _, rejected_slot = self._slot(key, now_ns)
             if rejected.reason == "duplicate":
-                slot.duplicates += 1
+                rejected_slot.duplicates += 1
             else:
-                slot.rejected += 1
+                rejected_slot.rejected += 1
 
     def _candle(self, candle: Candle, stream: _Stream, slot: _Slot) -> None:
         if not candle.closed or candle.source is not CandleSource.EXCHANGE:

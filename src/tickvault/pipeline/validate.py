@@ -171,22 +171,31 @@ class Validator:
         check_ids = cfg.check_trade_id_order
         max_dev, cross_dev = cfg.outlier_max_deviation, cfg.cross_max_deviation
         refresh_every, min_samples = cfg.outlier_refresh_every, cfg.outlier_min_samples
+        run_exchange: object = None  # the market of the current run of trades, and its state
+        run_symbol: object = None
+        state: _TradeStream
+        window: _KeyWindow
+        seen: set[Any]
+        ref: _PriceRef
 
         for event in events:
             failure: Failure | None = None
             kind = type(event)
             if kind is Trade:
                 trade: Trade = event  # type: ignore[assignment]
+                exchange = trade.exchange
+                symbol = trade.symbol
+                tid = trade.trade_id
                 price = trade.price
                 size = trade.size
                 ts_ns = trade.ts_ns
                 if not (
-                    type(trade.exchange) is str
-                    and type(trade.symbol) is str
-                    and trade.exchange
-                    and trade.symbol
-                    and trade.trade_id
-                    and type(trade.trade_id) is str
+                    type(exchange) is str
+                    and type(symbol) is str
+                    and exchange
+                    and symbol
+                    and tid
+                    and type(tid) is str
                     and type(price) is Decimal
                     and type(size) is Decimal
                     and type(ts_ns) is int
@@ -207,15 +216,17 @@ class Validator:
                     elif ts_ns < floor_ns:
                         failure = ("stale_ts", f"ts_ns {ts_ns} is before {floor_ns}")
                 if failure is None:
-                    # Hot path: the stream's state in one lookup, outlier check inlined
-                    # (same rule as _check_price, which tickers use).
-                    market = (trade.exchange, trade.symbol)
-                    state = streams.get(market)
-                    if state is None:
-                        state = self._trade_stream(market)
-                    window = state.window
-                    tid = trade.trade_id
-                    if tid in window.keys:
+                    # Hot path: a run of one market's trades (a feed message holds many) shares
+                    # one state lookup; the outlier check is inlined (same rule as
+                    # _check_price, which tickers use).
+                    if exchange is not run_exchange or symbol is not run_symbol:
+                        run_exchange, run_symbol = exchange, symbol
+                        found = streams.get((exchange, symbol))
+                        state = found or self._trade_stream((exchange, symbol))
+                        window = state.window
+                        seen = window.keys
+                        ref = state.ref
+                    if tid in seen:
                         failure = ("duplicate", f"trade id {tid} seen before")
                     else:
                         if check_ids and tid.isdigit():
@@ -228,7 +239,6 @@ class Validator:
                             else:
                                 state.last_id = number
                         if failure is None:
-                            ref = state.ref
                             value = float(price)
                             median = ref.median
                             if median is not None:
@@ -244,13 +254,13 @@ class Validator:
                             if ref.since_refresh >= refresh_every or (
                                 median is None and len(ref.prices) >= min_samples
                             ):
-                                self._refresh(market, ref, ts_ns)
+                                self._refresh((exchange, symbol), ref, ts_ns)
                         if failure is None:
                             order = window.order
                             if len(order) >= window.size:
-                                window.keys.discard(order.popleft())
+                                seen.discard(order.popleft())
                             order.append(tid)
-                            window.keys.add(tid)
+                            seen.add(tid)
             elif kind is BookDelta or kind is BookSnapshot:
                 failure = check_book(event, future_ns, floor_ns)  # type: ignore[arg-type]
                 if failure is None:

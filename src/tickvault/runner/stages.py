@@ -102,6 +102,10 @@ class BatchCounts:
 K = TypeVar("K")
 
 
+class _NoRun:
+    """The type no event has: marks "no current run" in the per-run loops."""
+
+
 def _bump(counts: dict[K, int], key: K, n: int = 1) -> None:
     counts[key] = counts.get(key, 0) + n
 
@@ -207,6 +211,11 @@ class Stages:
         trades: list[Trade] = []
         books: list[BookSnapshot | BookDelta] = []
         exchange_bars: list[Candle] = []
+        # (exchange, channel) counts by runs: a feed message's events share both
+        run_key: tuple[str, str] | None = None
+        run_kind: type | None = None
+        run_exchange = ""
+        run_count = 0
         for event in accepted:
             kind = type(event)
             if kind is Trade:
@@ -218,8 +227,15 @@ class Stages:
                 market.append(event)
                 if kind is Candle and event.closed:  # type: ignore[union-attr]
                     exchange_bars.append(event)  # type: ignore[arg-type]
-            key = (event.exchange, CHANNEL_OF.get(kind, "unknown"))
-            validated[key] = validated.get(key, 0) + 1
+            if kind is run_kind and event.exchange is run_exchange:
+                run_count += 1
+                continue
+            if run_key is not None:
+                validated[run_key] = validated.get(run_key, 0) + run_count
+            run_kind, run_exchange, run_count = kind, event.exchange, 1
+            run_key = (run_exchange, CHANNEL_OF.get(kind, "unknown"))
+        if run_key is not None:
+            validated[run_key] = validated.get(run_key, 0) + run_count
         if trades:
             derived = self.deriver.add_trades(trades)
             for bar in derived.updated:
@@ -275,16 +291,29 @@ class Stages:
     @staticmethod
     def _count_collected(events: Sequence[MarketEvent], streams: StreamCounts) -> None:
         channel_of = CHANNEL_OF
+        run_kind: type | None = None  # the stream of the current run of events (see _transform)
+        run_exchange: object = None
+        run_symbol: object = None
+        stream: list[int] = []
         for event in events:
+            kind: type = type(event)
             try:
-                key = (event.exchange, event.symbol, channel_of[type(event)])
-                ts_ns = event.ts_ns
+                exchange, symbol, ts_ns = event.exchange, event.symbol, event.ts_ns
+                if kind is run_kind and exchange is run_exchange and symbol is run_symbol:
+                    stream[0] += 1
+                    if ts_ns > stream[1]:
+                        stream[1] = ts_ns
+                    continue
+                key = (exchange, symbol, channel_of[kind])
             except (AttributeError, KeyError):
                 key, ts_ns = (str(getattr(event, "exchange", "?")), "?", "unknown"), 0
-            stream = streams.get(key)
-            if stream is None:
-                streams[key] = [1, ts_ns]
+                kind = _NoRun  # not a market event: starts no run
+            found = streams.get(key)
+            if found is None:
+                stream = streams[key] = [1, ts_ns]
             else:
+                stream = found
                 stream[0] += 1
                 if ts_ns > stream[1]:
                     stream[1] = ts_ns
+            run_kind, run_exchange, run_symbol = kind, key[0], key[1]

@@ -117,25 +117,38 @@ def _newest_per_key(
     keys: Keys, events: Sequence[MarketEvent]
 ) -> tuple[dict[tuple[str, int], Candle], dict[str, tuple[int, bytes]]]:
     """What a batch leaves per key: one bar per (candle key, open time) — a later update wins,
-    but a derived bar never displaces the exchange's — and the newest trade, book and ticker."""
+    but a derived bar never displaces the exchange's — and the newest trade, book and ticker.
+
+    Only the kept values are encoded (a batch holds many trades per key, one is kept), and a
+    stream's key is built once per batch."""
     candles: dict[tuple[str, int], Candle] = {}
-    newest: dict[str, MarketEvent] = {}
+    newest: dict[tuple[type, str, str], MarketEvent] = {}
     for event in events:
-        if isinstance(event, Candle):
-            key = keys.candles(event.exchange, event.symbol, event.timeframe)
-            held = candles.get((key, event.open_ns))
+        kind = type(event)
+        if kind is Candle:
+            candle: Candle = event  # type: ignore[assignment]
+            key = keys.candles(candle.exchange, candle.symbol, candle.timeframe)
+            held = candles.get((key, candle.open_ns))
             if held is None or not (
-                event.source == CandleSource.DERIVED and held.source == CandleSource.EXCHANGE
+                candle.source == CandleSource.DERIVED and held.source == CandleSource.EXCHANGE
             ):
-                candles[(key, event.open_ns)] = event
-        elif isinstance(event, Trade):
-            _keep_newest(newest, keys.trade(event.exchange, event.symbol), event)
-        elif isinstance(event, BookSnapshot):
-            _keep_newest(newest, keys.book(event.exchange, event.symbol), event)
-        elif isinstance(event, Ticker):
-            _keep_newest(newest, keys.ticker(event.exchange, event.symbol), event)
-    latest = {key: (e.ts_ns, encode(e)) for key, e in newest.items()}  # type: ignore[union-attr]
+                candles[(key, candle.open_ns)] = candle
+        elif kind is Trade or kind is BookSnapshot or kind is Ticker:
+            stream = (kind, event.exchange, event.symbol)
+            current = newest.get(stream)
+            if current is None or event.ts_ns >= current.ts_ns:
+                newest[stream] = event
+    latest: dict[str, tuple[int, bytes]] = {}
+    for (kind, exchange, symbol), event in newest.items():
+        latest[_LATEST_KEYS[kind](keys, exchange, symbol)] = (event.ts_ns, encode(event))
     return candles, latest
+
+
+_LATEST_KEYS: dict[type, Callable[[Keys, str, str], str]] = {
+    Trade: Keys.trade,
+    BookSnapshot: Keys.book,
+    Ticker: Keys.ticker,
+}
 
 
 def _queue_candles(
@@ -162,12 +175,6 @@ def _queue_candles(
             pipe.expire(key, settings.candle_ttl_s)
         frames.queue_bump(pipe, keys, settings, stream)  # the stored frame is rebuilt on read
     return len(streams)
-
-
-def _keep_newest(newest: dict[str, MarketEvent], key: str, event: MarketEvent) -> None:
-    current = newest.get(key)
-    if current is None or event.ts_ns >= current.ts_ns:  # type: ignore[union-attr]
-        newest[key] = event  # encoded once it is known to be the newest (not every trade)
 
 
 def _queue_features(

@@ -575,7 +575,7 @@ cdef class V1Fast:
     def __init__(self, feed):
         self.feed = feed
         self.counters = feed.counters
-        self.general = feed._general
+        self.general = feed._after_v1  # the v2 fast path, else the general decoder
         self.books = feed._books
         self.last_ts = feed._last_ts
         self.symbols = feed.symbols

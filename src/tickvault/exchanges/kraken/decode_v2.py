@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -28,6 +27,7 @@ from tickvault.exchanges.kraken.wire import (
     WireError,
     checked,
     error,
+    has_exponent,
     rfc3339_ns,
 )
 from tickvault.model import Level, Side, Ticker, Trade
@@ -39,9 +39,6 @@ _tickers = msgspec.json.Decoder(list[TickerData])
 _ohlcs = msgspec.json.Decoder(list[OhlcData])
 _subscribe_result = msgspec.json.Decoder(SubscribeResult)
 
-# A digit followed by an exponent: msgspec would accept 1e-05 as Decimal("0.00001"), but an
-# exponent means some float formatter rewrote the number and its digits cannot be trusted.
-_EXPONENT = re.compile(rb"[0-9][eE][-+]?[0-9]")
 _SILENT_CHANNELS = frozenset({"heartbeat", "status"})
 _SIDES = {"buy": Side.BUY, "sell": Side.SELL}
 
@@ -70,7 +67,7 @@ def decode(data: bytes, raw: bytes | str, recv_ns: int, symbols: SymbolMap) -> D
         detail = f"type {envelope.type!r} with{'' if envelope.data else 'out'} data"
         out.errors.append(error(raw, recv_ns, "schema", detail, channel=channel))
         return out
-    if _EXPONENT.search(envelope.data):
+    if has_exponent(envelope.data):
         detail = "number in exponent form; exact digits unknown"
         out.errors.append(error(raw, recv_ns, "bad_number", detail, channel=channel))
         return out

@@ -28,6 +28,7 @@ from tickvault.exchanges.kraken.book import Book, KrakenBook
 from tickvault.exchanges.kraken.checksum import digits
 from tickvault.exchanges.kraken.decode import decode_message
 from tickvault.exchanges.kraken.decode_v1 import trades_v1
+from tickvault.exchanges.kraken.fast_v2 import V2Fast
 from tickvault.exchanges.kraken.symbols import SymbolMap, price_decimals, qty_decimals
 from tickvault.exchanges.kraken.wire import (
     EXCHANGE,
@@ -173,11 +174,13 @@ class KrakenFeed:
         self._book_type: Callable[[int, int | None, int | None], Book] = (
             CompiledBook if self.compiled else KrakenBook
         )
+        # v2 trades and tickers: one fast path for both cores (it touches no book)
+        self._v2 = V2Fast(self)
         self._compiled = V1Fast(self) if self.compiled else None
         self._v1 = self._compiled.message if self._compiled is not None else self._fast_v1
-        # The fast path handles valid v1 book updates, trades and tickers with the same
-        # results as the general decoder; on anything else it gives up (None) before touching
-        # state. Off only in tests and benchmarks comparing both.
+        # The fast paths handle valid v1 book updates, trades and tickers and v2 trades and
+        # tickers with the same results as the general decoder; on anything else they give up
+        # (None) before touching state. Off only in tests and benchmarks comparing both.
         self.fast_path = True
 
     @property
@@ -202,7 +205,14 @@ class KrakenFeed:
             fast = self._v1(raw, recv_ns)
             if fast is not None:
                 return fast
+            return self._after_v1(raw, recv_ns)
         return self._general(raw, recv_ns)
+
+    def _after_v1(self, raw: bytes | str, recv_ns: int) -> FeedOutput:
+        """A message the v1 fast path left (already counted): the v2 fast path, else the
+        general decoder. The compiled v1 path calls this too."""
+        fast = self._v2.message(raw, recv_ns)
+        return fast if fast is not None else self._general(raw, recv_ns)
 
     def _general(self, raw: bytes | str, recv_ns: int) -> FeedOutput:
         """Any message through the general decoder (already counted)."""

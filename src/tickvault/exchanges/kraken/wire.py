@@ -139,6 +139,24 @@ def seconds_decimal_ns(value: Decimal) -> int:
     return int(value.scaleb(9))
 
 
+# A number in exponent form is a digit, e or E, an optional sign and a digit (the regex
+# ``[0-9][eE][-+]?[0-9]``). Found with C-level scans: every digit read as 0 and E as e, then
+# three substring searches (~3x faster than the regex over a whole message).
+_DIGITS_TO_ZERO = str.maketrans("123456789E", "000000000e")
+_DIGITS_TO_ZERO_BYTES = bytes.maketrans(b"123456789E", b"000000000e")
+
+
+def has_exponent(data: bytes | str) -> bool:
+    """Whether ``data`` holds a number in exponent form (msgspec would accept ``1e-05`` as
+    ``Decimal("0.00001")``, but an exponent means some float formatter rewrote the number and
+    its digits cannot be trusted)."""
+    if isinstance(data, str):
+        text = data.translate(_DIGITS_TO_ZERO)
+        return "0e0" in text or "0e-0" in text or "0e+0" in text
+    folded = (data if type(data) is bytes else bytes(data)).translate(_DIGITS_TO_ZERO_BYTES)
+    return b"0e0" in folded or b"0e-0" in folded or b"0e+0" in folded
+
+
 def checked(value: Decimal, name: str, *, allow_zero: bool = True) -> Decimal:
     """A decoded price/size: finite and not negative (``NaN`` strings decode to Decimal NaN)."""
     if not value.is_finite():
