@@ -133,15 +133,18 @@ def truth_trades(
     symbol: str,
     since_ns: int | None = None,
     until_ns: int | None = None,
+    *,
+    published_order: bool = False,
 ) -> list[tuple[str, int, Decimal, Decimal, str]]:
     """The simulator's trades as the connector stores them. Binance is collected and backfilled
-    as aggregate trades (``@aggTrade``, ``/api/v3/aggTrades``), so its id is the aggregate id."""
+    as aggregate trades (``@aggTrade``, ``/api/v3/aggTrades``), so its id is the aggregate id.
+    Sorted by (time, id), or in the order the venue published them (``published_order``)."""
     agg_ids = {str(t.trade_id): str(t.agg_id) for t in sim.market(exchange, symbol).trades}
     rows = []
     for t in sim.truth_trades(exchange, symbol, since_ns, until_ns):
         trade_id = agg_ids[t["trade_id"]] if exchange == "binance" else t["trade_id"]
         rows.append((trade_id, t["ts_ns"], Decimal(t["price"]), Decimal(t["size"]), t["side"]))
-    return sorted(rows, key=lambda r: (r[1], r[0]))
+    return rows if published_order else sorted(rows, key=lambda r: (r[1], r[0]))
 
 
 def stored_candles(
