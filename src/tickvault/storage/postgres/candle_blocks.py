@@ -279,6 +279,12 @@ class CandleBlocks:
         )
         return {to_us(r[0]): _Stored(r[1], r[2], r[3], _us_or_none(r[4])) for r in rows.fetchall()}
 
+    def _clean_block(self, entry: _Stored | None, start: int, span: int) -> pa.Table | None:
+        """The block's table from a clean, decodable frame; None if missing or marked."""
+        if entry is None or entry.dirty_from_us is not None:
+            return None
+        return self._decoded(entry, start, span)
+
     def _decoded(self, entry: _Stored | None, start: int, span: int) -> pa.Table | None:
         if entry is None or entry.frame is None or entry.layout != frames.FRAME_FORMAT:
             return None
@@ -293,10 +299,7 @@ class CandleBlocks:
         span = span_us(key[2])
         out: dict[int, pa.Table] = {}
         for start in starts:
-            entry = stored.get(start)
-            if entry is None or entry.dirty_from_us is not None:
-                return None
-            table = self._decoded(entry, start, span)
+            table = self._clean_block(stored.get(start), start, span)
             if table is None:
                 return None
             out[start] = table
@@ -310,10 +313,7 @@ class CandleBlocks:
         picked: list[pa.Table] = []
         count = 0
         for start in starts:
-            entry = stored.get(start)
-            if entry is None or entry.dirty_from_us is not None:
-                return None
-            table = self._decoded(entry, start, span)
+            table = self._clean_block(stored.get(start), start, span)
             if table is None:
                 return None
             picked.insert(0, table)
