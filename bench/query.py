@@ -6,12 +6,16 @@ Prints p50/p99 of the ``Vault`` calls (polars frame, what a user gets) and of th
 fetch of the same rows into Python tuples (the baseline, measured in the same run), with their
 ratio. ``Vault`` three ways: uncached (``block_cache=False``: SQL → Arrow), from the candle
 blocks cached in PostgreSQL (warm: the stored frames), and cold (the stream's blocks deleted
-before each read, outside the timing: the read builds and stores them). Without ``--url`` a
-throwaway embedded server is started.
+before each read, outside the timing: the read builds and stores them). "Warm" is a repeat read
+by one reader: it holds the blocks it decoded, so PostgreSQL checks their row versions and sends
+no frame (``held_blocks.py``); "warm, new reader" drops what the reader holds before each read
+(outside the timing), so the stored frames travel and are decoded, as in a fresh process.
+Without ``--url`` a throwaway embedded server is started.
 
 Redis (``redis_cases``): the same two reads served from the hot cache — the latest 500 bars
 both as Candle events (``RedisCache.latest_candles``: ZRANGE + decoding) and as a polars frame
-(``RedisCache.latest_candles_frame``, served from the stream's stored Arrow frame), and the last
+(``RedisCache.latest_candles_frame``, served from the stream's stored Arrow frame; "new reader"
+as above: the blob fetched and decoded, not the reader's held table), and the last
 day's 1,440 bars (``RedisCache.candles_frame``; and ZRANGEBYSCORE + decoding the members into
 Candles or columns, the work the stored frame saves) — plus the bare ZRANGE of the 500 members, and the HTTP API
 (``tickvault api``'s app, in a thread of this process, over loopback with a keep-alive
@@ -77,7 +81,7 @@ PREFIX = "tvbench"  # keys of their own, in case --redis-url names a server in u
 
 def redis_cases(
     args: argparse.Namespace, last_day: tuple[str, str], url: str, stack: contextlib.ExitStack
-) -> list[Case]:
+) -> tuple[list[Case], RedisCache]:
     """(label, call) pairs reading the same candles from Redis, directly and over HTTP."""
     redis_url = args.redis_url or stack.enter_context(_embedded_redis())
     settings = CacheSettings(candles_kept=1440, key_prefix=PREFIX)
@@ -133,12 +137,17 @@ def redis_cases(
             "Redis: latest 500 frame",
             lambda: cache.latest_candles_frame("binance", "BTC-USDT", "1m", 500),
         ),
+        (
+            "Redis: latest 500 frame, new reader",
+            lambda: cache.latest_candles_frame("binance", "BTC-USDT", "1m", 500),
+        ),
         ("Redis: 1 day of 1m Candles", day),
         ("Redis: 1 day of 1m frame", day_frame),
+        ("Redis: 1 day of 1m frame, new reader", day_frame),
         ("Redis: 1 day of 1m from members", day_members_frame),
         ("HTTP latest 500 (Redis)", lambda: get(latest_path)),
         ("HTTP 1 day of 1m (PostgreSQL)", lambda: get(day_path)),
-    ]
+    ], cache
 
 
 @contextlib.contextmanager
@@ -238,22 +247,35 @@ def main() -> None:
                 ("SQL fetch: 1 day of 1m", lambda: conn.execute(day_sql, day_params).fetchall()),  # type: ignore[call-overload]
                 ("Vault.candles uncached: 1 day", day(uncached)),
                 ("Vault.candles blocks warm: 1 day", day(vault)),
+                ("Vault.candles blocks warm, new reader: 1 day", day(vault)),
                 ("Vault.candles blocks cold: 1 day", day(vault)),
                 ("SQL fetch: latest 500", lambda: conn.execute(last_sql, last_params).fetchall()),  # type: ignore[call-overload]
                 ("Vault.latest uncached: 500", latest(uncached)),
                 ("Vault.latest blocks warm: 500", latest(vault)),
+                ("Vault.latest blocks warm, new reader: 500", latest(vault)),
                 ("Vault.latest blocks cold: 500", latest(vault)),
             ]  # fmt: skip
-            cases += redis_cases(args, (day_start, day_end), url, stack)
+            more, cache = redis_cases(args, (day_start, day_end), url, stack)
+            cases += more
+
+            def new_reader() -> None:  # what this process holds, gone (frames read again)
+                vault.forget_held()
+                cache.forget_held()
+
+            prepare = {"cold": forget, "new reader": new_reader}
             results = {
-                label: timed(call, args.repeat, forget if "cold" in label else None)
+                label: timed(call, args.repeat,
+                             next((p for k, p in prepare.items() if k in label), None))
                 for label, call in cases
-            }
+            }  # fmt: skip
     print(f"{args.days} days x 3 symbols of 1m candles; {args.repeat} runs each")
-    baseline = {"1 day": results[cases[0][0]][0], "latest": results[cases[4][0]][0]}
+    baseline = {
+        "1 day": results["SQL fetch: 1 day of 1m"][0],
+        "latest": results["SQL fetch: latest 500"][0],
+    }
     for label, (p50, p99, cpu) in results.items():
         base = baseline["1 day"] if "1 day" in label else baseline["latest"]
-        print(f"{label:<34} p50 {p50:7.2f} ms   p99 {p99:7.2f} ms   {p50 / base:5.2f}x SQL fetch"
+        print(f"{label:<44} p50 {p50:7.2f} ms   p99 {p99:7.2f} ms   {p50 / base:5.2f}x SQL fetch"
               f"   client CPU p50 {cpu:6.2f} ms")  # fmt: skip
 
 

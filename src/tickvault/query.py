@@ -18,6 +18,7 @@ naive means UTC) and integer nanoseconds since the epoch.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -46,6 +47,7 @@ from tickvault.storage.postgres.schema import (
 TimeLike = datetime | date | str | int
 Format = Literal["polars", "pandas", "arrow"]
 FORMATS = ("polars", "pandas", "arrow")
+MAX_FRAMES_KEPT = 64  # polars frames of repeat block reads (``Vault._convert_cached``)
 
 
 def parse_time(value: TimeLike, name: str = "time") -> datetime:
@@ -137,6 +139,32 @@ def convert(table: pa.Table, format: Format) -> Any:
     raise UsageError(f"unknown format {format!r}; use one of {', '.join(FORMATS)}")
 
 
+class FrameMemo:
+    """polars frames of results read before, so a repeat read of unchanged data skips the
+    conversion (the costliest step of a cached read). A result is named by an immutable
+    ``source`` it was cut from (kept alive here, so its id is not reused) and the cut's
+    arguments; each call gets a clone (copy-on-write: the caller's changes never reach the kept
+    frame). Other formats are converted every time."""
+
+    def __init__(self, size: int = MAX_FRAMES_KEPT) -> None:
+        self.size = size
+        self._kept: OrderedDict[tuple[Any, ...], tuple[object, Any]] = OrderedDict()
+
+    def convert(self, table: pa.Table, format: Format, source: object, *cut: Any) -> Any:
+        if format != "polars":
+            return convert(table, format)
+        name = (id(source), *cut)
+        kept = self._kept.get(name)
+        if kept is not None and kept[0] is source:
+            self._kept.move_to_end(name)
+            return kept[1].clone()
+        frame = convert(table, format)
+        self._kept[name] = (source, frame)
+        if len(self._kept) > self.size:
+            self._kept.popitem(last=False)
+        return frame.clone()
+
+
 @dataclass(frozen=True)
 class StorageStatus:
     url: str
@@ -168,6 +196,7 @@ class Vault:
         # plain PostgreSQL only: see storage/postgres/block_ddl.py for TimescaleDB
         cached = block_cache and not self.timescaledb
         self.blocks = CandleBlocks(conn) if cached else None
+        self._frames = FrameMemo()
 
     @classmethod
     def connect(
@@ -218,6 +247,18 @@ class Vault:
         except psycopg.Error as exc:
             raise StorageError(f"query failed: {describe_error(exc)}") from None
 
+    def forget_held(self) -> None:
+        """Drop the decoded blocks and results this reader holds: the next read gets every
+        frame from PostgreSQL again, as a new process would (benchmarks)."""
+        if self.blocks is not None:
+            self.blocks = CandleBlocks(self._conn, self.blocks.held.max_bytes)
+        self._frames = FrameMemo()
+
+    def _convert_cached(self, table: pa.Table, format: Format) -> Any:
+        """``convert`` for block results: the blocks hand back the same Arrow table for a
+        repeat read of unchanged rows, whose polars frame is then made once."""
+        return self._frames.convert(table, format, table)
+
     def candles(
         self,
         exchange: str,
@@ -236,7 +277,7 @@ class Vault:
             key = (exchange, symbol, timeframe)
             cached = self._cached(lambda blocks: blocks.candles(key, to_us(lo), to_us(hi)))
             if cached is not None:
-                return convert(cached, format)
+                return self._convert_cached(cached, format)
         sql = reader.candles_sql(self.timescaledb, timeframe, source, latest=False)
         params = reader.candle_params(exchange, symbol, timeframe, source, start=lo, end=hi)
         return convert(self._table(reader.CANDLE_COLUMNS, sql, params), format)
@@ -257,7 +298,7 @@ class Vault:
         key = (exchange, symbol, timeframe)
         cached = self._cached(lambda blocks: blocks.latest(key, limit))
         if cached is not None:
-            return convert(cached, format)
+            return self._convert_cached(cached, format)
         sql = reader.candles_sql(self.timescaledb, timeframe, "auto", latest=True)
         params = reader.candle_params(exchange, symbol, timeframe, "auto", limit=limit)
         return convert(self._table(reader.CANDLE_COLUMNS, sql, params), format)

@@ -22,7 +22,7 @@ import redis.asyncio as aioredis
 from tickvault.config import CacheSettings
 from tickvault.errors import StorageError
 from tickvault.model import BookSnapshot, Candle, CandleSource, MarketEvent, Ticker, Trade
-from tickvault.query import Format, convert
+from tickvault.query import Format, FrameMemo
 from tickvault.storage import redis_frames as frames
 from tickvault.storage.postgres.columnar import no_gc, to_table
 from tickvault.storage.postgres.reader import CANDLE_COLUMNS
@@ -264,6 +264,8 @@ class RedisCache:
         self.settings = settings or CacheSettings()
         self.keys = Keys(self.settings.key_prefix)
         self.client = redis.Redis.from_url(url, socket_timeout=5)
+        self._held = frames.HeldFrames()
+        self._frames = FrameMemo()
 
     def ping(self) -> bool:
         try:
@@ -310,9 +312,9 @@ class RedisCache:
         The fast read for callers that want columns rather than Candle events (one Arrow blob,
         :mod:`tickvault.storage.redis_frames`).
         """
-        return convert(
-            frames.latest_rows(self.candles_table(exchange, symbol, timeframe), n), format
-        )
+        table = self.candles_table(exchange, symbol, timeframe)
+        first = max(table.num_rows - n, 0)
+        return self._frames.convert(table.slice(first), format, table, first)
 
     def candles_frame(
         self,
@@ -330,23 +332,43 @@ class RedisCache:
         against ``lo_ns`` to know whether the range is complete.
         """
         table = self.candles_table(exchange, symbol, timeframe)
-        return convert(frames.rows_between(table, -(-lo_ns // 1000), -(-hi_ns // 1000)), format)
+        first, count = frames.rows_between(table, -(-lo_ns // 1000), -(-hi_ns // 1000))
+        return self._frames.convert(table.slice(first, count), format, table, first, count)
+
+    def forget_held(self) -> None:
+        """Drop the decoded frames and results this reader holds (benchmarks)."""
+        self._held = frames.HeldFrames()
+        self._frames = FrameMemo()
 
     def candles_table(self, exchange: str, symbol: str, timeframe: str) -> pa.Table:
-        """Every cached bar of a stream as an Arrow table: the stored frame, or rebuilt."""
+        """Every cached bar of a stream as an Arrow table: the stored frame, or rebuilt.
+
+        The table of the version read last is kept (``frames.HeldFrames``): while the stream's
+        version is unchanged a read fetches the version alone, not the blob."""
+        stream = (exchange, symbol, timeframe)
         version_key = self.keys.frame_version(exchange, symbol, timeframe)
         frame_key = self.keys.frame(exchange, symbol, timeframe)
         try:
+            held = self._held.get(stream)
+            if held is not None:
+                version = self.client.get(version_key)
+                if version == held[0]:
+                    self._held.touch(stream)
+                    return held[1]
             got: list[bytes | None] = self.client.mget(version_key, frame_key)  # type: ignore[assignment]
             version, blob = got
             table = frames.decode_frame(version, blob)
             if table is not None:
+                assert version is not None
+                self._held.put(stream, version, table)
                 return table
             pipe = self.client.pipeline(transaction=True)
             pipe.get(version_key)
             pipe.zrange(self.keys.candles(exchange, symbol, timeframe), 0, -1)
             version, raw = pipe.execute()
             table = candles_table(raw)
+            if version is not None:  # the bars of that version (read in one MULTI/EXEC)
+                self._held.put(stream, version, table)
             if version is not None and raw:
                 blob = frames.encode_frame(version, table)
                 self.client.eval(

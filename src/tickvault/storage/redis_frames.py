@@ -6,20 +6,23 @@ set, kept exact by a version:
 
 * every candle write bumps the stream's version (:data:`BUMP_VERSION_LUA`, queued in the same
   MULTI/EXEC as the write), taking a fresh number from one global counter, so a version is never
-  reused even after keys expire;
+  reused even after keys expire (or the server is flushed: a fresh counter starts at the clock);
 * a read fetches the version and the blob in one ``MGET`` and uses the blob only when it was
   built at that version;
 * otherwise the reader reads the version and the sorted set in one MULTI/EXEC, builds the
   table, and stores the blob only if the version is still the same (:data:`STORE_FRAME_LUA`,
   checked in the server) — a write that came in between is never hidden by an older frame.
 
-So a frame read is never older than a sorted-set read at the same moment. Blobs carry the
+So a frame read is never older than a sorted-set read at the same moment. A reader keeps the
+table it decoded last per stream (:class:`HeldFrames`): while the version is the same, a read
+fetches the version alone. Blobs carry the
 candles' TTL. Column types are those of ``Vault.candles``; decimal columns take the scale and
 precision of the most precise bar among the cached ones (the values are the exchange's, exact).
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -28,9 +31,16 @@ import pyarrow as pa
 from tickvault.config import CacheSettings
 from tickvault.storage.redis_keys import Keys
 
-# KEYS: stream version, global counter; ARGV: ttl seconds.
+# KEYS: stream version, global counter; ARGV: ttl seconds. A counter that starts afresh (a new
+# or flushed server) starts at the server's clock in µs, above every version it gave before: a
+# reader holding a table of an old version never mistakes a new one for it.
 BUMP_VERSION_LUA = """
 local v = redis.call('INCR', KEYS[2])
+if v == 1 then
+  local t = redis.call('TIME')
+  v = t[1] * 1000000 + t[2]
+  redis.call('SET', KEYS[2], v)
+end
 redis.call('SET', KEYS[1], v, 'EX', ARGV[1])
 return v
 """
@@ -45,6 +55,31 @@ return 0
 """
 
 _SEP = b"\n"  # blob = version digits, newline, Arrow IPC stream
+MAX_HELD_STREAMS = 256  # decoded frames a reader keeps (``HeldFrames``)
+
+Stream = tuple[str, str, str]  # exchange, symbol, timeframe
+
+
+class HeldFrames:
+    """The decoded frame of each stream read lately, with the version it was built at: a
+    version is never reused (one global counter), so while a stream's version is unchanged its
+    held table is exactly the stored frame. Least recently read streams dropped first."""
+
+    def __init__(self, size: int = MAX_HELD_STREAMS) -> None:
+        self.size = size
+        self._held: OrderedDict[Stream, tuple[bytes, pa.Table]] = OrderedDict()
+
+    def get(self, stream: Stream) -> tuple[bytes, pa.Table] | None:
+        return self._held.get(stream)
+
+    def touch(self, stream: Stream) -> None:
+        self._held.move_to_end(stream)
+
+    def put(self, stream: Stream, version: bytes, table: pa.Table) -> None:
+        self._held[stream] = (version, table)
+        self._held.move_to_end(stream)
+        if len(self._held) > self.size:
+            self._held.popitem(last=False)
 
 
 def queue_bump(
@@ -73,13 +108,9 @@ def decode_frame(version: bytes | None, blob: bytes | None) -> pa.Table | None:
     return pa.ipc.open_stream(pa.py_buffer(blob)[cut + 1 :]).read_all()
 
 
-def latest_rows(table: pa.Table, n: int) -> pa.Table:
-    """The newest ``n`` bars of a frame (rows are oldest first)."""
-    return table.slice(max(table.num_rows - n, 0))
-
-
-def rows_between(table: pa.Table, lo_us: int, hi_us: int) -> pa.Table:
-    """Bars opening in ``[lo_us, hi_us)`` (µs since the epoch) of a frame sorted by time."""
+def rows_between(table: pa.Table, lo_us: int, hi_us: int) -> tuple[int, int]:
+    """(first row, row count) of the bars opening in ``[lo_us, hi_us)`` (µs since the epoch)
+    of a frame sorted by time."""
     ts = table.column("ts").cast(pa.int64()).to_numpy()
     first, last = np.searchsorted(ts, [lo_us, hi_us], side="left")
-    return table.slice(int(first), int(last - first))
+    return int(first), int(last - first)

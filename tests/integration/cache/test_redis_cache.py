@@ -259,3 +259,32 @@ def test_candles_frame_time_range(redis_url: str) -> None:
         12 * MIN_NS // 1000,
     ]
     assert cache.candles_frame("binance", "ETH-USDT", "1m", 0, MIN_NS, format="arrow").num_rows == 0
+
+
+def test_a_held_frame_is_used_only_while_its_version_stands(redis_url: str) -> None:
+    """A reader keeps the table it decoded; a write, an expired version or a flushed server
+    (its counter starting afresh) all make it read the new bars."""
+    cache = RedisCache(redis_url, CacheSettings(candles_kept=50))
+    cache.write_events([candle(i, f"{100 + i}.25") for i in range(10)])
+    first = cache.candles_table("binance", "BTC-USDT", "1m")
+    frame_key = cache.keys.frame("binance", "BTC-USDT", "1m")
+    cache.client.delete(frame_key)  # the blob gone: the version alone says the table holds
+    assert cache.candles_table("binance", "BTC-USDT", "1m") is first
+    frame = cache.latest_candles_frame("binance", "BTC-USDT", "1m", 4)
+    frame[0, "close"] = Decimal("1.00")  # the caller's copy; the next read is unchanged
+    assert cache.latest_candles_frame("binance", "BTC-USDT", "1m", 4)["close"].to_list() == [
+        Decimal(f"{100 + i}.25") for i in range(6, 10)
+    ]
+
+    cache.write_events([candle(10, "8.125")])
+    assert cache.candles_table("binance", "BTC-USDT", "1m").num_rows == 11
+    cache.client.delete(cache.keys.frame_version("binance", "BTC-USDT", "1m"))  # expired
+    assert cache.candles_table("binance", "BTC-USDT", "1m").num_rows == 11
+
+    for base in (200, 300):  # a new (or flushed) server each time: its counter starts again
+        cache.client.flushdb()
+        cache.write_events([candle(i, f"{base + i}.5") for i in range(11)])
+        got = cache.candles_table("binance", "BTC-USDT", "1m")
+        assert [str(v) for v in got.column("close").to_pylist()] == [
+            f"{base + i}.5" for i in range(11)
+        ]

@@ -359,3 +359,82 @@ async def test_a_read_of_decades_stays_quick_and_stores_few_empty_blocks(
     started = time.perf_counter()  # most blocks still missing: built again, each one empty
     assert vaults[0].candles(*MARKET, "1m", lo, hi, format="arrow").num_rows == 300
     assert time.perf_counter() - started < 5  # 0.5 s here; per-block Arrow work would be minutes
+
+
+# -- blocks held by the reader (held_blocks.py) ------------------------------------------------
+
+
+async def test_held_blocks_skip_the_frame_until_the_row_changes(
+    store: PostgresStore, vaults: tuple[Vault, Vault], db_url: str
+) -> None:
+    """A repeat read gets no frame (the reader holds that row version); any write to the row —
+    another reader's store, a writer's mark, an edit by hand — sends the new frame."""
+    bars = history()
+    await write(store, bars)
+    hole = next(m for m in range(DAY_MIN) if JAN_2024_NS + m * MIN not in {c.ts_ns for c in bars})
+    day = (at(0), at(DAY_MIN))
+    cached = vaults[0]
+    assert cached.blocks is not None
+    first = same_range(vaults, *day)  # cold: built, stored, held under the stored version
+    same_latest(vaults, 500)
+    decoded = cached.blocks.decoded_frames
+    for _ in range(3):
+        assert same_range(vaults, *day).equals(first)
+        same_latest(vaults, 500)
+    assert cached.blocks.decoded_frames == decoded  # nothing sent twice
+    assert cached.candles(*MARKET, "1m", *day, format="arrow") is cached.candles(
+        *MARKET, "1m", *day, format="arrow"
+    )  # the same rows: the same (immutable) result
+
+    with Vault.connect(url=db_url) as other:  # another process: it rebuilds what a write marks
+        await write(store, [bar(hole, "1.25")])
+        rebuilt = other.candles(*MARKET, "1m", *day, format="arrow")
+        assert other.blocks is not None and other.blocks.stored_blocks == 1
+    # the row has a version this reader never held: the frame comes, and the new bar with it
+    got = same_range(vaults, *day)
+    assert got.equals(rebuilt) and not got.equals(first)
+    assert cached.blocks.decoded_frames == decoded + 1
+    same_range(vaults, at(DAY_MIN), at(2 * DAY_MIN))  # built, stored and held: no frame sent
+    with psycopg.connect(db_url, autocommit=True) as conn:  # by hand, built_at untouched
+        conn.execute(
+            "UPDATE candle_blocks SET frame = (SELECT frame FROM candle_blocks"
+            " WHERE block_start = %s) WHERE block_start = %s",
+            (at(DAY_MIN), at(0)),
+        )
+    assert same_range(vaults, *day).equals(rebuilt)
+    # the other day's frame was sent and refused (twice: the first look, then the rebuild's own
+    # snapshot); the rebuilt frame is held again
+    assert cached.blocks.decoded_frames == decoded + 3
+    same_range(vaults, *day)
+    assert cached.blocks.decoded_frames == decoded + 3
+
+
+async def test_polars_frames_of_repeat_reads_are_independent(
+    store: PostgresStore, vaults: tuple[Vault, Vault]
+) -> None:
+    await write(store, history())
+    cached, raw = vaults
+    first = cached.latest_candles(*MARKET, "1m", 500)
+    first[0, "trade_count"] = 123456  # the caller's change stays the caller's
+    first.insert_column(0, first["close"].alias("mine"))
+    again = cached.latest_candles(*MARKET, "1m", 500)
+    assert again is not first and "mine" not in again.columns
+    assert again.equals(raw.latest_candles(*MARKET, "1m", 500))
+
+
+async def test_held_blocks_are_bounded(store: PostgresStore, db_url: str) -> None:
+    await write(store, history())
+    with (
+        Vault.connect(url=db_url) as cached,
+        Vault.connect(url=db_url, block_cache=False) as raw,
+    ):
+        cached.blocks = CandleBlocks(cached._conn, held_bytes=300_000)  # about one block
+        for _ in range(2):
+            for d in range(4):
+                same_range((cached, raw), at(d * DAY_MIN), at((d + 1) * DAY_MIN))
+            assert 0 < cached.blocks.held.bytes <= 300_000 and len(cached.blocks.held) <= 2
+        cached.blocks = CandleBlocks(cached._conn, held_bytes=0)  # holds nothing: always sent
+        for _ in range(2):
+            same_range((cached, raw), at(0), at(2 * DAY_MIN))
+        # 2 rounds x 2 blocks x 2 reads (same_range reads Arrow, then polars)
+        assert cached.blocks.decoded_frames == 8 and len(cached.blocks.held) == 0

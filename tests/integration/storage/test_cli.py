@@ -43,7 +43,8 @@ def test_init_status_and_queries(database_url: str, tmp_path: Path) -> None:
     first = runner.invoke(app, ["init"], env=e)
     assert first.exit_code == 0, first.output
     assert (
-        "schema version 3 (applied 1, 2, 3)" in first.output and "native partitioning" in first.output
+        "schema version 3 (applied 1, 2, 3)" in first.output
+        and "native partitioning" in first.output
     )
     again = runner.invoke(app, ["init"], env=e)
     assert "already current" in again.output

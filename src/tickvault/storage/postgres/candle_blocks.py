@@ -28,7 +28,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-from collections.abc import Iterator, Sequence
+import operator
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -38,15 +40,18 @@ import pyarrow as pa
 
 from tickvault.model import TIMEFRAMES
 from tickvault.storage.postgres import candle_frames as frames
-from tickvault.storage.postgres import columnar, reader
+from tickvault.storage.postgres import columnar, held_blocks, reader
 from tickvault.storage.postgres.block_ddl import BARS_PER_BLOCK
 
 log = logging.getLogger(__name__)
 
 COLUMNS = reader.CANDLE_COLUMNS
 STORE_LOCK_TIMEOUT = "50ms"  # how long a reader's store waits for a writer holding the block
+MAX_RESULTS_KEPT = 256  # results kept for repeat reads (``CandleBlocks._result``)
 MAX_EMPTY_STORED = 64  # empty blocks stored per read (a read of decades must not add rows)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MIN_US = -(2**62)  # every block start
+_MAX_US = 2**62
 
 Key = tuple[str, str, str]  # exchange, symbol, timeframe
 
@@ -70,10 +75,12 @@ def block_of(ts_us: int, timeframe: str) -> int:
 
 @dataclass
 class _Stored:
-    frame: bytes | None
+    frame: bytes | None  # None: never built, or held already (``held``)
     rows: int | None
     layout: int | None
     dirty_from_us: int | None
+    version: str  # the row's version (``_VERSION``)
+    held: pa.Table | None = None  # this version's table, decoded before (``held_blocks.py``)
 
 
 @dataclass
@@ -88,28 +95,43 @@ class Uncacheable(Exception):
     """The read cannot be served from blocks (a decimal column beyond decimal128)."""
 
 
+# A row's version: a new transaction id whenever the row is written (marked or stored), and
+# the store's time besides (an id alone could come round again after 4 billion transactions).
+_VERSION = (
+    "(b.xmin::text || ':' || coalesce(((extract(epoch FROM b.built_at) * 1000000)::bigint)::text,"
+    " ''))"
+)
+# The versions the reader holds (``held_blocks.py``): their frames are left out.
+_HELD = "unnest(%(hs)s::timestamptz[], %(hv)s::text[]) AS h(bs, v)"
 _STORED_SQL = (
-    "SELECT block_start, frame, rows, layout, dirty_from FROM candle_blocks"
-    " WHERE exchange = %s AND symbol = %s AND timeframe = %s"
-    " AND block_start >= %s AND block_start <= %s"
+    f"SELECT b.block_start, CASE WHEN h.v IS NULL THEN b.frame END, b.rows, b.layout,"
+    f" b.dirty_from, {_VERSION} FROM candle_blocks b LEFT JOIN {_HELD}"
+    f" ON h.bs = b.block_start AND h.v = {_VERSION}"
+    " WHERE b.exchange = %(e)s AND b.symbol = %(s)s AND b.timeframe = %(tf)s"
+    " AND b.block_start >= %(lo)s AND b.block_start <= %(hi)s"
 )
 _NEWEST_SQL = (
     "SELECT ts FROM candles WHERE exchange = %s AND symbol = %s AND timeframe = %s"
     " AND ts < %s ORDER BY ts DESC LIMIT 1"
 )
 # The newest bar and the stored rows of its block and the one before, in one statement (one
-# snapshot); the frame of the one before only if the newest block's clean frame is too short.
+# snapshot); the frame of the one before only if the newest block's clean frame is too short;
+# no frame the reader holds.
 _LATEST_SQL = (
     "WITH n AS (SELECT ts FROM candles WHERE exchange = %(e)s AND symbol = %(s)s"
     " AND timeframe = %(tf)s ORDER BY ts DESC LIMIT 1),"
-    " nb AS (SELECT tv_candle_block_start(%(tf)s, ts) AS b FROM n),"
-    " k AS (SELECT * FROM candle_blocks WHERE exchange = %(e)s AND symbol = %(s)s"
-    " AND timeframe = %(tf)s AND block_start <= (SELECT b FROM nb)"
-    " AND block_start >= (SELECT b FROM nb) - tv_candle_block_span(%(tf)s))"
-    " SELECT (SELECT ts FROM n), k.block_start, CASE WHEN k.block_start = (SELECT b FROM nb)"
-    " OR NOT EXISTS (SELECT 1 FROM k x WHERE x.block_start = (SELECT b FROM nb)"
+    " nb AS (SELECT tv_candle_block_start(%(tf)s, ts) AS start FROM n),"
+    f" k AS (SELECT b.*, {_VERSION} AS version FROM candle_blocks b"
+    " WHERE b.exchange = %(e)s AND b.symbol = %(s)s"
+    " AND b.timeframe = %(tf)s AND b.block_start <= (SELECT start FROM nb)"
+    " AND b.block_start >= (SELECT start FROM nb) - tv_candle_block_span(%(tf)s))"
+    " SELECT (SELECT ts FROM n), k.block_start, CASE WHEN h.v IS NOT NULL THEN NULL"
+    " WHEN k.block_start = (SELECT start FROM nb)"
+    " OR NOT EXISTS (SELECT 1 FROM k x WHERE x.block_start = (SELECT start FROM nb)"
     " AND x.frame IS NOT NULL AND x.dirty_from IS NULL AND x.rows >= %(limit)s)"
-    " THEN k.frame END, k.rows, k.layout, k.dirty_from FROM (SELECT 1) one LEFT JOIN k ON true"
+    " THEN k.frame END, k.rows, k.layout, k.dirty_from, k.version"
+    f" FROM (SELECT 1) one LEFT JOIN k ON true LEFT JOIN {_HELD}"
+    " ON h.bs = k.block_start AND h.v = k.version"
 )
 _STORE_SQL = (
     "INSERT INTO candle_blocks AS b (exchange, symbol, timeframe, block_start, frame, rows,"
@@ -117,17 +139,24 @@ _STORE_SQL = (
     " unnest(%s::int4[]), %s, now()"
     " ON CONFLICT (exchange, symbol, timeframe, block_start) DO UPDATE SET frame = EXCLUDED.frame,"
     " rows = EXCLUDED.rows, layout = EXCLUDED.layout, dirty_from = NULL,"
-    " built_at = EXCLUDED.built_at"
+    f" built_at = EXCLUDED.built_at RETURNING b.block_start, {_VERSION}"
 )
 
 
 class CandleBlocks:
     """Block-cached candle reads on one connection (autocommit, as ``Vault``'s)."""
 
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+    def __init__(
+        self, conn: psycopg.Connection[Any], held_bytes: int = held_blocks.DEFAULT_MAX_BYTES
+    ) -> None:
         self._conn = conn
+        self.held = held_blocks.HeldBlocks(held_bytes)
+        # the last result per read (stream and range or limit), with the block tables it was
+        # cut from: the same tables (the same row versions) give the same rows
+        self._results: OrderedDict[tuple[Any, ...], tuple[list[pa.Table], pa.Table]] = OrderedDict()
         self.stored_blocks = 0  # blocks stored by this reader (tests, benchmarks)
         self.store_failures = 0  # stores given up (a concurrent writer, ...)
+        self.decoded_frames = 0  # frames received and decoded (not held already)
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -144,7 +173,10 @@ class CandleBlocks:
                     self._load(key, self._stored(key, starts[0], starts[-1]), starts, load)
                     self._store(key, load.to_store)
                 tables = load.tables
-            return self._cut(tables, starts, lo_us, hi_us, span)
+            used = [tables[s] for s in starts]
+            return self._result(
+                (key, lo_us, hi_us), used, lambda: self._cut(tables, starts, lo_us, hi_us, span)
+            )
         except Uncacheable:
             return None
 
@@ -153,25 +185,40 @@ class CandleBlocks:
         timeframe = key[2]
         span = span_us(timeframe)
         try:
-            rows = (
-                self._conn.cursor(binary=True)
-                .execute(_LATEST_SQL, {"e": key[0], "s": key[1], "tf": timeframe, "limit": limit})
-                .fetchall()
-            )
+            held = self.held.in_range(key, _MIN_US, _MAX_US)
+            params = {"e": key[0], "s": key[1], "tf": timeframe, "limit": limit}
+            cursor = self._conn.cursor(binary=True).execute(_LATEST_SQL, _held(params, held))
+            rows = cursor.fetchall()
             newest = rows[0][0]
             if newest is None:
                 return _empty()
             newest_block = block_of(to_us(newest), timeframe)
-            stored = {
-                to_us(r[1]): _Stored(r[2], r[3], r[4], _us_or_none(r[5])) for r in rows if r[1]
-            }
-            picked = self._newest_clean(stored, [newest_block, newest_block - span], span, limit)
+            stored = _entries([r[1:] for r in rows if r[1]], held)
+            picked = self._newest_clean(
+                key, stored, [newest_block, newest_block - span], span, limit
+            )
             if picked is None:
                 with self._snapshot():
                     picked = self._latest_in_snapshot(key, limit)
-            return _last(picked, limit)
+            return self._result((key, limit), picked, lambda: _last(picked, limit))
         except Uncacheable:
             return None
+
+    def _result(
+        self, read: tuple[Any, ...], tables: list[pa.Table], cut: Callable[[], pa.Table]
+    ) -> pa.Table:
+        """``cut()``, or the same read's last result when it was cut from these very tables
+        (held tables are immutable and tied to their row versions: same tables, same rows)."""
+        before = self._results.get(read)
+        if before is not None and _same(before[0], tables):
+            self._results.move_to_end(read)
+            return before[1]
+        result = cut()
+        self._results[read] = (tables, result)
+        self._results.move_to_end(read)
+        if len(self._results) > MAX_RESULTS_KEPT:
+            self._results.popitem(last=False)
+        return result
 
     # -- in one snapshot -----------------------------------------------------------------------
 
@@ -205,7 +252,7 @@ class CandleBlocks:
         todo: list[tuple[int, pa.Table | None, int]] = []  # (start, kept frame, read from)
         for start in starts:
             entry = stored.get(start)
-            table = self._decoded(entry, start, span)
+            table = self._decoded(key, entry, start, span)
             if table is not None and entry is not None and entry.dirty_from_us is None:
                 load.tables[start] = table
                 continue
@@ -257,16 +304,21 @@ class CandleBlocks:
         conn = self._conn
         conn.execute(f"SAVEPOINT tv_store; SET LOCAL lock_timeout = '{STORE_LOCK_TIMEOUT}'")
         try:
-            conn.execute(
+            versions = conn.execute(
                 _STORE_SQL,
                 (*key, [from_us(s) for s in starts], [frames.encode(tables[s]) for s in starts],
                  [tables[s].num_rows for s in starts], frames.FRAME_FORMAT),
-            )  # fmt: skip
+            ).fetchall()  # fmt: skip
             self.stored_blocks += len(starts)
         except psycopg.Error as exc:
             conn.execute("ROLLBACK TO SAVEPOINT tv_store")
             self.store_failures += 1
             log.debug("candle blocks of %s not stored: %s", key, exc)
+            return
+        # the stored frames are these tables: held under the versions just written (should
+        # the transaction not commit, no row ever has those versions and they go unused)
+        for start, version in versions:
+            self.held.put(key, to_us(start), version, tables[to_us(start)])
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -274,23 +326,35 @@ class CandleBlocks:
         return _RepeatableRead(self._conn)
 
     def _stored(self, key: Key, first: int, last: int) -> dict[int, _Stored]:
-        rows = self._conn.cursor(binary=True).execute(
-            _STORED_SQL, (*key, from_us(first), from_us(last))
-        )
-        return {to_us(r[0]): _Stored(r[1], r[2], r[3], _us_or_none(r[4])) for r in rows.fetchall()}
+        held = self.held.in_range(key, first, last)
+        params = {"e": key[0], "s": key[1], "tf": key[2], "lo": from_us(first), "hi": from_us(last)}
+        rows = self._conn.cursor(binary=True).execute(_STORED_SQL, _held(params, held))
+        return _entries(rows.fetchall(), held)
 
-    def _clean_block(self, entry: _Stored | None, start: int, span: int) -> pa.Table | None:
+    def _clean_block(
+        self, key: Key, entry: _Stored | None, start: int, span: int
+    ) -> pa.Table | None:
         """The block's table from a clean, decodable frame; None if missing or marked."""
         if entry is None or entry.dirty_from_us is not None:
             return None
-        return self._decoded(entry, start, span)
+        return self._decoded(key, entry, start, span)
 
-    def _decoded(self, entry: _Stored | None, start: int, span: int) -> pa.Table | None:
-        if entry is None or entry.frame is None or entry.layout != frames.FRAME_FORMAT:
+    def _decoded(self, key: Key, entry: _Stored | None, start: int, span: int) -> pa.Table | None:
+        """The frame's table: held, or decoded (and held from then on)."""
+        if entry is None or entry.layout != frames.FRAME_FORMAT:
+            return None
+        if entry.held is not None:
+            self.held.touch(key, start)
+            return entry.held
+        if entry.frame is None:
             return None
         if entry.rows == 0:
             return _empty_block()
-        return frames.decode(COLUMNS, entry.frame, entry.rows or 0, start, start + span)
+        table = frames.decode(COLUMNS, entry.frame, entry.rows or 0, start, start + span)
+        self.decoded_frames += 1
+        if table is not None:
+            self.held.put(key, start, entry.version, table)
+        return table
 
     def _clean(
         self, key: Key, stored: dict[int, _Stored], starts: Sequence[int]
@@ -299,21 +363,21 @@ class CandleBlocks:
         span = span_us(key[2])
         out: dict[int, pa.Table] = {}
         for start in starts:
-            table = self._clean_block(stored.get(start), start, span)
+            table = self._clean_block(key, stored.get(start), start, span)
             if table is None:
                 return None
             out[start] = table
         return out
 
     def _newest_clean(
-        self, stored: dict[int, _Stored], starts: Sequence[int], span: int, limit: int
+        self, key: Key, stored: dict[int, _Stored], starts: Sequence[int], span: int, limit: int
     ) -> list[pa.Table] | None:
         """The blocks of ``starts`` (newest first) from clean frames, as soon as they hold
         ``limit`` bars; None when a frame is missing or marked first."""
         picked: list[pa.Table] = []
         count = 0
         for start in starts:
-            table = self._clean_block(stored.get(start), start, span)
+            table = self._clean_block(key, stored.get(start), start, span)
             if table is None:
                 return None
             picked.insert(0, table)
@@ -371,6 +435,30 @@ def _runs(
         run.append(item)
     if run:
         yield run
+
+
+def _held(params: dict[str, Any], held: dict[int, held_blocks.Held]) -> dict[str, Any]:
+    """``params`` with the held blocks' starts and versions (``_HELD``)."""
+    starts = sorted(held)
+    return {**params, "hs": [from_us(s) for s in starts], "hv": [held[s][0] for s in starts]}
+
+
+def _entries(rows: Sequence[Any], held: dict[int, held_blocks.Held]) -> dict[int, _Stored]:
+    """Block rows (start, frame, rows, layout, dirty_from, version) by start; a frame left out
+    because it is held comes with its held table."""
+    out = {}
+    for start_ts, frame, count, layout, dirty_from, version in rows:
+        start = to_us(start_ts)
+        entry = _Stored(frame, count, layout, _us_or_none(dirty_from), version)
+        mine = held.get(start)
+        if frame is None and mine is not None and mine[0] == version:
+            entry.held = mine[1]
+        out[start] = entry
+    return out
+
+
+def _same(a: Sequence[object], b: Sequence[object]) -> bool:
+    return len(a) == len(b) and all(map(operator.is_, a, b))
 
 
 def _us_or_none(value: datetime | None) -> int | None:
