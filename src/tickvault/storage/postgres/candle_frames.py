@@ -23,7 +23,7 @@ after an 8-byte little-endian length of the stream.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -105,6 +105,7 @@ def assemble(columns: Columns, pieces: Sequence[Piece], *, scales: bool) -> pa.T
     total = sum(hi - lo for _, lo, hi in pieces)
     tables = [table.slice(lo, hi - lo) for table, lo, hi in pieces if hi > lo]  # zero-copy
     decimals = sum(1 for _, kind in columns if kind == "dec")
+    tops = _tops(tables, len(columns), 2 * decimals)  # scales, then digits, per decimal column
     arrays: list[pa.Array] = []
     d = 0  # the scale and digit columns follow the result columns, in order
     for c, (_, kind) in enumerate(columns):
@@ -112,10 +113,8 @@ def assemble(columns: Columns, pieces: Sequence[Piece], *, scales: bool) -> pa.T
         if kind != "dec":
             arrays.append(_concat(parts, _RESULT_TYPES[kind]))
             continue
-        scale_at = len(columns) + d
+        scale, digits = tops[d], tops[d + decimals]
         d += 1
-        scale = _top(table.column(scale_at) for table in tables)
-        digits = _top(table.column(scale_at + decimals) for table in tables)
         if scale < 0:  # no value at all
             arrays.append(pa.nulls(total, _EMPTY_DECIMAL))
             continue
@@ -131,13 +130,18 @@ def assemble(columns: Columns, pieces: Sequence[Piece], *, scales: bool) -> pa.T
     return pa.Table.from_arrays(arrays, names=[name for name, _ in columns])
 
 
-def _top(parts: Iterator[pa.ChunkedArray]) -> int:
-    """Largest value of non-empty int8 columns without nulls (-1 when there is none)."""
-    top = -1
-    for part in parts:
-        for chunk in part.chunks:
-            top = max(top, int(chunk.to_numpy().max()))
-    return top
+def _tops(tables: Sequence[pa.Table], first: int, count: int) -> list[int]:
+    """Largest value of each of ``count`` int8 columns (no nulls) from column ``first`` on,
+    over all ``tables``; -1 where there is none. One numpy reduction for all of them."""
+    tops = np.full(count, -1, np.int8)
+    for table in tables:
+        if table.num_rows == 0 or count == 0:
+            continue
+        stacked = np.stack(
+            [table.column(k).combine_chunks().to_numpy() for k in range(first, first + count)]
+        )
+        np.maximum(tops, stacked.max(axis=1), out=tops)
+    return [int(v) for v in tops]
 
 
 def _concat(parts: Sequence[pa.ChunkedArray], type_: pa.DataType) -> pa.Array:

@@ -36,7 +36,7 @@ class HeldBlocks:
         return {start: held for start, held in blocks.items() if first <= start <= last}
 
     def put(self, key: Key, start: int, version: str, table: pa.Table) -> None:
-        size = table.nbytes
+        size = table.get_total_buffer_size()  # (``nbytes`` walks every value: 0.3 ms)
         if size > self.max_bytes:
             return
         self._drop(key, start)
