@@ -242,6 +242,7 @@ class ToyExchangeServer:
         silent_after: int | None = None,
         lifetime_s: float | None = None,
         resync_after: int | None = None,
+        depth_errors: Sequence[tuple[int, dict[str, str]]] = (),
         server_ping: bytes | None = None,
         symbols: Sequence[str] = ("AAA-USD", "BBB-USD", "CCC-USD"),
     ) -> None:
@@ -250,6 +251,7 @@ class ToyExchangeServer:
         self.silent_after = silent_after
         self.lifetime_s = lifetime_s
         self.resync_after = resync_after
+        self.depth_errors = list(depth_errors)  # (status, headers) answering the first /depth
         self.server_ping = server_ping
         self.symbols = list(symbols)
         self.opened: list[float] = []  # monotonic open time per connection
@@ -258,6 +260,7 @@ class ToyExchangeServer:
         self.received: list[str] = []  # text messages from clients
         self.pongs: list[bytes] = []
         self.depth_requests: list[str] = []
+        self.depth_times: list[float] = []  # monotonic
         self.tick_ts_ms: list[int] = []  # time of each tick; index = trade id
         self._tick = asyncio.Condition()
 
@@ -286,6 +289,10 @@ class ToyExchangeServer:
 
     async def _depth(self, request: web.Request) -> web.Response:
         self.depth_requests.append(request.query["symbol"])
+        self.depth_times.append(time.monotonic())
+        if self.depth_errors:
+            status, headers = self.depth_errors.pop(0)
+            return web.json_response({"error": status}, status=status, headers=headers)
         return web.json_response({"bids": [["9.5", "1"]], "asks": [["10.5", "2"]]})
 
     async def _ws(self, request: web.Request) -> web.WebSocketResponse:

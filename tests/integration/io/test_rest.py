@@ -256,6 +256,29 @@ async def test_successful_responses_are_captured(serve_app: Serve, tmp_path: Pat
     assert rest.counters.captured == 2
 
 
+@pytest.mark.parametrize("kind", ["redis", "local"])
+async def test_a_weight_report_after_the_bucket_expired_is_taken(kind: str, redis_url: str) -> None:
+    """Redis drops the bucket's key a second after its time. An answer that comes later (a slow
+    exchange, a stalled process) still reports the weight used: a floor already past changes
+    nothing. It used to be written with a negative expiry, which Redis refuses, so the request
+    failed with a ResponseError (and a live book waiting for that snapshot stayed empty)."""
+    # 1 weight a second over an hour, burst 1: with 0 used the floor is the hour's start + 1 s,
+    # past except in the hour's first 2 s (the expiry went negative past start + 2 s).
+    budget: RateBudget = (
+        RedisBudget(redis_url, "toy", 3600, 3600.0, burst=1)
+        if kind == "redis"
+        else LocalBudget("toy", 3600, 3600.0, burst=1)
+    )
+    try:
+        await budget.observe_used(0)  # no bucket state yet (expired, or never granted)
+        assert await budget.try_acquire(1) == (True, 0.0)
+        await budget.observe_used(3600)  # all used: nothing more until the hour ends
+        granted, wait_s = await budget.try_acquire(1)
+        assert not granted and wait_s > 0
+    finally:
+        await budget.close()
+
+
 def test_gcra_spreads_weight_and_honours_the_reported_weight() -> None:
     from tickvault.exchanges.io.ratelimit import gcra, reported_tat
 

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from aiohttp import web
 from io_testkit import MS, ToyAdapter, ToyExchangeServer, instrument
 
@@ -155,6 +156,40 @@ async def test_rest_resync_fetches_a_snapshot_through_the_budget(serve_app: Serv
     assert server.depth_requests == ["AAAUSD"]
     assert ws.counters.resyncs_rest == 1 and rest.counters.weight_requested == 5
     assert snapshots()[0].symbol == "AAA-USD" and adapter.feeds[0].snapshots == ["AAA-USD"]
+
+
+@pytest.mark.parametrize(
+    ("errors", "failures"),
+    [([(418, {"Retry-After": "1"})], 1), ([(503, {})] * 2, 1)],
+    ids=["ban-longer-than-the-client-waits", "5xx-past-max-retries"],
+)
+async def test_a_failed_snapshot_is_asked_for_again(
+    serve_app: Serve, errors: list[tuple[int, dict[str, str]]], failures: int
+) -> None:
+    """The feed asks for a snapshot once and waits for it: a request that fails for good (a ban
+    longer than ``max_ban_wait_s``, 5xx past ``max_retries``) is asked again, after the ban,
+    instead of leaving the book empty for the socket's life."""
+    server = ToyExchangeServer(resync_after=2, depth_errors=errors)
+    recorder = Recorder()
+    base = await serve_app(server.app())
+    rest_policy = RestPolicy(
+        limit=100, window_s=1.0, max_retries=1, backoff_base_s=0.02, backoff_cap_s=0.05,
+        max_ban_wait_s=0.5,
+    )  # fmt: skip
+    budget = LocalBudget("toy", 100, 1.0)
+    async with RestClient("toy", base, budget, rest_policy, counters=IoCounters()) as rest:
+        adapter = ToyAdapter(rest_resync=True)
+        ws = session(base.replace("http://", "ws://"), recorder, rest=rest, adapter=adapter)
+
+        def snapshots() -> list[BookSnapshot]:
+            return [e for o in recorder.outputs for e in o.events if isinstance(e, BookSnapshot)]
+
+        await run_until(ws, lambda: bool(snapshots()))
+    assert server.depth_requests == ["AAAUSD"] * (len(errors) + 1)
+    assert ws.counters.resync_failures == failures and ws.counters.resyncs_rest == 1
+    assert adapter.feeds[0].snapshots == ["AAA-USD"]
+    if errors[0][0] == 418:  # asked again once the ban (Retry-After: 1) was over, not before
+        assert server.depth_times[-1] - server.depth_times[0] >= 1.0
 
 
 async def test_socket_resync_sends_the_adapters_messages(serve_app: Serve) -> None:

@@ -42,6 +42,7 @@ class IoCounters:
     # for messages without events (acks, heartbeats, pongs, undecodable ones)
     messages_by_channel: dict[str, int] = field(default_factory=dict)
     resyncs_rest: int = 0  # book snapshots fetched over REST
+    resync_failures: int = 0  # REST snapshot requests that failed (each is asked again)
     resyncs_ws: int = 0  # books resynced by messages on the socket
     resyncs_by_symbol: dict[str, int] = field(default_factory=dict)
     gaps: int = 0  # Gap records produced (disconnects, sequence gaps, ...)

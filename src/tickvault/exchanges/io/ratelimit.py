@@ -182,7 +182,10 @@ local window = math.floor(now_us / window_us)
 local interval = tonumber(ARGV[5])
 local floor_tat = (window + 1) * window_us + (tonumber(ARGV[3]) - (tonumber(ARGV[2]) - tonumber(ARGV[4]))) * interval
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-if floor_tat > tat then
+-- A floor already past changes nothing (the bucket counts from now then). It happens whenever
+-- the key has expired (a second after its time) before the answer came: its expiry would be
+-- negative, which SET refuses.
+if floor_tat > tat and floor_tat > now_us then
   redis.call('SET', KEYS[1], string.format('%d', floor_tat), 'PX', math.ceil((floor_tat - now_us) / 1000) + 1000)
 end
 return 1

@@ -31,7 +31,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from tickvault.errors import ExchangeError
+from tickvault.errors import ExchangeError, RateLimitError
 from tickvault.exchanges.base import ExchangeAdapter, FeedOutput, FeedState, RestRequest
 from tickvault.exchanges.capture import CaptureRecord, CaptureWriter
 from tickvault.exchanges.io.backoff import Backoff
@@ -404,12 +404,29 @@ class WsSession:
                     await self._send(conn, message)
 
     async def _fetch_snapshot(self, conn: _Connection, symbol: str, request: RestRequest) -> None:
-        assert self.rest is not None
+        """Fetch until it succeeds (or the connection closes and cancels this): the feed has
+        asked once and waits for the answer, so a snapshot given up on left the book empty for
+        the connection's life. A failed request is asked again after a backoff, or once a ban
+        the client would not wait out (``max_ban_wait_s``) has ended."""
+        rest = self.rest
+        assert rest is not None
+        backoff = Backoff(rest.policy.backoff_base_s, rest.policy.backoff_cap_s, floor_s=0.05)
         try:
-            response = await self.rest.get(request)
-        except ExchangeError as exc:
-            log.warning("%s: book snapshot for %s failed: %s", self.exchange, symbol, exc)
-            return
+            while True:
+                try:
+                    response = await rest.get(request)
+                    break
+                except Exception as exc:  # whatever failed (REST, Redis), the book needs it
+                    delay = backoff.next_delay()
+                    if isinstance(exc, RateLimitError):
+                        delay = max(delay, exc.retry_after_s)
+                    log.warning(
+                        "%s: book snapshot for %s failed (%s: %s); asking again in %.2f s",
+                        self.exchange, symbol, type(exc).__name__, exc, delay,
+                        exc_info=not isinstance(exc, ExchangeError),
+                    )  # fmt: skip
+                    self.counters.resync_failures += 1
+                    await asyncio.sleep(delay)
         finally:
             conn.resyncing.discard(symbol)
         self.counters.resyncs_rest += 1
