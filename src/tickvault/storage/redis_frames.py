@@ -6,7 +6,8 @@ set, kept exact by a version:
 
 * every candle write bumps the stream's version (:data:`BUMP_VERSION_LUA`, queued in the same
   MULTI/EXEC as the write), taking a fresh number from one global counter, so a version is never
-  reused even after keys expire (or the server is flushed: a fresh counter starts at the clock);
+  reused even after keys expire (or the server is flushed or restarted from an older snapshot:
+  a version is never below the server clock in µs);
 * a read fetches the version and the blob in one ``MGET`` and uses the blob only when it was
   built at that version;
 * otherwise the reader reads the version and the sorted set in one MULTI/EXEC, builds the
@@ -31,14 +32,17 @@ import pyarrow as pa
 from tickvault.config import CacheSettings
 from tickvault.storage.redis_keys import Keys
 
-# KEYS: stream version, global counter; ARGV: ttl seconds. A counter that starts afresh (a new
-# or flushed server) starts at the server's clock in µs, above every version it gave before: a
-# reader holding a table of an old version never mistakes a new one for it.
+# KEYS: stream version, global counter; ARGV: ttl seconds. A version is never below the
+# server's clock in µs: a counter that starts afresh (a new or flushed server) or goes back (a
+# restart from an older RDB/AOF snapshot, a promoted replica that missed the last writes)
+# still gives versions above every one it gave before, so a reader holding a table of an old
+# version never mistakes a new one for it.
 BUMP_VERSION_LUA = """
 local v = redis.call('INCR', KEYS[2])
-if v == 1 then
-  local t = redis.call('TIME')
-  v = t[1] * 1000000 + t[2]
+local t = redis.call('TIME')
+local now = t[1] * 1000000 + t[2]
+if v < now then
+  v = now
   redis.call('SET', KEYS[2], v)
 end
 redis.call('SET', KEYS[1], v, 'EX', ARGV[1])

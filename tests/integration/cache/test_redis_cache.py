@@ -288,3 +288,30 @@ def test_a_held_frame_is_used_only_while_its_version_stands(redis_url: str) -> N
         assert [str(v) for v in got.column("close").to_pylist()] == [
             f"{base + i}.5" for i in range(11)
         ]
+
+
+def test_a_held_frame_is_not_mistaken_after_the_server_went_back(redis_url: str) -> None:
+    """A Redis restarted from an older snapshot (RDB, AOF fsync'd each second) or a promoted
+    replica that missed the last writes has an older version counter: a version a reader
+    holds must not be handed out again to different bars (here the snapshot is restored by
+    DUMP/RESTORE of the keys it held, as a restart would load them)."""
+    cache = RedisCache(redis_url, CacheSettings(candles_kept=50))
+    stream = ("binance", "BTC-USDT", "1m")
+    cache.write_events([candle(i, f"{100 + i}.25") for i in range(10)])
+    saved = [
+        cache.keys.frame_counter,
+        cache.keys.frame_version(*stream),
+        cache.keys.candles(*stream),
+    ]
+    snapshot = [(key, cache.client.dump(key), cache.client.pttl(key)) for key in saved]
+    cache.write_events([candle(10, "1.5")])  # lost by the restart
+    assert cache.candles_table(*stream).num_rows == 11  # held at that version
+
+    cache.client.delete(cache.keys.frame(*stream))
+    for key, dumped, ttl in snapshot:  # the server comes back with its older snapshot
+        cache.client.restore(key, max(ttl, 0), dumped, replace=True)
+    cache.write_events([candle(10, "2.5")])  # a new write after the restart
+
+    uncached = [c.close for c in cache.latest_candles(*stream, 50)]
+    assert uncached[-1] == Decimal("2.5")
+    assert cache.candles_table(*stream).column("close").to_pylist() == uncached
