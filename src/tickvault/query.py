@@ -48,6 +48,7 @@ TimeLike = datetime | date | str | int
 Format = Literal["polars", "pandas", "arrow"]
 FORMATS = ("polars", "pandas", "arrow")
 MAX_FRAMES_KEPT = 64  # polars frames of repeat block reads (``Vault._convert_cached``)
+MAX_FRAME_BYTES = 64 << 20  # ... and their bytes, with the sources they keep alive
 
 
 def parse_time(value: TimeLike, name: str = "time") -> datetime:
@@ -144,11 +145,14 @@ class FrameMemo:
     conversion (the costliest step of a cached read). A result is named by an immutable
     ``source`` it was cut from (kept alive here, so its id is not reused) and the cut's
     arguments; each call gets a clone (copy-on-write: the caller's changes never reach the kept
-    frame). Other formats are converted every time."""
+    frame). Other formats are converted every time. Bounded in count and in bytes (the frame's
+    estimated size and its source's buffers, which it keeps alive)."""
 
-    def __init__(self, size: int = MAX_FRAMES_KEPT) -> None:
+    def __init__(self, size: int = MAX_FRAMES_KEPT, max_bytes: int = MAX_FRAME_BYTES) -> None:
         self.size = size
-        self._kept: OrderedDict[tuple[Any, ...], tuple[object, Any]] = OrderedDict()
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._kept: OrderedDict[tuple[Any, ...], tuple[object, Any, int]] = OrderedDict()
 
     def convert(self, table: pa.Table, format: Format, source: object, *cut: Any) -> Any:
         if format != "polars":
@@ -159,9 +163,17 @@ class FrameMemo:
             self._kept.move_to_end(name)
             return kept[1].clone()
         frame = convert(table, format)
-        self._kept[name] = (source, frame)
-        if len(self._kept) > self.size:
-            self._kept.popitem(last=False)
+        if kept is not None:
+            self.bytes -= self._kept.pop(name)[2]
+        size = int(frame.estimated_size())
+        if isinstance(source, pa.Table):
+            size += source.get_total_buffer_size()
+        if size > self.max_bytes:
+            return frame  # not kept: handed out as it is
+        self._kept[name] = (source, frame, size)
+        self.bytes += size
+        while len(self._kept) > self.size or self.bytes > self.max_bytes:
+            self.bytes -= self._kept.popitem(last=False)[1][2]
         return frame.clone()
 
 

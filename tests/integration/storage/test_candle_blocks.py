@@ -3,6 +3,7 @@ every write path marks them, races with writers never store a stale frame."""
 
 from __future__ import annotations
 
+import gc
 import random
 import threading
 import time
@@ -17,7 +18,7 @@ import pytest
 
 from tickvault.config import TimescaleSettings
 from tickvault.model import Candle, CandleSource
-from tickvault.query import Vault
+from tickvault.query import FrameMemo, Vault
 from tickvault.storage.postgres import PostgresStore
 from tickvault.storage.postgres.candle_blocks import MAX_EMPTY_STORED, CandleBlocks, Key
 from tickvault.storage.postgres.schema import init_database
@@ -438,3 +439,26 @@ async def test_held_blocks_are_bounded(store: PostgresStore, db_url: str) -> Non
             same_range((cached, raw), at(0), at(2 * DAY_MIN))
         # 2 rounds x 2 blocks x 2 reads (same_range reads Arrow, then polars)
         assert cached.blocks.decoded_frames == 8 and len(cached.blocks.held) == 0
+
+
+async def test_results_kept_for_repeat_reads_stay_within_the_byte_budget(
+    store: PostgresStore, vaults: tuple[Vault, Vault]
+) -> None:
+    """Repeat-read results (and the block tables they pin, held or dropped) and their polars
+    frames are bounded in bytes, not only in count: 256 distinct 3-day reads pinned 178 MB
+    beside a 1 MB held budget."""
+    await write(store, history())
+    cached = vaults[0]
+    budget = 1 << 20
+    cached.blocks = CandleBlocks(cached._conn, budget)
+    cached._frames = FrameMemo(max_bytes=budget)
+    gc.collect()
+    base = pa.total_allocated_bytes()
+    for i in range(256):
+        cached.candles(*MARKET, "1m", at(-10 + i), at(3 * DAY_MIN + i))
+    gc.collect()
+    assert pa.total_allocated_bytes() - base < 4 * budget
+    assert cached._frames.bytes <= budget
+    # a repeat read is still served from the kept result while it fits
+    got = cached.candles(*MARKET, "1m", at(10), at(20), format="arrow")
+    assert cached.candles(*MARKET, "1m", at(10), at(20), format="arrow") is got

@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 COLUMNS = reader.CANDLE_COLUMNS
 STORE_LOCK_TIMEOUT = "50ms"  # how long a reader's store waits for a writer holding the block
 MAX_RESULTS_KEPT = 256  # results kept for repeat reads (``CandleBlocks._result``)
+# ... and their bytes (with the block tables they pin): at most the held blocks' budget
 MAX_EMPTY_STORED = 64  # empty blocks stored per read (a read of decades must not add rows)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MIN_US = -(2**62)  # every block start
@@ -153,7 +154,12 @@ class CandleBlocks:
         self.held = held_blocks.HeldBlocks(held_bytes)
         # the last result per read (stream and range or limit), with the block tables it was
         # cut from: the same tables (the same row versions) give the same rows
-        self._results: OrderedDict[tuple[Any, ...], tuple[list[pa.Table], pa.Table]] = OrderedDict()
+        # (bounded in count and in bytes, the block tables it pins counted: the same budget as
+        # the held blocks')
+        self._results: OrderedDict[tuple[Any, ...], tuple[list[pa.Table], pa.Table, int]] = (
+            OrderedDict()
+        )
+        self._results_bytes = 0
         self.stored_blocks = 0  # blocks stored by this reader (tests, benchmarks)
         self.store_failures = 0  # stores given up (a concurrent writer, ...)
         self.decoded_frames = 0  # frames received and decoded (not held already)
@@ -214,10 +220,15 @@ class CandleBlocks:
             self._results.move_to_end(read)
             return before[1]
         result = cut()
-        self._results[read] = (tables, result)
-        self._results.move_to_end(read)
-        if len(self._results) > MAX_RESULTS_KEPT:
-            self._results.popitem(last=False)
+        if before is not None:
+            self._results_bytes -= self._results.pop(read)[2]
+        size = result.get_total_buffer_size() + sum(t.get_total_buffer_size() for t in tables)
+        if size > self.held.max_bytes:
+            return result  # not kept: would pin more than the whole budget
+        self._results[read] = (tables, result, size)
+        self._results_bytes += size
+        while len(self._results) > MAX_RESULTS_KEPT or self._results_bytes > self.held.max_bytes:
+            self._results_bytes -= self._results.popitem(last=False)[1][2]
         return result
 
     # -- in one snapshot -----------------------------------------------------------------------
