@@ -18,6 +18,7 @@ naive means UTC) and integer nanoseconds since the epoch.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -146,34 +147,39 @@ class FrameMemo:
     ``source`` it was cut from (kept alive here, so its id is not reused) and the cut's
     arguments; each call gets a clone (copy-on-write: the caller's changes never reach the kept
     frame). Other formats are converted every time. Bounded in count and in bytes (the frame's
-    estimated size and its source's buffers, which it keeps alive)."""
+    estimated size and its source's buffers, which it keeps alive). Thread-safe (``RedisCache``
+    is shared by the query API's threads)."""
 
     def __init__(self, size: int = MAX_FRAMES_KEPT, max_bytes: int = MAX_FRAME_BYTES) -> None:
         self.size = size
         self.max_bytes = max_bytes
         self.bytes = 0
         self._kept: OrderedDict[tuple[Any, ...], tuple[object, Any, int]] = OrderedDict()
+        self._lock = threading.Lock()
 
     def convert(self, table: pa.Table, format: Format, source: object, *cut: Any) -> Any:
         if format != "polars":
             return convert(table, format)
         name = (id(source), *cut)
-        kept = self._kept.get(name)
-        if kept is not None and kept[0] is source:
-            self._kept.move_to_end(name)
-            return kept[1].clone()
+        with self._lock:
+            kept = self._kept.get(name)
+            if kept is not None and kept[0] is source:
+                self._kept.move_to_end(name)
+                return kept[1].clone()
         frame = convert(table, format)
-        if kept is not None:
-            self.bytes -= self._kept.pop(name)[2]
         size = int(frame.estimated_size())
         if isinstance(source, pa.Table):
             size += source.get_total_buffer_size()
         if size > self.max_bytes:
             return frame  # not kept: handed out as it is
-        self._kept[name] = (source, frame, size)
-        self.bytes += size
-        while len(self._kept) > self.size or self.bytes > self.max_bytes:
-            self.bytes -= self._kept.popitem(last=False)[1][2]
+        with self._lock:
+            before = self._kept.pop(name, None)
+            if before is not None:
+                self.bytes -= before[2]
+            self._kept[name] = (source, frame, size)
+            self.bytes += size
+            while len(self._kept) > self.size or self.bytes > self.max_bytes:
+                self.bytes -= self._kept.popitem(last=False)[1][2]
         return frame.clone()
 
 

@@ -23,6 +23,7 @@ precision of the most precise bar among the cached ones (the values are the exch
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from typing import Any
 
@@ -67,23 +68,29 @@ Stream = tuple[str, str, str]  # exchange, symbol, timeframe
 class HeldFrames:
     """The decoded frame of each stream read lately, with the version it was built at: a
     version is never reused (one global counter), so while a stream's version is unchanged its
-    held table is exactly the stored frame. Least recently read streams dropped first."""
+    held table is exactly the stored frame. Least recently read streams dropped first.
+    Thread-safe (a ``RedisCache`` is shared by the query API's threads): another thread may
+    drop a stream between a ``get`` and its ``touch``."""
 
     def __init__(self, size: int = MAX_HELD_STREAMS) -> None:
         self.size = size
         self._held: OrderedDict[Stream, tuple[bytes, pa.Table]] = OrderedDict()
+        self._lock = threading.Lock()
 
     def get(self, stream: Stream) -> tuple[bytes, pa.Table] | None:
         return self._held.get(stream)
 
     def touch(self, stream: Stream) -> None:
-        self._held.move_to_end(stream)
+        with self._lock:
+            if stream in self._held:
+                self._held.move_to_end(stream)
 
     def put(self, stream: Stream, version: bytes, table: pa.Table) -> None:
-        self._held[stream] = (version, table)
-        self._held.move_to_end(stream)
-        if len(self._held) > self.size:
-            self._held.popitem(last=False)
+        with self._lock:
+            self._held[stream] = (version, table)
+            self._held.move_to_end(stream)
+            while len(self._held) > self.size:
+                self._held.popitem(last=False)
 
 
 def queue_bump(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from decimal import Decimal
 
 import msgspec
@@ -12,6 +13,8 @@ import redis
 
 from tickvault.config import CacheSettings
 from tickvault.model import BookSnapshot, Candle, CandleSource, Side, Ticker, Trade
+from tickvault.query import FrameMemo
+from tickvault.storage import redis_frames as frames
 from tickvault.storage.postgres.reader import CANDLE_COLUMNS
 from tickvault.storage.redis_cache import (
     AsyncRedisCache,
@@ -315,3 +318,30 @@ def test_a_held_frame_is_not_mistaken_after_the_server_went_back(redis_url: str)
     uncached = [c.close for c in cache.latest_candles(*stream, 50)]
     assert uncached[-1] == Decimal("2.5")
     assert cache.candles_table(*stream).column("close").to_pylist() == uncached
+
+
+def test_frame_reads_from_threads_sharing_one_cache(redis_url: str) -> None:
+    """The query API shares one RedisCache among its threads: a stream dropped from the held
+    frames by one thread between another's lookup and its touch raised KeyError."""
+    cache = RedisCache(redis_url, CacheSettings(candles_kept=50))
+    symbols = [f"S{i}-USDT" for i in range(8)]
+    cache.write_events(
+        [msgspec.structs.replace(candle(i), symbol=s) for s in symbols for i in range(5)]
+    )
+    cache._held = frames.HeldFrames(size=4)  # fewer than the streams read (256 by default)
+    cache._frames = FrameMemo(size=4)
+    errors: list[BaseException] = []
+
+    def read(k: int) -> None:
+        try:
+            for n in range(1500):
+                cache.latest_candles_frame("binance", symbols[(n + k) % 8], "1m", 3)
+        except Exception as exc:  # collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=read, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
