@@ -33,7 +33,10 @@ import pyarrow as pa
 from tickvault.config import CacheSettings
 from tickvault.storage.redis_keys import Keys
 
-# KEYS: stream version, global counter; ARGV: ttl seconds. A version is never below the
+# KEYS: stream version, global counter, the stream's candle set; ARGV: ttl seconds. The
+# version lives no longer than the candle set (a history write leaves the set's TTL as it
+# is): when the set expires, so does the version, and no frame or held table outlives the
+# bars it was built from. A version is never below the
 # server's clock in µs: a counter that starts afresh (a new or flushed server) or goes back (a
 # restart from an older RDB/AOF snapshot, a promoted replica that missed the last writes)
 # still gives versions above every one it gave before, so a reader holding a table of an old
@@ -46,7 +49,10 @@ if v < now then
   v = now
   redis.call('SET', KEYS[2], v)
 end
-redis.call('SET', KEYS[1], v, 'EX', ARGV[1])
+local ttl = tonumber(ARGV[1]) * 1000
+local left = redis.call('PTTL', KEYS[3])
+if left > 0 and left < ttl then ttl = left end
+redis.call('SET', KEYS[1], v, 'PX', ttl)
 return v
 """
 
@@ -96,9 +102,11 @@ class HeldFrames:
 def queue_bump(
     pipe: Any, keys: Keys, settings: CacheSettings, stream: tuple[str, str, str]
 ) -> None:
-    """Queue the version bump of a stream (exchange, symbol, timeframe) this batch writes to."""
+    """Queue the version bump of a stream (exchange, symbol, timeframe) this batch writes to
+    (after the writes and the candle set's TTL)."""
     version = keys.frame_version(*stream)
-    pipe.eval(BUMP_VERSION_LUA, 2, version, keys.frame_counter, settings.candle_ttl_s)
+    candles = keys.candles(*stream)
+    pipe.eval(BUMP_VERSION_LUA, 3, version, keys.frame_counter, candles, settings.candle_ttl_s)
 
 
 def encode_frame(version: bytes, table: pa.Table) -> bytes:

@@ -345,3 +345,29 @@ def test_frame_reads_from_threads_sharing_one_cache(redis_url: str) -> None:
     for t in threads:
         t.join()
     assert errors == []
+
+
+def test_no_frame_outlives_the_candle_set(redis_url: str) -> None:
+    """A history write leaves the candle set's TTL as it is; the frame version must not live
+    longer, or a frame (or a held table) would serve bars the set no longer has."""
+    import time
+
+    cache = RedisCache(redis_url, CacheSettings(candles_kept=50))
+    cache.write_events([candle(i, f"{100 + i}.25") for i in range(5, 10)])
+    key = cache.keys.candles("binance", "BTC-USDT", "1m")
+    cache.client.pexpire(key, 300)  # the live feed stopped: the set is about to expire
+    asyncio.run(_write_history(redis_url, [candle(6, "106.25")]))
+    assert cache.candles_table("binance", "BTC-USDT", "1m").num_rows == 5
+    version_key = cache.keys.frame_version("binance", "BTC-USDT", "1m")
+    assert 0 < cache.client.pttl(version_key) <= 300
+    time.sleep(0.4)
+    assert cache.latest_candles("binance", "BTC-USDT", "1m", 10) == []
+    assert cache.candles_table("binance", "BTC-USDT", "1m").num_rows == 0
+
+
+async def _write_history(url: str, events: list[Candle]) -> None:
+    client = AsyncRedisCache(url, CacheSettings(candles_kept=50))
+    try:
+        await client.write_history(events)
+    finally:
+        await client.close()
