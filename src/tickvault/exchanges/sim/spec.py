@@ -113,6 +113,9 @@ def market_spec(exchange: str, symbol: str) -> MarketSpec:
     raise ValueError(f"unknown exchange {exchange!r}; known: {', '.join(SIM_EXCHANGES)}")
 
 
+DEFAULT_TICK_S = 0.02
+
+
 @dataclass(slots=True)
 class SimConfig:
     """Everything that shapes a simulator run. Same seed + same ``anchor_ns`` = same history."""
@@ -126,7 +129,7 @@ class SimConfig:
     port_base: int = 0  # 0: ephemeral ports; else binance=base, coinbase=base+1, kraken=base+2
     rate: float = 1000.0  # live market events (trades + book level changes) per second, total
     trade_fraction: float = 0.3  # share of live events that are trades
-    tick_s: float = 0.02  # generator period; events of one tick are sent as a batch
+    tick_s: float = DEFAULT_TICK_S  # generator period; events of one tick are sent as a batch
     history_s: int = 7200  # REST history before the anchor
     history_trade_interval_ms: int = 500  # mean spacing of history trades
     anchor_ns: int | None = None  # end of history; None = start time floored to the minute
