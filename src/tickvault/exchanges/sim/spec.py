@@ -113,7 +113,8 @@ def market_spec(exchange: str, symbol: str) -> MarketSpec:
     raise ValueError(f"unknown exchange {exchange!r}; known: {', '.join(SIM_EXCHANGES)}")
 
 
-DEFAULT_TICK_S = 0.02
+DEFAULT_TICK_S = 0.005
+DEFAULT_BATCH_S = 0.02
 
 
 @dataclass(slots=True)
@@ -129,7 +130,14 @@ class SimConfig:
     port_base: int = 0  # 0: ephemeral ports; else binance=base, coinbase=base+1, kraken=base+2
     rate: float = 1000.0  # live market events (trades + book level changes) per second, total
     trade_fraction: float = 0.3  # share of live events that are trades
-    tick_s: float = DEFAULT_TICK_S  # generator period; events of one tick are sent as a batch
+    # Generator step: the events of one step are stamped across it and published at its end,
+    # so a trade reaches the socket at most ~tick_s after its exchange time (plus the step's
+    # own work), as on a real venue that pushes trades within milliseconds of matching.
+    tick_s: float = DEFAULT_TICK_S
+    # Channels that send the book or statistics as of now (Kraken book/ticker/ohlc, Coinbase
+    # Advanced level2/ticker, Binance bookTicker) update once per batch_s, all steps merged:
+    # their cost is per update, not per event, and does not grow with shorter steps.
+    batch_s: float = DEFAULT_BATCH_S
     history_s: int = 7200  # REST history before the anchor
     history_trade_interval_ms: int = 500  # mean spacing of history trades
     anchor_ns: int | None = None  # end of history; None = start time floored to the minute
