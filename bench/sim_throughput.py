@@ -2,7 +2,7 @@
 
     python -m bench.sim_throughput [--rates 40000,200000] [--seconds 5]
                                    [--src src,/work/main/src] [--mix runner|exchange]
-                                   [--tick-ms 20,5] [--probe]
+                                   [--tick-ms 20,5] [--probe] [--sim-args "--trade-stamps spread"]
 
 Baseline, measured in the same run: the pure generator (``Market.advance``, no sockets). Then,
 for each requested rate and each source tree of ``--src`` (interleaved, so an A/B comparison
@@ -28,6 +28,7 @@ import asyncio
 import base64
 import json
 import os
+import shlex
 import sys
 import time
 from dataclasses import dataclass
@@ -166,6 +167,7 @@ async def live_run(
     profile: str | None = None,
     tick_ms: float | None = None,
     probe: bool = False,
+    sim_args: list[str] | None = None,
 ) -> Run:
     """The simulator runs in its own process (``tickvault sim``), as in real use, from the
     source tree ``src``; this process only counts what arrives."""
@@ -175,6 +177,7 @@ async def live_run(
             "--history-s", "60", "--no-rate-limits"]  # fmt: skip
     if tick_ms is not None:
         argv += ["--tick-ms", str(tick_ms)]
+    argv += sim_args or []
     command = [str(exe), *argv]
     if profile:  # cProfile of the simulator process, written when it exits
         code = (f"import cProfile, sys; sys.argv = {['tickvault', *argv]!r}; "
@@ -260,6 +263,7 @@ def main() -> None:
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--profile", help="write a cProfile of the (last) simulator run here")
     parser.add_argument("--tick-ms", help="generator steps to run each tree at, comma separated")
+    parser.add_argument("--sim-args", default="", help="more `tickvault sim` options, quoted")
     parser.add_argument(
         "--probe", action="store_true", help="measure the venue's latency to an idle client"
     )
@@ -278,7 +282,7 @@ def main() -> None:
             for src, tick in variants:
                 run = asyncio.run(
                     live_run(rate, args.seconds, args.symbols.split(","), src, args.mix,
-                             args.profile, tick, args.probe)
+                             args.profile, tick, args.probe, shlex.split(args.sim_args))
                 )  # fmt: skip
                 label = src if tick is None else f"{src} {tick:g} ms"
                 print(

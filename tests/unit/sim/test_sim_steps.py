@@ -5,6 +5,9 @@ continuous update ids."""
 
 from __future__ import annotations
 
+import pytest
+
+from tickvault.errors import UsageError
 from tickvault.exchanges.sim.market import Market, SimTrade, Tick
 from tickvault.exchanges.sim.simulator import VENUES, Simulator
 from tickvault.exchanges.sim.spec import SimConfig
@@ -27,9 +30,12 @@ class _Recorded:
         return ids, list(tick.changes), tick.first_update_id, tick.last_update_id, tick.ts_us
 
 
-def _simulator(tick_s: float, batch_s: float) -> tuple[Simulator, dict[str, _Recorded]]:
+def _simulator(
+    tick_s: float, batch_s: float, stamps: str = "send"
+) -> tuple[Simulator, dict[str, _Recorded]]:
     config = SimConfig(symbols=["BTC-USDT"], exchanges=("binance", "kraken"), rate=20_000.0,
-                       history_s=60, anchor_ns=ANCHOR_NS, tick_s=tick_s, batch_s=batch_s)  # fmt: skip
+                       history_s=60, anchor_ns=ANCHOR_NS, tick_s=tick_s, batch_s=batch_s,
+                       trade_stamps=stamps)  # fmt: skip
     sim = Simulator(config)
     sim._build_markets()
     recorded: dict[str, _Recorded] = {}
@@ -48,8 +54,9 @@ def _simulator(tick_s: float, batch_s: float) -> tuple[Simulator, dict[str, _Rec
     return sim, recorded
 
 
-def test_trades_every_step_books_every_batch() -> None:
-    sim, recorded = _simulator(0.005, 0.02)
+@pytest.mark.parametrize("stamps", ["send", "spread"])
+def test_trades_every_step_books_every_batch(stamps: str) -> None:
+    sim, recorded = _simulator(0.005, 0.02, stamps)
     start = ANCHOR_NS // 1000
     ends = [start + STEP_US * (i + 1) for i in range(17)]  # 85 ms of 5 ms steps
     previous = start
@@ -59,11 +66,19 @@ def test_trades_every_step_books_every_batch() -> None:
     for exchange, rec in recorded.items():
         market = sim.markets[exchange]["BTC-USDT"]
         assert len(rec.steps) == 17, exchange  # 20 000 ev/s over 2 markets: events every step
-        # each step's trades are stamped within that step and handed over at its end
+        # each step's trades are handed over at its end, stamped then ("send": µs venues
+        # count up from it, so no two trades tie) or across the step ("spread")
         trades: dict[int, SimTrade] = {t.trade_id: t for t in market.trades}
         for (ids, _, _, _, ts_us), end in zip(rec.steps, ends, strict=True):
             assert ids and ts_us == end
-            assert all(end - STEP_US - 1000 < trades[i].ts_us <= end for i in ids)
+            stamped = [trades[i].ts_us for i in ids]
+            if stamps == "spread":
+                assert all(end - STEP_US - 1000 < ts <= end for ts in stamped)
+                assert len(set(stamped)) > 1
+            elif exchange == "binance":  # milliseconds
+                assert set(stamped) == {end}
+            else:
+                assert stamped == list(range(end, end + len(ids)))
         # a batch at once, then every 20 ms, each merging every step since the last batch
         groups = [rec.steps[0:1], rec.steps[1:5], rec.steps[5:9], rec.steps[9:13], rec.steps[13:17]]
         assert len(rec.batches) == len(groups), exchange
@@ -86,3 +101,8 @@ def test_step_longer_than_batch_batches_every_step() -> None:
     for rec in recorded.values():
         assert [b[0] for b in rec.batches] == [s[0] for s in rec.steps]
         assert len(rec.batches) == 5
+
+
+def test_unknown_trade_stamps_refused() -> None:
+    with pytest.raises(UsageError, match="trade_stamps"):
+        Simulator(SimConfig(trade_stamps="later"))

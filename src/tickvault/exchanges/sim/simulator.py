@@ -28,7 +28,7 @@ from tickvault.exchanges.sim.coinbase import CoinbaseVenue
 from tickvault.exchanges.sim.faults import FAULT_KINDS, Fault, FaultBox
 from tickvault.exchanges.sim.kraken import KrakenVenue
 from tickvault.exchanges.sim.market import Market, Tick
-from tickvault.exchanges.sim.spec import SimConfig, market_seed, market_spec
+from tickvault.exchanges.sim.spec import TRADE_STAMPS, SimConfig, market_seed, market_spec
 from tickvault.exchanges.sim.venue import Venue, json_response
 from tickvault.exchanges.sim.wire import fixed
 from tickvault.model import TIMEFRAMES
@@ -50,6 +50,8 @@ GC_YOUNG_THRESHOLD = 20_000
 class Simulator:
     def __init__(self, config: SimConfig | None = None) -> None:
         self.config = config or SimConfig()
+        if self.config.trade_stamps not in TRADE_STAMPS:
+            raise UsageError(f"trade_stamps must be one of {TRADE_STAMPS}")
         unknown = [e for e in self.config.exchanges if e not in VENUES]
         if unknown:
             raise UsageError(f"unknown exchange(s) {unknown}; known: {', '.join(VENUES)}")
@@ -161,6 +163,8 @@ class Simulator:
         markets = [(e, m) for e, per in self.markets.items() for m in per.values()]
         pending = self._pending
         share = self.rate * (end_us - start_us) / 1e6 / max(1, len(markets))
+        # "send": every trade of the step at its end (µs venues: end, end + 1, ...)
+        stamp_from = end_us if self.config.trade_stamps == "send" else start_us
         self.ticks += 1
         for exchange, market in markets:
             key = (exchange, market.spec.symbol)
@@ -172,7 +176,7 @@ class Simulator:
             if events == 0 and not market.pending_bad:
                 continue
             tick = market.advance(
-                start_us, end_us, max(events, len(market.pending_bad)), self.config.trade_fraction
+                stamp_from, end_us, max(events, len(market.pending_bad)), self.config.trade_fraction
             )
             self.events += events
             self.venues[exchange].on_step(market, tick)

@@ -113,8 +113,9 @@ def market_spec(exchange: str, symbol: str) -> MarketSpec:
     raise ValueError(f"unknown exchange {exchange!r}; known: {', '.join(SIM_EXCHANGES)}")
 
 
-DEFAULT_TICK_S = 0.005
+DEFAULT_TICK_S = 0.02
 DEFAULT_BATCH_S = 0.02
+TRADE_STAMPS = ("send", "spread")
 
 
 @dataclass(slots=True)
@@ -130,10 +131,13 @@ class SimConfig:
     port_base: int = 0  # 0: ephemeral ports; else binance=base, coinbase=base+1, kraken=base+2
     rate: float = 1000.0  # live market events (trades + book level changes) per second, total
     trade_fraction: float = 0.3  # share of live events that are trades
-    # Generator step: the events of one step are stamped across it and published at its end,
-    # so a trade reaches the socket at most ~tick_s after its exchange time (plus the step's
-    # own work), as on a real venue that pushes trades within milliseconds of matching.
+    # Generator step: the events of one step are generated and published at its end.
     tick_s: float = DEFAULT_TICK_S
+    # The trades' exchange times: "send" = the step's end, when they are generated and sent
+    # (a real venue pushes a trade within milliseconds of matching; the socket then sees only
+    # the step's own work); "spread" = evenly across the step, each then waiting up to tick_s
+    # for its send (~tick_s/2 on average; before November 2026 the only way).
+    trade_stamps: str = "send"
     # Channels that send the book or statistics as of now (Kraken book/ticker/ohlc, Coinbase
     # Advanced level2/ticker, Binance bookTicker) update once per batch_s, all steps merged:
     # their cost is per update, not per event, and does not grow with shorter steps.
