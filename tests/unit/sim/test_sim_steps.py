@@ -93,11 +93,17 @@ def test_trades_every_step_books_every_batch(stamps: str) -> None:
         assert every == [t.trade_id for t in market.trades[-len(every) :]]
 
 
-def test_step_longer_than_batch_batches_every_step() -> None:
-    sim, recorded = _simulator(0.02, 0.005)
+@pytest.mark.parametrize("batch_s", [0.005, 0.02])
+def test_step_not_shorter_than_batch_batches_every_step(batch_s: float) -> None:
+    # the default: 20 ms steps and batches; steps jitter around the cadence (a late one, then
+    # one that comes early), and each still gets its batch
+    sim, recorded = _simulator(0.02, batch_s)
     start = ANCHOR_NS // 1000
-    for i in range(5):
-        sim.step(start + 20_000 * i, start + 20_000 * (i + 1))
+    ends = [start + 20_000, start + 43_000, start + 59_000, start + 78_500, start + 100_000]
+    previous = start
+    for end in ends:
+        sim.step(previous, end)
+        previous = end
     for rec in recorded.values():
         assert [b[0] for b in rec.batches] == [s[0] for s in rec.steps]
         assert len(rec.batches) == 5
