@@ -17,8 +17,8 @@ this measures:
   (p50, p99, over every trade of the window);
 * CPU of the runner process (cores) and of the simulator, peak RSS of the runner;
 * where the latency goes (``--trace``, on by default; ``runner/latency.py``): per hop, for
-  each sink — venue (exchange time → our receive: the simulator's 20 ms publish cadence, its
-  send, the socket), collect (receive → stages), stages, queue (→ the write began), write —
+  each sink — venue (exchange time → our receive: the simulator's 5 ms steps, its send, the
+  socket), collect (receive → stages), stages, queue (→ the write began), write —
   as p50/p99, with ``received`` (receive → stored, the pipeline's own share) and the mean hops
   of the slowest 1 % of trades; and the runner's loop lag, GC pauses and, with ``--stalls``,
   the callbacks that held the loop longest (``_stalls.py``); and the venue's own share:
@@ -36,6 +36,7 @@ import contextlib
 import json
 import logging
 import resource
+import shlex
 import sys
 import tempfile
 import time
@@ -60,12 +61,12 @@ CHANNELS = ["trades", "book", "candles", "ticker"]
 
 
 async def start_sim(
-    symbols: list[str], rate: float
+    symbols: list[str], rate: float, sim_args: list[str] | None = None
 ) -> tuple[asyncio.subprocess.Process, dict[str, ExchangeEndpoints]]:
     exe = Path(sys.executable).with_name("tickvault")
     proc = await asyncio.create_subprocess_exec(
         str(exe), "sim", "--symbols", ",".join(symbols), "--rate", str(rate), "--port-base", "0",
-        "--history-s", "60", "--no-rate-limits", stdout=asyncio.subprocess.PIPE,
+        "--history-s", "60", "--no-rate-limits", *(sim_args or []), stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
     assert proc.stdout is not None
     urls: dict[tuple[str, str], str] = {}
@@ -234,7 +235,7 @@ async def step(
 async def main_async(args: argparse.Namespace, url: str, redis_url: str) -> None:
     symbols = args.symbols.split(",")
     rates = [float(r) for r in args.rates.split(",")]
-    proc, endpoints = await start_sim(symbols, rates[0])
+    proc, endpoints = await start_sim(symbols, rates[0], shlex.split(args.sim_args))
     data_dir = Path(tempfile.mkdtemp(prefix="tickvault-bench-"))
     settings = Settings(
         database_url=url, redis_url=redis_url, data_dir=data_dir, endpoints=endpoints,
@@ -301,6 +302,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--stalls", action="store_true", help="time every loop callback; name the slow ones"
+    )
+    parser.add_argument(
+        "--sim-args", default="", help="more `tickvault sim` options, quoted (e.g. --tick-ms 5)"
     )
     parser.add_argument("--url", help="PostgreSQL server (default: a throwaway one)")
     parser.add_argument("--redis-url", help="Redis (default: a throwaway one)")

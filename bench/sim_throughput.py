@@ -2,6 +2,7 @@
 
     python -m bench.sim_throughput [--rates 40000,200000] [--seconds 5]
                                    [--src src,/work/main/src] [--mix runner|exchange]
+                                   [--tick-ms 20,5] [--probe] [--sim-args "--trade-stamps spread"]
 
 Baseline, measured in the same run: the pure generator (``Market.advance``, no sockets). Then,
 for each requested rate and each source tree of ``--src`` (interleaved, so an A/B comparison
@@ -9,6 +10,11 @@ sees the same machine load), ``tickvault sim`` runs in its own process and one c
 exchange subscribes as the runner does (``--mix runner``: Binance aggTrade, depth@100ms,
 bookTicker, kline_1m; Coinbase Advanced market_trades, level2, ticker, candles, heartbeats;
 Kraken book 10, trade, ticker, ohlc 1) or to the Coinbase Exchange feed instead (``exchange``).
+
+``--tick-ms`` runs each tree at each generator step given (a tree whose ``tickvault sim`` has no
+``--tick-ms`` option: leave it out, that tree runs its default). ``--probe``: an idle client in
+a process of its own also takes one Binance trade stream and reports exchange time (``T``) →
+received, p50/p99 (``_venue_probe.py``): the venue's own publish latency at that load.
 
 Printed per run: events/s generated, messages/s the simulator sent (its own counter) and the
 client received, the simulator's CPU (cores, user+system of its process over the window) and
@@ -22,6 +28,7 @@ import asyncio
 import base64
 import json
 import os
+import shlex
 import sys
 import time
 from dataclasses import dataclass
@@ -49,6 +56,7 @@ class Run:
     sent_s: float
     received_s: float
     cores: float
+    venue: str = ""
 
     @property
     def us_per_message(self) -> float:
@@ -151,7 +159,15 @@ async def _subscribe(
 
 
 async def live_run(
-    rate: float, seconds: float, symbols: list[str], src: str, mix: str, profile: str | None = None
+    rate: float,
+    seconds: float,
+    symbols: list[str],
+    src: str,
+    mix: str,
+    profile: str | None = None,
+    tick_ms: float | None = None,
+    probe: bool = False,
+    sim_args: list[str] | None = None,
 ) -> Run:
     """The simulator runs in its own process (``tickvault sim``), as in real use, from the
     source tree ``src``; this process only counts what arrives."""
@@ -159,6 +175,9 @@ async def live_run(
     env = dict(os.environ, PYTHONPATH=str(Path(src).resolve()))
     argv = ["sim", "--symbols", ",".join(symbols), "--rate", str(rate), "--port-base", "0",
             "--history-s", "60", "--no-rate-limits"]  # fmt: skip
+    if tick_ms is not None:
+        argv += ["--tick-ms", str(tick_ms)]
+    argv += sim_args or []
     command = [str(exe), *argv]
     if profile:  # cProfile of the simulator process, written when it exits
         code = (f"import cProfile, sys; sys.argv = {['tickvault', *argv]!r}; "
@@ -192,10 +211,25 @@ async def live_run(
             counter = [0]
             tasks = [asyncio.create_task(ws.count(counter)) for ws in sockets]
             await asyncio.sleep(1.0)  # warm up: snapshots, acks
+            venue_probe = None
+            if probe:
+                venue_probe = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "bench._venue_probe", urls["binance", "ws_url"],
+                    str(seconds), symbols[0], stdout=asyncio.subprocess.PIPE,
+                )  # fmt: skip
             events0, sent0, cpu0 = await info()
             received0, started = counter[0], time.perf_counter()
             await asyncio.sleep(seconds)
             events1, sent1, cpu1 = await info()
+            venue = ""
+            if venue_probe is not None:
+                out, _ = await asyncio.wait_for(venue_probe.communicate(), 60)
+                result = json.loads(out or b"{}")
+                venue = (
+                    f"venue p50/p99 {result['p50_ms']:.1f}/{result['p99_ms']:.1f} ms"
+                    if result.get("trades")
+                    else f"venue {result}"
+                )
             elapsed = time.perf_counter() - started
             received = counter[0] - received0
             for task in tasks:
@@ -214,6 +248,7 @@ async def live_run(
         (sent1 - sent0) / elapsed,
         received / elapsed,
         (cpu1 - cpu0) / elapsed,
+        venue,
     )
 
 
@@ -227,26 +262,36 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="runs per rate and source tree")
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--profile", help="write a cProfile of the (last) simulator run here")
+    parser.add_argument("--tick-ms", help="generator steps to run each tree at, comma separated")
+    parser.add_argument("--sim-args", default="", help="more `tickvault sim` options, quoted")
+    parser.add_argument(
+        "--probe", action="store_true", help="measure the venue's latency to an idle client"
+    )
     args = parser.parse_args()
     if not args.no_baseline:
         baseline = pure_generator_rate()
         print(
             f"baseline: pure generator {baseline:,.0f} events/s (this tree, no sockets)", flush=True
         )
+    ticks: list[float | None] = (
+        [float(t) for t in args.tick_ms.split(",")] if args.tick_ms else [None]
+    )
+    variants = [(src, tick) for src in args.src.split(",") for tick in ticks]
     for rate in (float(r) for r in args.rates.split(",")):
         for _ in range(args.repeat):
-            for src in args.src.split(","):
+            for src, tick in variants:
                 run = asyncio.run(
-                    live_run(
-                        rate, args.seconds, args.symbols.split(","), src, args.mix, args.profile
-                    )
-                )
+                    live_run(rate, args.seconds, args.symbols.split(","), src, args.mix,
+                             args.profile, tick, args.probe, shlex.split(args.sim_args))
+                )  # fmt: skip
+                label = src if tick is None else f"{src} {tick:g} ms"
                 print(
-                    f"{src:>16} requested {rate:>8,.0f} ev/s: generated {run.events_s:>8,.0f} ev/s,"
+                    f"{label:>16} requested {rate:>8,.0f} ev/s: generated {run.events_s:>8,.0f} ev/s,"
                     f" sent {run.sent_s:>7,.0f} msg/s (client got {run.received_s:>7,.0f}) |"
                     f" sim CPU {run.cores:.2f} cores = {run.us_per_message:6.1f} µs/msg,"
                     f" {run.cores * 1e6 / max(run.events_s, 1):5.2f} µs/event |"
-                    f" @0.5 core: {0.5e6 / run.us_per_message:>8,.0f} msg/s",
+                    f" @0.5 core: {0.5e6 / run.us_per_message:>8,.0f} msg/s"
+                    f"{' | ' + run.venue if run.venue else ''}",
                     flush=True,
                 )
 

@@ -13,6 +13,7 @@ from rich.console import Console
 from tickvault.cli import app
 from tickvault.errors import UsageError
 from tickvault.exchanges.sim import SimConfig, Simulator
+from tickvault.exchanges.sim.spec import DEFAULT_TICK_S, TRADE_STAMPS
 
 console = Console(highlight=False, soft_wrap=True)
 
@@ -35,6 +36,16 @@ def sim(
     seed: Annotated[int, typer.Option(help="Seed of the synthetic market.")] = 1,
     history_s: Annotated[int, typer.Option(help="Seconds of REST history before start.")] = 7200,
     duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
+    tick_ms: Annotated[
+        float, typer.Option(help="Generator step in ms; the step's events are sent at its end.")
+    ] = DEFAULT_TICK_S * 1000,
+    trade_stamps: Annotated[
+        str,
+        typer.Option(
+            help="Trades' exchange times: 'send' (the step's end, when they are sent) or "
+            "'spread' (across the step: each waits up to --tick-ms to be sent)."
+        ),
+    ] = "send",
     no_rate_limits: Annotated[bool, typer.Option(help="Do not enforce REST rate limits.")] = False,
     truth_file: Annotated[
         str | None, typer.Option(help="Write the ground truth (JSONL) on exit.")
@@ -47,6 +58,10 @@ def sim(
     """
     if rate < 0:
         raise UsageError("--rate must be >= 0")
+    if not 0 < tick_ms <= 1000:
+        raise UsageError("--tick-ms must be in (0, 1000]")
+    if trade_stamps not in TRADE_STAMPS:
+        raise UsageError(f"--trade-stamps must be one of {', '.join(TRADE_STAMPS)}")
     config = SimConfig(
         symbols=[s.strip().upper() for s in symbols.split(",") if s.strip()],
         exchanges=tuple(e.strip() for e in exchanges.split(",") if e.strip()),
@@ -55,6 +70,8 @@ def sim(
         host=host,
         seed=seed,
         history_s=history_s,
+        tick_s=tick_ms / 1000,
+        trade_stamps=trade_stamps,
         rate_limits=not no_rate_limits,
         truth_file=truth_file,
         freeze_gc=True,  # its own process: nothing else's garbage is kept by the freeze

@@ -248,7 +248,7 @@ class BinanceVenue(Venue):
             wrapped = [f"{head}{p}}}" for p in payloads]
         self.fanout.send_all(clients, market.spec.symbol, channel, payloads, wrapped)
 
-    def on_tick(self, market: Market, tick: Tick) -> None:
+    def on_step(self, market: Market, tick: Tick) -> None:
         ws_id, sym = market.spec.ws_id, market.spec.exchange_id
         event_ms = tick.ts_us // 1000
         subs = self.subs
@@ -279,15 +279,18 @@ class BinanceVenue(Venue):
                         bids[price] = size
                     else:
                         asks[price] = size
-            if subs.get(f"{ws_id}@bookTicker"):
-                bid, ask = market.best_bid(), market.best_ask()
-                top = (bid, market.bids[bid], ask, market.asks[ask])
-                if self.top_sent.get(ws_id) != top:
-                    self.top_sent[ws_id] = top
-                    self._send(f"{ws_id}@bookTicker", market, (
-                        f'{{"u":{market.update_id},"s":"{sym}","b":"{px(market, top[0])}",'
-                        f'"B":"{qty(market, top[1])}","a":"{px(market, top[2])}","A":"{qty(market, top[3])}"}}'
-                    ), "bookTicker")  # fmt: skip
+
+    def on_batch(self, market: Market, tick: Tick) -> None:
+        ws_id, sym = market.spec.ws_id, market.spec.exchange_id
+        if tick.changes and self.subs.get(f"{ws_id}@bookTicker"):
+            bid, ask = market.best_bid(), market.best_ask()
+            top = (bid, market.bids[bid], ask, market.asks[ask])
+            if self.top_sent.get(ws_id) != top:
+                self.top_sent[ws_id] = top
+                self._send(f"{ws_id}@bookTicker", market, (
+                    f'{{"u":{market.update_id},"s":"{sym}","b":"{px(market, top[0])}",'
+                    f'"B":"{qty(market, top[1])}","a":"{px(market, top[2])}","A":"{qty(market, top[3])}"}}'
+                ), "bookTicker")  # fmt: skip
 
     def on_timer(self, now_us: int) -> None:
         now_ms = now_us // 1000

@@ -234,7 +234,7 @@ class CoinbaseVenue(Venue, AdvancedFeed):
             f'"last_size":"{sz(market, t.qty)}"}}'
         )
 
-    def on_tick(self, market: Market, tick: Tick) -> None:
+    def on_step(self, market: Market, tick: Tick) -> None:
         pid, symbol = market.spec.exchange_id, market.spec.symbol
         stats = self.stats_for(market)
         subs = self.subs
@@ -262,7 +262,10 @@ class CoinbaseVenue(Venue, AdvancedFeed):
                 f'["{"buy" if is_bid else "sell"}","{prices[p]}","{lots(q)}"]'
                 for is_bid, p, q in tick.changes
             ]
-        self._advanced_tick(market, tick)
+        self._advanced_step(market, tick)
+
+    def on_batch(self, market: Market, tick: Tick) -> None:
+        self._advanced_batch(market, tick)
 
     def on_timer(self, now_us: int) -> None:
         if now_us >= self.next_batch_us:

@@ -161,7 +161,20 @@ class AdvancedFeed:
                 continue
             self._adv_send({client}, market, out, events)
 
-    def _advanced_tick(self, market: Market, tick: Tick) -> None:
+    def _advanced_step(self, market: Market, tick: Tick) -> None:
+        """``market_trades``: every generator step."""
+        if tick.trades:
+            trades = self.subs.get(("adv", "market_trades", market.spec.exchange_id))
+            if trades:
+                self._adv_send(
+                    trades,
+                    market,
+                    "market_trades",
+                    f'[{{"type":"update","trades":[{self._adv_trades(market, tick.trades)}]}}]',
+                )
+
+    def _advanced_batch(self, market: Market, tick: Tick) -> None:
+        """``level2`` (every change since the last batch) and ``ticker``: every batch."""
         pid = market.spec.exchange_id
         l2 = self.subs.get(("adv", "level2", pid))
         if l2 and tick.changes:
@@ -175,14 +188,6 @@ class AdvancedFeed:
                 f'[{{"type":"update","product_id":"{pid}","updates":[{updates}]}}]',
             )
         if tick.trades:
-            trades = self.subs.get(("adv", "market_trades", pid))
-            if trades:
-                self._adv_send(
-                    trades,
-                    market,
-                    "market_trades",
-                    f'[{{"type":"update","trades":[{self._adv_trades(market, tick.trades)}]}}]',
-                )
             tickers = self.subs.get(("adv", "ticker", pid))
             if tickers:
                 self._adv_send(tickers, market, "ticker", self._adv_ticker(market, "update"))

@@ -257,7 +257,20 @@ class KrakenVenue(Venue):
             client.push(self._ohlc(market, key[2], "snapshot", 10))
 
     # -- market fan-out --------------------------------------------------------------------
-    def on_tick(self, market: Market, tick: Tick) -> None:
+    def on_step(self, market: Market, tick: Tick) -> None:
+        if not tick.trades:
+            return
+        clients = self.subs.get(("trade", market.spec.ws_id))
+        if clients:
+            data = self._trades(market, tick.trades)
+            self.fanout.send(
+                clients,
+                market.spec.symbol,
+                "trade",
+                f'{{"channel":"trade","type":"update","data":[{data}]}}',
+            )
+
+    def on_batch(self, market: Market, tick: Tick) -> None:
         ws_id, symbol = market.spec.ws_id, market.spec.symbol
         if tick.changes:
             for depth in BOOK_DEPTHS:
@@ -268,12 +281,6 @@ class KrakenVenue(Venue):
                     self.views.pop((ws_id, depth), None)
         if not tick.trades:
             return
-        clients = self.subs.get(("trade", ws_id))
-        if clients:
-            data = self._trades(market, tick.trades)
-            self.fanout.send(
-                clients, symbol, "trade", f'{{"channel":"trade","type":"update","data":[{data}]}}'
-            )
         clients = self.subs.get(("ticker", ws_id))
         if clients:
             self.fanout.send(clients, symbol, "ticker", self._ticker(market, "update"))

@@ -27,8 +27,8 @@ from tickvault.exchanges.sim.candles import bars
 from tickvault.exchanges.sim.coinbase import CoinbaseVenue
 from tickvault.exchanges.sim.faults import FAULT_KINDS, Fault, FaultBox
 from tickvault.exchanges.sim.kraken import KrakenVenue
-from tickvault.exchanges.sim.market import Market
-from tickvault.exchanges.sim.spec import SimConfig, market_seed, market_spec
+from tickvault.exchanges.sim.market import Market, Tick
+from tickvault.exchanges.sim.spec import TRADE_STAMPS, SimConfig, market_seed, market_spec
 from tickvault.exchanges.sim.venue import Venue, json_response
 from tickvault.exchanges.sim.wire import fixed
 from tickvault.model import TIMEFRAMES
@@ -50,6 +50,8 @@ GC_YOUNG_THRESHOLD = 20_000
 class Simulator:
     def __init__(self, config: SimConfig | None = None) -> None:
         self.config = config or SimConfig()
+        if self.config.trade_stamps not in TRADE_STAMPS:
+            raise UsageError(f"trade_stamps must be one of {TRADE_STAMPS}")
         unknown = [e for e in self.config.exchanges if e not in VENUES]
         if unknown:
             raise UsageError(f"unknown exchange(s) {unknown}; known: {', '.join(VENUES)}")
@@ -65,6 +67,9 @@ class Simulator:
         self._runners: list[web.AppRunner] = []
         self._task: asyncio.Task[None] | None = None
         self._carry: dict[tuple[str, str], float] = {}
+        # per market: what the steps since the last batch produced, merged (``Venue.on_batch``)
+        self._pending: dict[tuple[str, str], tuple[Market, Tick]] = {}
+        self._next_batch_us = 0
         self.rate = self.config.rate
 
     # -- life cycle ------------------------------------------------------------------------
@@ -132,8 +137,17 @@ class Simulator:
         frozen_us = last_us
         if cfg.freeze_gc:
             gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+        loop = asyncio.get_running_loop()
+        due = loop.time()
         while True:
-            await asyncio.sleep(cfg.tick_s)
+            # Steps on a fixed cadence (a sleep of tick_s after each step's work stretched the
+            # period by that work, and every trade's wait with it). Behind schedule: yield to
+            # the sockets and step at once, without a burst of catch-up steps.
+            due += cfg.tick_s
+            delay = due - loop.time()
+            if delay < 0:
+                due -= delay
+            await asyncio.sleep(max(0.0, delay))
             now_us = max(time.time_ns() // 1000, last_us + 1)
             self.step(last_us, now_us)
             last_us = now_us
@@ -144,9 +158,13 @@ class Simulator:
                 frozen_us = now_us
 
     def step(self, start_us: int, end_us: int) -> None:
-        """One generator step: events for (start_us, end_us] on every market, then fan-out."""
+        """One generator step: events for (start_us, end_us] on every market, then fan-out:
+        ``Venue.on_step`` now, ``Venue.on_batch`` with the steps merged once per ``batch_s``."""
         markets = [(e, m) for e, per in self.markets.items() for m in per.values()]
+        pending = self._pending
         share = self.rate * (end_us - start_us) / 1e6 / max(1, len(markets))
+        # "send": every trade of the step at its end (µs venues: end, end + 1, ...)
+        stamp_from = end_us if self.config.trade_stamps == "send" else start_us
         self.ticks += 1
         for exchange, market in markets:
             key = (exchange, market.spec.symbol)
@@ -158,10 +176,28 @@ class Simulator:
             if events == 0 and not market.pending_bad:
                 continue
             tick = market.advance(
-                start_us, end_us, max(events, len(market.pending_bad)), self.config.trade_fraction
+                stamp_from, end_us, max(events, len(market.pending_bad)), self.config.trade_fraction
             )
             self.events += events
-            self.venues[exchange].on_tick(market, tick)
+            self.venues[exchange].on_step(market, tick)
+            merged = pending.get(key)
+            if merged is None:
+                pending[key] = (market, tick)
+            else:
+                merged_tick = merged[1]
+                merged_tick.ts_us = tick.ts_us
+                merged_tick.trades += tick.trades
+                merged_tick.changes += tick.changes
+                merged_tick.last_update_id = tick.last_update_id
+        # a batch is due from half a step before its time on (steps jitter around the cadence)
+        if 2 * end_us + (end_us - start_us) >= 2 * self._next_batch_us:
+            batch_us = int(self.config.batch_s * 1_000_000)
+            self._next_batch_us += batch_us
+            if self._next_batch_us <= end_us:  # behind (or the first batch): from now on
+                self._next_batch_us = end_us + batch_us
+            for (exchange, _), (market, tick) in pending.items():
+                self.venues[exchange].on_batch(market, tick)
+            pending.clear()
         for venue in self.venues.values():
             venue.on_timer(end_us)
 

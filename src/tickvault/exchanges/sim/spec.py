@@ -113,6 +113,11 @@ def market_spec(exchange: str, symbol: str) -> MarketSpec:
     raise ValueError(f"unknown exchange {exchange!r}; known: {', '.join(SIM_EXCHANGES)}")
 
 
+DEFAULT_TICK_S = 0.02
+DEFAULT_BATCH_S = 0.02
+TRADE_STAMPS = ("send", "spread")
+
+
 @dataclass(slots=True)
 class SimConfig:
     """Everything that shapes a simulator run. Same seed + same ``anchor_ns`` = same history."""
@@ -126,7 +131,17 @@ class SimConfig:
     port_base: int = 0  # 0: ephemeral ports; else binance=base, coinbase=base+1, kraken=base+2
     rate: float = 1000.0  # live market events (trades + book level changes) per second, total
     trade_fraction: float = 0.3  # share of live events that are trades
-    tick_s: float = 0.02  # generator period; events of one tick are sent as a batch
+    # Generator step: the events of one step are generated and published at its end.
+    tick_s: float = DEFAULT_TICK_S
+    # The trades' exchange times: "send" = the step's end, when they are generated and sent
+    # (a real venue pushes a trade within milliseconds of matching; the socket then sees only
+    # the step's own work); "spread" = evenly across the step, each then waiting up to tick_s
+    # for its send (~tick_s/2 on average; before November 2026 the only way).
+    trade_stamps: str = "send"
+    # Channels that send the book or statistics as of now (Kraken book/ticker/ohlc, Coinbase
+    # Advanced level2/ticker, Binance bookTicker) update once per batch_s, all steps merged:
+    # their cost is per update, not per event, and does not grow with shorter steps.
+    batch_s: float = DEFAULT_BATCH_S
     history_s: int = 7200  # REST history before the anchor
     history_trade_interval_ms: int = 500  # mean spacing of history trades
     anchor_ns: int | None = None  # end of history; None = start time floored to the minute

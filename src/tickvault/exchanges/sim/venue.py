@@ -57,8 +57,15 @@ class Venue:
     def add_routes(self, app: web.Application) -> None:
         raise NotImplementedError
 
-    def on_tick(self, market: Market, tick: Tick) -> None:
-        """Fan out what one generator step produced for one market."""
+    def on_step(self, market: Market, tick: Tick) -> None:
+        """Every generator step (``tick_s``): what one step produced for one market, on the
+        channels a real venue pushes as it happens (trades) and into what must follow every
+        change (Binance diff-depth buffers, Coinbase ``level2_batch``)."""
+
+    def on_batch(self, market: Market, tick: Tick) -> None:
+        """Every ``batch_s``: one update per channel that sends the book or statistics as of
+        now (Kraken book/ticker/ohlc, Coinbase Advanced level2/ticker, Binance bookTicker);
+        ``tick`` merges every step since the last batch (all trades and changes, in order)."""
 
     def on_timer(self, now_us: int) -> None:
         """Periodic pushes (batched depth, klines, heartbeats), once per generator step."""
