@@ -10,7 +10,10 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 from typing import TypeAlias
 
+import msgspec
+
 from tickvault.model import TIMEFRAMES, BookDelta, BookSnapshot, Candle, Ticker, Trade
+from tickvault.pipeline.records import Rejected
 
 Failure: TypeAlias = tuple[str, str]
 
@@ -164,3 +167,32 @@ def median_of(values: list[float]) -> float:
 
 def int_or_none(value: object) -> int | None:
     return value if type(value) is int else None
+
+
+_encoder = msgspec.json.Encoder(decimal_format="string")
+
+
+def _raw_json(event: object) -> str:
+    try:
+        return _encoder.encode(event).decode()
+    except (TypeError, ValueError, msgspec.EncodeError):
+        return repr(event)
+
+
+def _kind(event: object) -> str:
+    tag = getattr(getattr(type(event), "__struct_config__", None), "tag", None)
+    return tag if isinstance(tag, str) else type(event).__name__
+
+
+def rejected_record(event: object, failure: Failure) -> Rejected:
+    """What validation keeps of a refused event: the event whole (JSON) and why."""
+    return Rejected(
+        exchange=str(getattr(event, "exchange", "") or ""),
+        symbol=getattr(event, "symbol", None),
+        kind=_kind(event),
+        reason=failure[0],
+        detail=failure[1],
+        raw=_raw_json(event),
+        ts_ns=int_or_none(getattr(event, "ts_ns", None)),
+        recv_ns=int_or_none(getattr(event, "recv_ns", None)),
+    )
