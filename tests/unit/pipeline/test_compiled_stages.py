@@ -22,7 +22,9 @@ import pytest
 from pipeline_helpers import NOW_NS, candle, delta, snapshot, ticker
 
 from tickvault.model import NS_PER_S, Side, Trade
+from tickvault.pipeline import quality as quality_module
 from tickvault.pipeline import validate as validate_module
+from tickvault.pipeline.quality import QualityTracker
 from tickvault.pipeline.validate import ValidationConfig, Validator
 from tickvault.storage.postgres import copytext
 
@@ -186,3 +188,51 @@ def test_copy_lines_of_odd_trades(change: dict[str, Any]) -> None:
     expected = outcome(False)
     assert outcome(True) == expected
     assert isinstance(expected, str) or expected.count(b"\n") == 50
+
+
+def quality_state(tracker: QualityTracker) -> Any:
+    slots = {
+        key: (
+            [
+                (
+                    s.start_ns,
+                    s.events,
+                    s.rejected,
+                    s.duplicates,
+                    s.missing,
+                    s.missing_time_ns,
+                    s.compared,
+                    s.mismatched,
+                    sorted(s.lags.items()),
+                )
+                for s in stream.slots
+            ],
+            stream.first_ns,
+            stream.last_recv_ns,
+            stream.last_id,
+            stream.last_seq,
+            stream.last_candle,
+        )
+        for key, stream in tracker._streams.items()
+    }
+    return slots, tracker._prices
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_compiled_quality_loop_matches_the_python_loop(seed: int) -> None:
+    require(quality_module.compiled_quality)
+    batches = stream(seed)
+    validator = Validator(ValidationConfig(duplicate_window=500))
+    validator.compiled = False
+    results = [validator.validate(batch, NOW_NS) for batch in batches]
+    trackers = []
+    for compiled in (False, True):
+        tracker = QualityTracker()
+        tracker.compiled = compiled
+        for step, result in enumerate(results):
+            tracker.observe_validation(result, NOW_NS + step * 3 * NS_PER_S)
+        trackers.append(tracker)
+    pure, compiled_one = trackers
+    assert quality_state(compiled_one) == quality_state(pure)
+    assert compiled_one.scores(NOW_NS + 400 * NS_PER_S) == pure.scores(NOW_NS + 400 * NS_PER_S)
+    assert any(s.missing for st in pure._streams.values() for s in st.slots)  # ids had holes
