@@ -64,14 +64,21 @@ def _levels(levels: object, side: str) -> tuple[Failure | None, list[Decimal]]:
     return None, [price for price, size in sizes.items() if size]
 
 
+try:  # the compiled _levels (pipeline/_levels.pyx), when the package was built with it
+    from tickvault.pipeline._levels import levels as compiled_levels
+except ImportError:  # pragma: no cover - a source tree without the built extension
+    compiled_levels = None  # type: ignore[assignment]
+_side_levels = _levels if compiled_levels is None else compiled_levels
+
+
 def check_book(book: BookSnapshot | BookDelta, future_ns: int, floor_ns: int) -> Failure | None:
     failure = _common(book)
     if failure is not None:
         return failure
-    failure, bids = _levels(book.bids, "bid")
+    failure, bids = _side_levels(book.bids, "bid")
     if failure is not None:
         return failure
-    failure, asks = _levels(book.asks, "ask")
+    failure, asks = _side_levels(book.asks, "ask")
     if failure is not None:
         return failure
     # A delta can only be judged on the levels it sets: a bid it adds at or above an ask it

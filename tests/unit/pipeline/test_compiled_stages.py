@@ -1,7 +1,7 @@
 """The compiled stage loops give exactly what the pure-Python ones give (differential tests).
 
 ``pipeline/_validate.pyx`` (the validation loop), ``_quality.pyx`` (quality's per-event loop),
-``_candles.pyx`` (the candle fold) and ``storage/postgres/_copytext.pyx`` (the trades' COPY
+``_candles.pyx`` (the candle fold), ``_levels.pyx`` (a book side's checks) and ``storage/postgres/_copytext.pyx`` (the trades' COPY
 lines) are optional accelerators. Here both variants get the same seeded streams
 of trades — random walks over several markets and venues, with a share spoiled in every way
 validation knows (bad, NaN and infinite numbers, duplicates, regressing and non-numeric ids,
@@ -23,6 +23,7 @@ import pytest
 from pipeline_helpers import NOW_NS, candle, delta, snapshot, ticker
 
 from tickvault.model import NS_PER_S, Side, Trade
+from tickvault.pipeline import _checks as checks_module
 from tickvault.pipeline import candles as candles_module
 from tickvault.pipeline import quality as quality_module
 from tickvault.pipeline import validate as validate_module
@@ -278,3 +279,27 @@ def test_compiled_candle_fold_matches_the_python_loop(seed: int) -> None:
         outputs.append((got, bar_state(deriver)))
     assert outputs[1] == outputs[0]
     assert any(closed != b"[]" for _, closed, _, _ in outputs[0][0])
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_compiled_book_levels_match_the_python_check(seed: int) -> None:
+    require(checks_module.compiled_levels)
+    rng = random.Random(seed)
+    values: list[Any] = [Decimal("0"), Decimal("-1"), Decimal("NaN"), Decimal("Infinity"),
+                         Decimal("1E-8"), 1.5, "2", None]  # fmt: skip
+    for _ in range(3_000):
+        levels: list[Any] = []
+        for _ in range(rng.randrange(0, 12)):
+            price = Decimal(rng.randrange(1, 40)) / 4
+            size = Decimal(rng.randrange(0, 3))
+            roll = rng.random()
+            if roll < 0.02:
+                price = rng.choice(values)
+            elif roll < 0.04:
+                size = rng.choice(values)
+            if roll > 0.995:
+                levels.append((price,))
+            else:
+                levels.append((price, size))
+        side: Any = tuple(levels) if rng.random() < 0.99 else levels
+        assert checks_module.compiled_levels(side, "bid") == checks_module._levels(side, "bid")
