@@ -24,11 +24,6 @@ from decimal import localcontext
 from tickvault.model import NS_PER_S, Candle, Side, Trade, timeframe_ns
 from tickvault.trade_bars import SUM_CONTEXT, Bar, BarBuilder, CandleOutput
 
-try:  # the compiled add_trades (pipeline/_candles.pyx), when the package was built with it
-    from tickvault.pipeline import _candles as compiled_candles
-except ImportError:  # pragma: no cover - a source tree without the built extension
-    compiled_candles = None  # type: ignore[assignment]
-
 _BUY = Side.BUY
 _SELL = Side.SELL
 
@@ -56,8 +51,6 @@ class CandleDeriver:
         lengths = [timeframe_ns(t) for t in self.config.timeframes]
         self.base_ns = math.gcd(*lengths)
         self._builders: dict[tuple[str, str], list[BarBuilder]] = {}
-        # The compiled fold (same results, in C) when built; False selects the Python one.
-        self.compiled = compiled_candles is not None
 
     def _builders_of(self, market: tuple[str, str]) -> list[BarBuilder]:
         builders = self._builders.get(market)
@@ -68,8 +61,6 @@ class CandleDeriver:
 
     def add_trades(self, trades: Iterable[Trade]) -> CandleOutput:
         """Fold a batch of (validated) trades in; bars closed by the watermark come out."""
-        if self.compiled:
-            return compiled_candles.add_trades(self, trades)
         out = CandleOutput()
         base_ns = self.base_ns
         parts: dict[tuple[str, str], Bar] = {}

@@ -1,7 +1,7 @@
 """The compiled stage loops give exactly what the pure-Python ones give (differential tests).
 
 ``pipeline/_validate.pyx`` (the validation loop), ``_quality.pyx`` (quality's per-event loop),
-``_candles.pyx`` (the candle fold), ``_levels.pyx`` (a book side's checks) and ``storage/postgres/_copytext.pyx`` (the trades' COPY
+``_levels.pyx`` (a book side's checks) and ``storage/postgres/_copytext.pyx`` (the trades' COPY
 lines) are optional accelerators. Here both variants get the same seeded streams
 of trades — random walks over several markets and venues, with a share spoiled in every way
 validation knows (bad, NaN and infinite numbers, duplicates, regressing and non-numeric ids,
@@ -24,14 +24,11 @@ from pipeline_helpers import NOW_NS, candle, delta, snapshot, ticker
 
 from tickvault.model import NS_PER_S, Side, Trade
 from tickvault.pipeline import _checks as checks_module
-from tickvault.pipeline import candles as candles_module
 from tickvault.pipeline import quality as quality_module
 from tickvault.pipeline import validate as validate_module
-from tickvault.pipeline.candles import CandleConfig, CandleDeriver
 from tickvault.pipeline.quality import QualityTracker
 from tickvault.pipeline.validate import ValidationConfig, Validator
 from tickvault.storage.postgres import copytext
-from tickvault.trade_bars import Bar
 
 _json = msgspec.json.Encoder(decimal_format="string").encode
 MARKETS = [(e, s) for e in ("binance", "coinbase", "kraken") for s in ("BTC-USDT", "ETH-USDT")]
@@ -241,44 +238,6 @@ def test_compiled_quality_loop_matches_the_python_loop(seed: int) -> None:
     assert quality_state(compiled_one) == quality_state(pure)
     assert compiled_one.scores(NOW_NS + 400 * NS_PER_S) == pure.scores(NOW_NS + 400 * NS_PER_S)
     assert any(s.missing for st in pure._streams.values() for s in st.slots)  # ids had holes
-
-
-def bar_state(deriver: CandleDeriver) -> Any:
-    names = Bar.__slots__
-    return {
-        market: [
-            (b.timeframe, b.next_open_ns, b.bar and [getattr(b.bar, n) for n in names])
-            for b in builders
-        ]
-        for market, builders in deriver._builders.items()
-    }
-
-
-@pytest.mark.parametrize("seed", range(4))
-def test_compiled_candle_fold_matches_the_python_loop(seed: int) -> None:
-    require(candles_module.compiled_candles)
-    rng = random.Random(seed)
-    trades = [e for batch in stream(seed, share=0.0) for e in batch if type(e) is Trade]
-    ts_ns = NOW_NS - 3 * 3600 * NS_PER_S  # spread over hours: bars of every timeframe close
-    spread = []
-    for trade in trades:
-        ts_ns += rng.choice((1, 1_000_000, 900_000_000, 7 * NS_PER_S, 70 * NS_PER_S))
-        spread.append(msgspec.structs.replace(trade, ts_ns=ts_ns, recv_ns=ts_ns + 99))
-    steps = [rng.randrange(1, 400) for _ in spread]
-    outputs = []
-    for compiled in (False, True):
-        deriver = CandleDeriver(CandleConfig(timeframes=("1m", "5m", "15m", "1h", "4h", "1d")))
-        deriver.compiled = compiled
-        at, got = 0, []
-        for step in steps:
-            out = deriver.add_trades(spread[at : at + step])
-            got.append((_json(out.updated), _json(out.closed), out.empty, out.late_trades))
-            at += step
-            if at >= len(spread):
-                break
-        outputs.append((got, bar_state(deriver)))
-    assert outputs[1] == outputs[0]
-    assert any(closed != b"[]" for _, closed, _, _ in outputs[0][0])
 
 
 @pytest.mark.parametrize("seed", range(3))
