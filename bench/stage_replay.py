@@ -244,6 +244,130 @@ def replay_report(folder: Path, rounds: int = 3) -> str:
     return "\n".join(lines)
 
 
+# --- output identity ----------------------------------------------------------------------
+#
+# ``python -m bench.stage_replay DIR --digest [--broken SEED]`` runs the stages over the capture
+# (every batch, as run_stages does) and prints a SHA-256 of everything they hand on: the stored
+# market events, features, signals, quarantine records, gaps, findings, the batch counters, the
+# COPY text of every table and the Redis commands queued. Run it with main's source
+# (``PYTHONPATH=/path/to/main/src:.``) and a branch's: equal digests mean equal output. With
+# ``--broken SEED`` a seeded share of the trades is spoiled first (bad prices and sizes, NaN,
+# duplicates, regressing ids, outliers, future and stale times, missing fields) so that the
+# rejection paths and their quarantine records are covered too.
+
+
+class _RecordingPipe:
+    """Keeps every queued command (name, arguments) in order."""
+
+    def __init__(self) -> None:
+        self.commands: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        def queue(*args: Any, **kwargs: Any) -> None:
+            self.commands.append((name, args, kwargs))
+
+        return queue
+
+
+def spoil(stage_batches: list[Batch], seed: int, share: float = 0.02) -> list[Batch]:
+    """A copy of the batches with ``share`` of the trades spoiled, reproducibly."""
+    import random
+    from decimal import Decimal
+
+    import msgspec
+
+    from tickvault.model import Trade
+
+    rng = random.Random(seed)
+    spoiled: list[Batch] = []
+    for batch in stage_batches:
+        events: list[Any] = []
+        for event in batch.events:
+            if type(event) is not Trade or rng.random() >= share:
+                events.append(event)
+                continue
+            replace = msgspec.structs.replace
+            how = rng.randrange(12)
+            if how == 0:
+                events.append(replace(event, price=-event.price))
+            elif how == 1:
+                events.append(replace(event, size=Decimal(0)))
+            elif how == 2:
+                events.append(replace(event, price=Decimal("NaN")))
+            elif how == 3:
+                events.append(replace(event, size=Decimal("Infinity")))
+            elif how == 4:
+                events.extend((event, event))  # duplicate
+            elif how == 5 and event.trade_id.isdigit():
+                events.append(replace(event, trade_id=str(max(int(event.trade_id) - 50, 0))))
+            elif how == 6:
+                events.append(replace(event, price=event.price * Decimal("1.3")))
+            elif how == 7:
+                events.append(replace(event, ts_ns=event.ts_ns + 3600 * 10**9))
+            elif how == 8:
+                events.append(replace(event, ts_ns=10**15))
+            elif how == 9:
+                events.append(replace(event, trade_id=""))
+            elif how == 10:
+                events.append(replace(event, price=float(event.price)))
+            else:
+                events.append(replace(event, trade_id=f"x{event.trade_id}"))
+        spoiled.append(Batch(batch.now_ns, events, list(batch.errors), list(batch.gaps)))
+    return spoiled
+
+
+def output_digest(stage_batches: list[Batch]) -> tuple[str, dict[str, int]]:
+    """SHA-256 of the stages' and encoders' whole output over the batches, and a few totals."""
+    import hashlib
+
+    import msgspec
+
+    encode = msgspec.json.Encoder(decimal_format="string").encode
+    digest = hashlib.sha256()
+    stages = Stages(StageConfig())
+    keys, settings = Keys("tv"), CacheSettings()
+    totals = {"events": 0, "market": 0, "quarantine": 0, "features": 0, "signals": 0,
+              "redis commands": 0}  # fmt: skip
+
+    def put(value: object) -> None:
+        try:
+            digest.update(encode(value))
+        except (TypeError, msgspec.EncodeError):
+            digest.update(repr(value).encode())
+        digest.update(b"\x00")
+
+    batches_then_finish = [*stage_batches, None]
+    for batch in batches_then_finish:
+        if batch is None:
+            out, counts = stages.finish(stage_batches[-1].now_ns if stage_batches else 0)
+        else:
+            out, counts = stages.process(batch.events, batch.errors, batch.gaps, batch.now_ns)
+            totals["events"] += len(batch.events)
+        for name in ("market", "features", "signals", "quarantine", "gaps", "findings"):
+            put(getattr(out, name))
+        for name in ("collected", "validated", "transformed", "rejects", "gaps"):
+            put(sorted((repr(k), v) for k, v in getattr(counts, name).items()))
+        tables: dict[str, list[Any]] = {}
+        for event in out.market:
+            table = EVENT_TABLES.get(type(event))
+            if table is not None:
+                tables.setdefault(table, []).append(event)
+        for table, rows in sorted(tables.items()):
+            digest.update(table.encode())
+            digest.update(SPECS[table].encode(rows))
+        pipe = _RecordingPipe()
+        redis_cache._queue_events(pipe, keys, settings, out.market)  # type: ignore[arg-type]
+        put([repr(command) for command in pipe.commands])
+        totals["market"] += len(out.market)
+        totals["quarantine"] += len(out.quarantine)
+        totals["features"] += len(out.features)
+        totals["signals"] += len(out.signals)
+        totals["redis commands"] += len(pipe.commands)
+    put(sorted(stages.validator.totals.items()))
+    put([repr(score) for score in stages.quality_scores(stage_batches[-1].now_ns)])
+    return digest.hexdigest(), totals
+
+
 # --- instruction counts (callgrind) -----------------------------------------------------------
 #
 # CPU time on a shared machine varies by tens of percent from run to run; instruction counts do
@@ -374,7 +498,16 @@ def main() -> None:
     parser.add_argument("--callgrind", action="store_true")
     parser.add_argument("--steps", default=",".join(STEPS))
     parser.add_argument("--ab", help="another source tree to measure alongside (e.g. main/src)")
+    parser.add_argument("--digest", action="store_true", help="SHA-256 of the stages' output")
+    parser.add_argument("--broken", type=int, help="with --digest: spoil trades with this seed")
     args = parser.parse_args()
+    if args.digest:
+        stage_batches = _stage_batches(args.capture, args.limit)
+        if args.broken is not None:
+            stage_batches = spoil(stage_batches, args.broken)
+        hexdigest, totals = output_digest(stage_batches)
+        print(hexdigest, " ".join(f"{k}={v}" for k, v in totals.items()))
+        return
     if args.step:
         print(f"count {run_step(args.capture, args.step, args.limit)}")
         return

@@ -10,7 +10,10 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 from typing import TypeAlias
 
+import msgspec
+
 from tickvault.model import TIMEFRAMES, BookDelta, BookSnapshot, Candle, Ticker, Trade
+from tickvault.pipeline.records import Rejected
 
 Failure: TypeAlias = tuple[str, str]
 
@@ -61,14 +64,21 @@ def _levels(levels: object, side: str) -> tuple[Failure | None, list[Decimal]]:
     return None, [price for price, size in sizes.items() if size]
 
 
+try:  # the compiled _levels (pipeline/_levels.pyx), when the package was built with it
+    from tickvault.pipeline._levels import levels as compiled_levels
+except ImportError:  # pragma: no cover - a source tree without the built extension
+    compiled_levels = None  # type: ignore[assignment]
+_side_levels = _levels if compiled_levels is None else compiled_levels
+
+
 def check_book(book: BookSnapshot | BookDelta, future_ns: int, floor_ns: int) -> Failure | None:
     failure = _common(book)
     if failure is not None:
         return failure
-    failure, bids = _levels(book.bids, "bid")
+    failure, bids = _side_levels(book.bids, "bid")
     if failure is not None:
         return failure
-    failure, asks = _levels(book.asks, "ask")
+    failure, asks = _side_levels(book.asks, "ask")
     if failure is not None:
         return failure
     # A delta can only be judged on the levels it sets: a bid it adds at or above an ask it
@@ -164,3 +174,32 @@ def median_of(values: list[float]) -> float:
 
 def int_or_none(value: object) -> int | None:
     return value if type(value) is int else None
+
+
+_encoder = msgspec.json.Encoder(decimal_format="string")
+
+
+def _raw_json(event: object) -> str:
+    try:
+        return _encoder.encode(event).decode()
+    except (TypeError, ValueError, msgspec.EncodeError):
+        return repr(event)
+
+
+def _kind(event: object) -> str:
+    tag = getattr(getattr(type(event), "__struct_config__", None), "tag", None)
+    return tag if isinstance(tag, str) else type(event).__name__
+
+
+def rejected_record(event: object, failure: Failure) -> Rejected:
+    """What validation keeps of a refused event: the event whole (JSON) and why."""
+    return Rejected(
+        exchange=str(getattr(event, "exchange", "") or ""),
+        symbol=getattr(event, "symbol", None),
+        kind=_kind(event),
+        reason=failure[0],
+        detail=failure[1],
+        raw=_raw_json(event),
+        ts_ns=int_or_none(getattr(event, "ts_ns", None)),
+        recv_ns=int_or_none(getattr(event, "recv_ns", None)),
+    )

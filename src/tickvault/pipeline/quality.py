@@ -124,11 +124,20 @@ def _end_run(stream: _Stream, slot: _Slot, events: int, newest_recv_ns: int) -> 
         stream.last_recv_ns = newest_recv_ns
 
 
+try:  # the compiled per-event loop (pipeline/_quality.pyx), when built;
+    # imported here: it takes _CHANNELS, _LAG_STEPS and _end_run from this module
+    from tickvault.pipeline import _quality as compiled_quality
+except ImportError:  # pragma: no cover - a source tree without the built extension
+    compiled_quality = None  # type: ignore[assignment]
+
+
 class QualityTracker:
     def __init__(self, config: QualityConfig | None = None) -> None:
         self.config = config or QualityConfig()
         self._streams: dict[tuple[str, str, str], _Stream] = {}
         self._prices: dict[str, dict[str, tuple[float, int]]] = {}  # symbol -> exchange -> (p, ts)
+        # The compiled loop (same results, in C) when built; False selects the Python one.
+        self.compiled = compiled_quality is not None
 
     # -- feeding -------------------------------------------------------------------------
 
@@ -152,17 +161,46 @@ class QualityTracker:
         Batch-wise: events of one stream come in runs (a feed message holds many), so a run
         shares one stream lookup and one update of the counters; of the prices only the last
         one per (symbol, exchange) is kept, so only that one is converted to float."""
+        if self.compiled:
+            last_price = compiled_quality.observe_accepted(self, result.accepted, now_ns)
+        else:
+            last_price = self._observe_accepted(result.accepted, now_ns)
+        prices = self._prices
+        for (symbol, exchange), event in last_price.items():
+            if type(event) is Trade:
+                value = float(event.price)
+            else:
+                ticker: Ticker = event  # type: ignore[assignment]
+                value = float(ticker.bid_price + ticker.ask_price) / 2  # type: ignore[operator]
+            by_exchange = prices.get(symbol)
+            if by_exchange is None:
+                by_exchange = prices[symbol] = {}
+            by_exchange[exchange] = (value, event.ts_ns)
+        for rejected in result.rejected:
+            key = (rejected.exchange, rejected.symbol or "", rejected.channel)
+            _, rejected_slot = self._slot(key, now_ns)
+            if rejected.reason == "duplicate":
+                rejected_slot.duplicates += 1
+            else:
+                rejected_slot.rejected += 1
+
+    def _observe_accepted(
+        self, accepted: list[MarketEvent], now_ns: int
+    ) -> dict[tuple[str, str], MarketEvent]:
+        """The per-event part of :meth:`observe_validation`: counters, lags and holes per
+        stream; returns the last trade or two-sided ticker per (symbol, exchange)."""
         cache: dict[tuple[str, str, str], tuple[_Stream, _Slot]] = {}
         last_price: dict[tuple[str, str], MarketEvent] = {}  # last trade or two-sided ticker
         log2 = math.log2
         run_kind: type | None = None
         run_exchange = run_symbol = ""
+        price_key = ("", "")
         stream: _Stream | None = None
         slot: _Slot | None = None
         lags: dict[int, int] = {}
         run_events = run_recv = 0
         last_lag, last_bucket = 0, 0
-        for event in result.accepted:
+        for event in accepted:
             kind = type(event)
             if (
                 kind is not run_kind
@@ -172,6 +210,7 @@ class QualityTracker:
                 if stream is not None:
                     _end_run(stream, slot, run_events, run_recv)  # type: ignore[arg-type]
                 run_kind, run_exchange, run_symbol = kind, event.exchange, event.symbol
+                price_key = (run_symbol, run_exchange)
                 key = (run_exchange, run_symbol, _CHANNELS.get(kind, "candles"))
                 pair = cache.get(key)
                 if pair is None:
@@ -199,7 +238,7 @@ class QualityTracker:
                         if last is not None and number > last + 1:
                             slot.missing += number - last - 1  # type: ignore[union-attr]
                         stream.last_id = number  # type: ignore[union-attr]
-                last_price[(run_symbol, run_exchange)] = trade
+                last_price[price_key] = trade
             elif kind is BookDelta:
                 delta: BookDelta = event  # type: ignore[assignment]
                 if delta.first_sequence is not None and delta.last_sequence is not None:
@@ -212,29 +251,12 @@ class QualityTracker:
             elif kind is Ticker:
                 ticker: Ticker = event  # type: ignore[assignment]
                 if ticker.bid_price is not None and ticker.ask_price is not None:
-                    last_price[(run_symbol, run_exchange)] = ticker
+                    last_price[price_key] = ticker
             else:
                 self._candle(event, stream, slot)  # type: ignore[arg-type]
         if stream is not None:
             _end_run(stream, slot, run_events, run_recv)  # type: ignore[arg-type]
-        prices = self._prices
-        for (symbol, exchange), event in last_price.items():
-            if type(event) is Trade:
-                value = float(event.price)
-            else:
-                ticker = event  # type: ignore[assignment]
-                value = float(ticker.bid_price + ticker.ask_price) / 2  # type: ignore[operator]
-            by_exchange = prices.get(symbol)
-            if by_exchange is None:
-                by_exchange = prices[symbol] = {}
-            by_exchange[exchange] = (value, event.ts_ns)
-        for rejected in result.rejected:
-            key = (rejected.exchange, rejected.symbol or "", rejected.channel)
-            _, rejected_slot = self._slot(key, now_ns)
-            if rejected.reason == "duplicate":
-                rejected_slot.duplicates += 1
-            else:
-                rejected_slot.rejected += 1
+        return last_price
 
     def _candle(self, candle: Candle, stream: _Stream, slot: _Slot) -> None:
         if not candle.closed or candle.source is not CandleSource.EXCHANGE:

@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-import msgspec
-
 from tickvault.model import (
     NS_PER_S,
     BookDelta,
@@ -35,12 +33,17 @@ from tickvault.pipeline._checks import (
     check_candle,
     check_ticker,
     cross_outlier,
-    int_or_none,
     median_of,
     missing_field,
+    rejected_record,
     stream_outlier,
 )
 from tickvault.pipeline.records import Rejected
+
+try:  # the compiled validation loop (pipeline/_validate.pyx), when the package was built with it
+    from tickvault.pipeline import _validate as compiled_validation
+except ImportError:  # pragma: no cover - a source tree without the built extension
+    compiled_validation = None  # type: ignore[assignment]
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,19 +129,6 @@ class _TradeStream:
 
 
 _ZERO = Decimal(0)
-_encoder = msgspec.json.Encoder(decimal_format="string")
-
-
-def _raw_json(event: object) -> str:
-    try:
-        return _encoder.encode(event).decode()
-    except (TypeError, ValueError, msgspec.EncodeError):
-        return repr(event)
-
-
-def _kind(event: object) -> str:
-    tag = getattr(getattr(type(event), "__struct_config__", None), "tag", None)
-    return tag if isinstance(tag, str) else type(event).__name__
 
 
 class Validator:
@@ -150,6 +140,8 @@ class Validator:
         self._last_sequence: dict[tuple[str, str], int] = {}
         self._prices: dict[tuple[str, str], _PriceRef] = {}
         self._peers: dict[str, list[tuple[str, _PriceRef]]] = {}  # symbol -> refs by exchange
+        # The compiled loop (same results, in C) when built; False selects the Python one.
+        self.compiled = compiled_validation is not None
 
     def reset(self, exchange: str, symbol: str) -> None:
         """Forget sequence and trade-id state of a market (after a reconnect or resync)."""
@@ -159,6 +151,8 @@ class Validator:
         self._last_sequence.pop((exchange, symbol), None)
 
     def validate(self, events: Iterable[object], now_ns: int) -> ValidationResult:
+        if self.compiled:
+            return ValidationResult(*compiled_validation.validate(self, events, now_ns))
         cfg = self.config
         accepted: list[MarketEvent] = []
         rejected: list[Rejected] = []
@@ -173,6 +167,8 @@ class Validator:
         refresh_every, min_samples = cfg.outlier_refresh_every, cfg.outlier_min_samples
         run_exchange: object = None  # the market of the current run of trades, and its state
         run_symbol: object = None
+        last_price: Decimal | None = None  # the last trade price converted, and its float
+        last_value = 0.0
         state: _TradeStream
         window: _KeyWindow
         seen: set[Any]
@@ -239,7 +235,12 @@ class Validator:
                             else:
                                 state.last_id = number
                         if failure is None:
-                            value = float(price)
+                            # equal decimals give the same float: consecutive trades of a
+                            # market share their price ~40 % of the time, and a compare is
+                            # far cheaper than float(Decimal)
+                            if price != last_price:
+                                last_price, last_value = price, float(price)
+                            value = last_value
                             median = ref.median
                             if median is not None:
                                 if abs(value - median) > max_dev * median:
@@ -281,18 +282,7 @@ class Validator:
             else:
                 reason = failure[0]
                 counts[reason] = counts.get(reason, 0) + 1
-                rejected.append(
-                    Rejected(
-                        exchange=str(getattr(event, "exchange", "") or ""),
-                        symbol=getattr(event, "symbol", None),
-                        kind=_kind(event),
-                        reason=reason,
-                        detail=failure[1],
-                        raw=_raw_json(event),
-                        ts_ns=int_or_none(getattr(event, "ts_ns", None)),
-                        recv_ns=int_or_none(getattr(event, "recv_ns", None)),
-                    )
-                )
+                rejected.append(rejected_record(event, failure))
         totals = self.totals
         for reason, count in counts.items():
             totals[reason] = totals.get(reason, 0) + count

@@ -19,6 +19,11 @@ from typing import Any
 from tickvault.model import BookSnapshot, Candle, Level, Ticker, Trade
 from tickvault.storage.postgres.records import FeatureValue
 
+try:  # the compiled trade lines (postgres/_copytext.pyx), when the package was built with it
+    from tickvault.storage.postgres._copytext import trade_lines as compiled_trade_lines
+except ImportError:  # pragma: no cover - pure-Python install
+    compiled_trade_lines = None  # type: ignore[assignment]
+
 NULL = "\\N"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SECONDS: dict[int, str] = {}  # epoch second -> "YYYY-MM-DD HH:MM:SS." (bounded memo)
@@ -108,12 +113,24 @@ def feature_fields(e: FeatureValue) -> tuple[str, ...]:
             _f(e.value))  # fmt: skip
 
 
-def encode_trades(batch: Sequence[Trade]) -> bytes:
-    """The hot path: one f-string per trade, no escaping; checked afterwards as a whole.
+def encode_trades(batch: Sequence[Trade], compiled: bool = True) -> bytes:
+    """The hot path: one line per trade, no escaping; checked afterwards as a whole.
 
     If any text field held a tab, newline, CR or backslash, the tab/newline counts or the
-    backslash/CR scan catch it and the batch is re-encoded field by field with escaping.
+    backslash/CR scan catch it and the batch is re-encoded field by field with escaping. The
+    lines come from the compiled module when it is built (``compiled=False``: the pure loop).
     """
+    text = None
+    if compiled and compiled_trade_lines is not None:
+        text = compiled_trade_lines(batch, _SECONDS, _second)
+    data = (_trade_lines(batch) if text is None else text).encode()
+    n = len(batch)
+    if data.count(b"\n") != n or data.count(b"\t") != 7 * n or b"\\" in data or b"\r" in data:
+        return encode_lines(batch, trade_fields)
+    return data
+
+
+def _trade_lines(batch: Sequence[Trade]) -> str:
     seconds = _SECONDS
     lines: list[str] = []
     append = lines.append
@@ -128,11 +145,7 @@ def encode_trades(batch: Sequence[Trade]) -> bytes:
             % (e.exchange, e.symbol, ts, f // 1000, e.trade_id, str(e.price), str(e.size),
                e.side, recv, rf // 1000)
         )  # fmt: skip
-    data = "".join(lines).encode()
-    n = len(batch)
-    if data.count(b"\n") != n or data.count(b"\t") != 7 * n or b"\\" in data or b"\r" in data:
-        return encode_lines(batch, trade_fields)
-    return data
+    return "".join(lines)
 
 
 def encode_lines(batch: Sequence[Any], fields: Callable[[Any], tuple[str, ...]]) -> bytes:

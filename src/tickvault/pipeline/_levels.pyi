@@ -1,0 +1,3 @@
+from decimal import Decimal
+
+def levels(levels: object, side: str) -> tuple[tuple[str, str] | None, list[Decimal]]: ...
