@@ -18,8 +18,6 @@ naive means UTC) and integer nanoseconds since the epoch.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -31,6 +29,7 @@ import pyarrow as pa
 from tickvault.config import Settings
 from tickvault.errors import StorageError, UsageError
 from tickvault.model import EXCHANGES, TIMEFRAMES, decimal_str, split_symbol
+from tickvault.storage.lru import Lru
 from tickvault.storage.postgres import columnar, reader
 from tickvault.storage.postgres.candle_blocks import CandleBlocks, to_us
 from tickvault.storage.postgres.connection import (
@@ -151,35 +150,25 @@ class FrameMemo:
     is shared by the query API's threads)."""
 
     def __init__(self, size: int = MAX_FRAMES_KEPT, max_bytes: int = MAX_FRAME_BYTES) -> None:
-        self.size = size
-        self.max_bytes = max_bytes
-        self.bytes = 0
-        self._kept: OrderedDict[tuple[Any, ...], tuple[object, Any, int]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._kept: Lru[tuple[Any, ...], tuple[object, Any]] = Lru(size, max_bytes)
+
+    @property
+    def bytes(self) -> int:
+        return self._kept.bytes
 
     def convert(self, table: pa.Table, format: Format, source: object, *cut: Any) -> Any:
         if format != "polars":
             return convert(table, format)
         name = (id(source), *cut)
-        with self._lock:
-            kept = self._kept.get(name)
-            if kept is not None and kept[0] is source:
-                self._kept.move_to_end(name)
-                return kept[1].clone()
+        kept = self._kept.get(name)
+        if kept is not None and kept[0] is source:
+            return kept[1].clone()
         frame = convert(table, format)
         size = int(frame.estimated_size())
         if isinstance(source, pa.Table):
             size += source.get_total_buffer_size()
-        if size > self.max_bytes:
+        if not self._kept.put(name, (source, frame), size):
             return frame  # not kept: handed out as it is
-        with self._lock:
-            before = self._kept.pop(name, None)
-            if before is not None:
-                self.bytes -= before[2]
-            self._kept[name] = (source, frame, size)
-            self.bytes += size
-            while len(self._kept) > self.size or self.bytes > self.max_bytes:
-                self.bytes -= self._kept.popitem(last=False)[1][2]
         return frame.clone()
 
 

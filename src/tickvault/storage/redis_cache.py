@@ -264,7 +264,7 @@ class RedisCache:
         self.settings = settings or CacheSettings()
         self.keys = Keys(self.settings.key_prefix)
         self.client = redis.Redis.from_url(url, socket_timeout=5)
-        self._held = frames.HeldFrames()
+        self._held = frames.held_frames()
         self._frames = FrameMemo()
 
     def ping(self) -> bool:
@@ -337,19 +337,19 @@ class RedisCache:
 
     def forget_held(self) -> None:
         """Drop the decoded frames and results this reader holds (benchmarks)."""
-        self._held = frames.HeldFrames()
+        self._held = frames.held_frames()
         self._frames = FrameMemo()
 
     def candles_table(self, exchange: str, symbol: str, timeframe: str) -> pa.Table:
         """Every cached bar of a stream as an Arrow table: the stored frame, or rebuilt.
 
-        The table of the version read last is kept (``frames.HeldFrames``): while the stream's
+        The table of the version read last is kept (``frames.held_frames``): while the stream's
         version is unchanged a read fetches the version alone, not the blob."""
         stream = (exchange, symbol, timeframe)
         version_key = self.keys.frame_version(exchange, symbol, timeframe)
         frame_key = self.keys.frame(exchange, symbol, timeframe)
         try:
-            held = self._held.get(stream)
+            held = self._held.get(stream, touch=False)
             if held is not None:
                 version = self.client.get(version_key)
                 if version == held[0]:
@@ -360,7 +360,7 @@ class RedisCache:
             table = frames.decode_frame(version, blob)
             if table is not None:
                 assert version is not None
-                self._held.put(stream, version, table)
+                self._held.put(stream, (version, table))
                 return table
             pipe = self.client.pipeline(transaction=True)
             pipe.get(version_key)
@@ -368,7 +368,7 @@ class RedisCache:
             version, raw = pipe.execute()
             table = candles_table(raw)
             if version is not None:  # the bars of that version (read in one MULTI/EXEC)
-                self._held.put(stream, version, table)
+                self._held.put(stream, (version, table))
             if version is not None and raw:
                 blob = frames.encode_frame(version, table)
                 self.client.eval(

@@ -15,7 +15,7 @@ set, kept exact by a version:
   checked in the server) — a write that came in between is never hidden by an older frame.
 
 So a frame read is never older than a sorted-set read at the same moment. A reader keeps the
-table it decoded last per stream (:class:`HeldFrames`): while the version is the same, a read
+table it decoded last per stream (:func:`held_frames`): while the version is the same, a read
 fetches the version alone. Blobs carry the
 candles' TTL. Column types are those of ``Vault.candles``; decimal columns take the scale and
 precision of the most precise bar among the cached ones (the values are the exchange's, exact).
@@ -23,14 +23,13 @@ precision of the most precise bar among the cached ones (the values are the exch
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from tickvault.config import CacheSettings
+from tickvault.storage.lru import Lru
 from tickvault.storage.redis_keys import Keys
 
 # KEYS: stream version, global counter, the stream's candle set; ARGV: ttl seconds. The
@@ -71,32 +70,11 @@ MAX_HELD_STREAMS = 256  # decoded frames a reader keeps (``HeldFrames``)
 Stream = tuple[str, str, str]  # exchange, symbol, timeframe
 
 
-class HeldFrames:
+def held_frames(size: int = MAX_HELD_STREAMS) -> Lru[Stream, tuple[bytes, pa.Table]]:
     """The decoded frame of each stream read lately, with the version it was built at: a
     version is never reused (one global counter), so while a stream's version is unchanged its
-    held table is exactly the stored frame. Least recently read streams dropped first.
-    Thread-safe (a ``RedisCache`` is shared by the query API's threads): another thread may
-    drop a stream between a ``get`` and its ``touch``."""
-
-    def __init__(self, size: int = MAX_HELD_STREAMS) -> None:
-        self.size = size
-        self._held: OrderedDict[Stream, tuple[bytes, pa.Table]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, stream: Stream) -> tuple[bytes, pa.Table] | None:
-        return self._held.get(stream)
-
-    def touch(self, stream: Stream) -> None:
-        with self._lock:
-            if stream in self._held:
-                self._held.move_to_end(stream)
-
-    def put(self, stream: Stream, version: bytes, table: pa.Table) -> None:
-        with self._lock:
-            self._held[stream] = (version, table)
-            self._held.move_to_end(stream)
-            while len(self._held) > self.size:
-                self._held.popitem(last=False)
+    held table is exactly the stored frame. Least recently read streams dropped first."""
+    return Lru(max_items=size)
 
 
 def queue_bump(

@@ -328,7 +328,7 @@ def test_frame_reads_from_threads_sharing_one_cache(redis_url: str) -> None:
     cache.write_events(
         [msgspec.structs.replace(candle(i), symbol=s) for s in symbols for i in range(5)]
     )
-    cache._held = frames.HeldFrames(size=4)  # fewer than the streams read (256 by default)
+    cache._held = frames.held_frames(size=4)  # fewer than the streams read (256 by default)
     cache._frames = FrameMemo(size=4)
     errors: list[BaseException] = []
 

@@ -29,7 +29,6 @@ import contextlib
 import functools
 import logging
 import operator
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -39,6 +38,7 @@ import psycopg
 import pyarrow as pa
 
 from tickvault.model import TIMEFRAMES
+from tickvault.storage.lru import Lru
 from tickvault.storage.postgres import candle_frames as frames
 from tickvault.storage.postgres import columnar, held_blocks, reader
 from tickvault.storage.postgres.block_ddl import BARS_PER_BLOCK
@@ -156,10 +156,9 @@ class CandleBlocks:
         # cut from: the same tables (the same row versions) give the same rows
         # (bounded in count and in bytes, the block tables it pins counted: the same budget as
         # the held blocks')
-        self._results: OrderedDict[tuple[Any, ...], tuple[list[pa.Table], pa.Table, int]] = (
-            OrderedDict()
+        self._results: Lru[tuple[Any, ...], tuple[list[pa.Table], pa.Table]] = Lru(
+            MAX_RESULTS_KEPT, self.held.max_bytes
         )
-        self._results_bytes = 0
         self.stored_blocks = 0  # blocks stored by this reader (tests, benchmarks)
         self.store_failures = 0  # stores given up (a concurrent writer, ...)
         self.decoded_frames = 0  # frames received and decoded (not held already)
@@ -217,18 +216,10 @@ class CandleBlocks:
         (held tables are immutable and tied to their row versions: same tables, same rows)."""
         before = self._results.get(read)
         if before is not None and _same(before[0], tables):
-            self._results.move_to_end(read)
             return before[1]
         result = cut()
-        if before is not None:
-            self._results_bytes -= self._results.pop(read)[2]
         size = result.get_total_buffer_size() + sum(t.get_total_buffer_size() for t in tables)
-        if size > self.held.max_bytes:
-            return result  # not kept: would pin more than the whole budget
-        self._results[read] = (tables, result, size)
-        self._results_bytes += size
-        while len(self._results) > MAX_RESULTS_KEPT or self._results_bytes > self.held.max_bytes:
-            self._results_bytes -= self._results.popitem(last=False)[1][2]
+        self._results.put(read, (tables, result), size)  # not kept if over the whole budget
         return result
 
     # -- in one snapshot -----------------------------------------------------------------------

@@ -11,9 +11,9 @@ Bounded in bytes (Arrow buffer sizes); the least recently used block is dropped 
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 import pyarrow as pa
+
+from tickvault.storage.lru import Lru
 
 DEFAULT_MAX_BYTES = 64 << 20
 
@@ -23,10 +23,16 @@ Held = tuple[str, pa.Table]  # (row version, decoded block table)
 
 class HeldBlocks:
     def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
-        self.max_bytes = max_bytes
-        self.bytes = 0
-        self._by_key: dict[Key, dict[int, Held]] = {}
-        self._order: OrderedDict[tuple[Key, int], int] = OrderedDict()  # → bytes, oldest first
+        self._by_key: dict[Key, dict[int, Held]] = {}  # the blocks of a stream, for ranges
+        self._lru: Lru[tuple[Key, int], Held] = Lru(max_bytes=max_bytes, on_drop=self._unindex)
+
+    @property
+    def max_bytes(self) -> int:
+        return self._lru.max_bytes or 0
+
+    @property
+    def bytes(self) -> int:
+        return self._lru.bytes
 
     def in_range(self, key: Key, first: int, last: int) -> dict[int, Held]:
         """Held blocks of ``key`` starting in [first, last] (a copy: later puts may evict)."""
@@ -36,30 +42,20 @@ class HeldBlocks:
         return {start: held for start, held in blocks.items() if first <= start <= last}
 
     def put(self, key: Key, start: int, version: str, table: pa.Table) -> None:
-        size = table.get_total_buffer_size()  # (``nbytes`` walks every value: 0.3 ms)
-        if size > self.max_bytes:
-            return
-        self._drop(key, start)
-        self._by_key.setdefault(key, {})[start] = (version, table)
-        self._order[key, start] = size
-        self.bytes += size
-        while self.bytes > self.max_bytes:
-            (old_key, old_start), _ = next(iter(self._order.items()))
-            self._drop(old_key, old_start)
+        # (``Table.nbytes`` walks every value: 0.3 ms)
+        if self._lru.put((key, start), (version, table), table.get_total_buffer_size()):
+            self._by_key.setdefault(key, {})[start] = (version, table)
 
     def touch(self, key: Key, start: int) -> None:
-        if (key, start) in self._order:
-            self._order.move_to_end((key, start))
+        self._lru.touch((key, start))
 
     def __len__(self) -> int:
-        return len(self._order)
+        return len(self._lru)
 
-    def _drop(self, key: Key, start: int) -> None:
-        size = self._order.pop((key, start), None)
-        if size is None:
-            return
-        self.bytes -= size
-        blocks = self._by_key[key]
-        del blocks[start]
-        if not blocks:
-            del self._by_key[key]
+    def _unindex(self, dropped: tuple[Key, int]) -> None:
+        key, start = dropped
+        blocks = self._by_key.get(key)
+        if blocks is not None:
+            blocks.pop(start, None)
+            if not blocks:
+                del self._by_key[key]
