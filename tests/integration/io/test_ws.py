@@ -141,9 +141,20 @@ async def test_rollover_opens_the_new_connection_before_the_old_one_closes(
 
 async def test_rest_resync_fetches_a_snapshot_through_the_budget(serve_app: Serve) -> None:
     server = ToyExchangeServer(resync_after=2)
+    ws, rest, adapter, snapshots = await _resync_until_snapshot(
+        serve_app, server, RestPolicy(limit=100, window_s=1.0)
+    )
+    assert server.depth_requests == ["AAAUSD"]
+    assert ws.counters.resyncs_rest == 1 and rest.counters.weight_requested == 5
+    assert snapshots[0].symbol == "AAA-USD" and adapter.feeds[0].snapshots == ["AAA-USD"]
+
+
+async def _resync_until_snapshot(
+    serve_app: Serve, server: ToyExchangeServer, rest_policy: RestPolicy
+) -> tuple[WsSession, RestClient, ToyAdapter, list[BookSnapshot]]:
+    """A session on ``server`` whose book resyncs over REST, run until a snapshot came out."""
     recorder = Recorder()
     base = await serve_app(server.app())
-    rest_policy = RestPolicy(limit=100, window_s=1.0)
     budget = LocalBudget("toy", 100, 1.0)
     async with RestClient("toy", base, budget, rest_policy, counters=IoCounters()) as rest:
         adapter = ToyAdapter(rest_resync=True)
@@ -153,9 +164,7 @@ async def test_rest_resync_fetches_a_snapshot_through_the_budget(serve_app: Serv
             return [e for o in recorder.outputs for e in o.events if isinstance(e, BookSnapshot)]
 
         await run_until(ws, lambda: bool(snapshots()))
-    assert server.depth_requests == ["AAAUSD"]
-    assert ws.counters.resyncs_rest == 1 and rest.counters.weight_requested == 5
-    assert snapshots()[0].symbol == "AAA-USD" and adapter.feeds[0].snapshots == ["AAA-USD"]
+    return ws, rest, adapter, snapshots()
 
 
 @pytest.mark.parametrize(
@@ -170,21 +179,11 @@ async def test_a_failed_snapshot_is_asked_for_again(
     longer than ``max_ban_wait_s``, 5xx past ``max_retries``) is asked again, after the ban,
     instead of leaving the book empty for the socket's life."""
     server = ToyExchangeServer(resync_after=2, depth_errors=errors)
-    recorder = Recorder()
-    base = await serve_app(server.app())
     rest_policy = RestPolicy(
         limit=100, window_s=1.0, max_retries=1, backoff_base_s=0.02, backoff_cap_s=0.05,
         max_ban_wait_s=0.5,
     )  # fmt: skip
-    budget = LocalBudget("toy", 100, 1.0)
-    async with RestClient("toy", base, budget, rest_policy, counters=IoCounters()) as rest:
-        adapter = ToyAdapter(rest_resync=True)
-        ws = session(base.replace("http://", "ws://"), recorder, rest=rest, adapter=adapter)
-
-        def snapshots() -> list[BookSnapshot]:
-            return [e for o in recorder.outputs for e in o.events if isinstance(e, BookSnapshot)]
-
-        await run_until(ws, lambda: bool(snapshots()))
+    ws, _, adapter, _ = await _resync_until_snapshot(serve_app, server, rest_policy)
     assert server.depth_requests == ["AAAUSD"] * (len(errors) + 1)
     assert ws.counters.resync_failures == failures and ws.counters.resyncs_rest == 1
     assert adapter.feeds[0].snapshots == ["AAA-USD"]
