@@ -95,6 +95,9 @@ async def test_injected_429_is_honoured(exchange: str, db_url: str, redis_url: s
     assert log.entries[1][0] - refused_at >= 0.95  # the next request waited out Retry-After
 
 
+BAN_S = 4.0
+
+
 async def test_binance_418_stops_the_exchange_until_the_ban_ends(
     db_url: str, redis_url: str
 ) -> None:
@@ -105,7 +108,10 @@ async def test_binance_418_stops_the_exchange_until_the_ban_ends(
 
         def ban_midway(p: object) -> None:
             if getattr(p, "pages", 0) == 1 and not armed:
-                sim.inject(Fault("binance", "ban_418", duration_s=2.0))
+                # 4 s: the second run below must start while the ban still has more than
+                # max_ban_wait_s to go, also on a loaded machine (2 s left too little: the
+                # first run's teardown and the next one's start can take over 1.5 s)
+                sim.inject(Fault("binance", "ban_418", duration_s=BAN_S))
                 armed.append(True)
 
         with pytest.raises(RateLimitError) as raised:
@@ -120,6 +126,6 @@ async def test_binance_418_stops_the_exchange_until_the_ban_ends(
         with pytest.raises(RateLimitError):
             await run_backfill(sim, "binance", db_url, redis_url, http_log=log, policy=policy)
         assert len(log.entries) == sent
-        await asyncio.sleep(max(0.0, 2.1 - (time.monotonic() - banned_at)))
+        await asyncio.sleep(max(0.0, BAN_S + 0.1 - (time.monotonic() - banned_at)))
         await run_backfill(sim, "binance", db_url, redis_url, http_log=log, policy=policy)
         assert_equals_truth(sim, "binance", db_url)
