@@ -156,6 +156,12 @@ class Metrics:
             "tickvault_gap_repair_failures", "Gap repair attempts that failed.", gap_labels
         )
         self._gaps_pending = g("tickvault_gaps_pending", "Gaps not repaired yet.", gap_labels)
+        self._late_trades = c(
+            "tickvault_late_trades",
+            "Trades that arrived after their derived bar closed (revised: the bar was revised;"
+            " too_late: older than the late window, a gap whose repair rebuilds the bars).",
+            ("exchange", "reason"),
+        )
         # -- REST
         self._rest_requests = c(
             "tickvault_rest_requests", "REST requests by HTTP status.", ("exchange", "status")
@@ -289,6 +295,9 @@ class Metrics:
 
     def gaps_found(self, exchange: str, symbol: str, channel: str, reason: str) -> Counter:
         return self._gaps_found.labels(exchange, symbol, channel, reason)
+
+    def late_trades(self, exchange: str, reason: str) -> Counter:
+        return self._late_trades.labels(exchange, reason)
 
     def gaps_repaired(self, exchange: str, symbol: str, channel: str) -> Counter:
         return self._gaps_repaired.labels(exchange, symbol, channel)

@@ -10,8 +10,11 @@ configured timeframes, which nests in every one of them); partials are then merg
 timeframe's bar. So the per-trade cost does not grow with the number of timeframes.
 
 The bars, their exact money and the per-timeframe builder are :mod:`tickvault.trade_bars`, shared
-with Kraken's candle history. A trade older than its builder's forming bar cannot reopen a
-closed bar: it is counted in ``late_trades`` and left for reconciliation to notice.
+with Kraken's candle history. A trade older than its builder's forming bar (it arrived after the
+bar closed: a reader stalled past the grace) revises the closed bar if it is within
+``late_window_ns``; the revision comes out in ``CandleOutput.revised``. Older than that it is
+counted in ``late_trades`` and its base bucket reported in ``late_gaps``: the runner records it
+as a gap, and the gap repair rebuilds the derived bars of that range from the stored trades.
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import localcontext
 
-from tickvault.model import NS_PER_S, Candle, Side, Trade, timeframe_ns
-from tickvault.trade_bars import SUM_CONTEXT, Bar, BarBuilder, CandleOutput
+from tickvault.model import NS_PER_S, Candle, Gap, Side, Trade, timeframe_ns
+from tickvault.trade_bars import SUM_CONTEXT, Bar, BarBuilder, CandleOutput, Late
 
 _BUY = Side.BUY
 _SELL = Side.SELL
@@ -35,6 +38,9 @@ class CandleConfig:
     close_grace_ns: int = 2 * NS_PER_S
     """``advance(now_ns)`` closes a bar only this long after its end, leaving trades of its
     last moments time to arrive (exchange-to-receive lag is normally well under a second)."""
+    late_window_ns: int = 60 * NS_PER_S
+    """A trade arriving after its bar closed still revises the bar if the bar closed less than
+    this long (event time) before the newest closed one."""
 
     def __post_init__(self) -> None:
         if not self.timeframes:
@@ -55,7 +61,11 @@ class CandleDeriver:
     def _builders_of(self, market: tuple[str, str]) -> list[BarBuilder]:
         builders = self._builders.get(market)
         if builders is None:
-            builders = [BarBuilder(market[0], market[1], t) for t in self.config.timeframes]
+            window = self.config.late_window_ns
+            builders = [
+                BarBuilder(market[0], market[1], t, late_window_ns=window)
+                for t in self.config.timeframes
+            ]
             self._builders[market] = builders
         return builders
 
@@ -77,7 +87,13 @@ class CandleDeriver:
                         part.high = price
                     elif price < part.low:
                         part.low = price
-                    part.close = price
+                    # open and close by exchange time; equal times keep arrival order
+                    if ts_ns >= part.last_ts_ns:
+                        part.close = price
+                        part.last_ts_ns = ts_ns
+                    elif ts_ns < part.first_ts_ns:
+                        part.open = price
+                        part.first_ts_ns = ts_ns
                     part.volume += size
                     part.quote_volume += price * size
                     side = trade.side
@@ -86,8 +102,6 @@ class CandleDeriver:
                     elif side is _SELL:
                         part.sell_volume += size
                     part.trade_count += 1
-                    if ts_ns > part.last_ts_ns:
-                        part.last_ts_ns = ts_ns
                     if trade.recv_ns > part.recv_ns:
                         part.recv_ns = trade.recv_ns
                     continue
@@ -104,9 +118,20 @@ class CandleDeriver:
     def _flush(
         self, market: tuple[str, str], part: Bar, out: CandleOutput, touched: dict[int, BarBuilder]
     ) -> None:
+        late: set[Late] = set()
         for builder in self._builders_of(market):
-            builder.merge(part, out)
+            late.add(builder.merge(part, out))
             touched[id(builder)] = builder
+        if late != {None}:  # a late part, counted once whatever the number of timeframes
+            exchange, symbol = market
+            if "too_late" in late:
+                counts = out.late_trades
+                out.late_gaps.append(
+                    Gap(exchange, symbol, "trades", part.open_ns, part.last_ts_ns, "late_trades")
+                )
+            else:
+                counts = out.revised_trades
+            counts[exchange] = counts.get(exchange, 0) + part.trade_count
 
     def advance(self, now_ns: int) -> CandleOutput:
         """Close bars whose interval ended before ``now_ns - close_grace_ns``; report empties."""

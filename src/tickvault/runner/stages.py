@@ -28,7 +28,7 @@ from tickvault.model import (
     Ticker,
     Trade,
 )
-from tickvault.pipeline.candles import CandleConfig, CandleDeriver
+from tickvault.pipeline.candles import CandleConfig, CandleDeriver, CandleOutput
 from tickvault.pipeline.indicators import IndicatorConfig, IndicatorEngine
 from tickvault.pipeline.quality import QualityConfig, QualityTracker
 from tickvault.pipeline.reconcile import ReconcileConfig, Reconciler
@@ -76,6 +76,7 @@ class StageConfig:
     book_interval_ns: int = 100_000_000  # sampled books: at most one per stream per 100 ms
     forming_interval_ns: int = 1_000_000_000  # forming derived bars written once a second
     advance_interval_ns: int = 500_000_000  # how often quiet streams' bars are checked
+    late_window_ns: int = 60_000_000_000  # a trade this late still revises its closed bar
 
 
 @dataclass(slots=True)
@@ -97,6 +98,7 @@ class BatchCounts:
     transformed: ChannelCounts = field(default_factory=dict)  # candles, book, features, signals
     rejects: dict[tuple[str, str, str], int] = field(default_factory=dict)  # exch, stage, reason
     gaps: dict[tuple[str, str, str, str], int] = field(default_factory=dict)  # + reason
+    late_trades: dict[tuple[str, str], int] = field(default_factory=dict)  # exchange, outcome
 
 
 K = TypeVar("K")
@@ -116,7 +118,9 @@ class Stages:
         self.validator = Validator(cfg.validation)
         # Backfill and repaired history go back in time: their own duplicate/order state.
         self.backfill_validator = Validator(replace(cfg.validation, check_trade_id_order=False))
-        self.deriver = CandleDeriver(CandleConfig(timeframes=cfg.timeframes))
+        self.deriver = CandleDeriver(
+            CandleConfig(timeframes=cfg.timeframes, late_window_ns=cfg.late_window_ns)
+        )
         self.reconciler = Reconciler(ReconcileConfig())
         self.indicators = IndicatorEngine(cfg.indicators)
         rules = default_rules(cfg.indicators) if cfg.rules is None else list(cfg.rules)
@@ -242,6 +246,8 @@ class Stages:
                 self._forming[(bar.exchange, bar.symbol, bar.timeframe)] = bar
             if derived.empty:
                 self.quality.observe_empty_intervals(derived.empty, now_ns)
+            if derived.revised_trades or derived.late_trades:
+                self._late(derived, out, counts)
             self._derived(derived.closed, exchange_bars, out, counts, now_ns)
         elif exchange_bars:
             self._derived([], exchange_bars, out, counts, now_ns)
@@ -249,6 +255,23 @@ class Stages:
             for book in self.books.update(books):
                 market.append(book)  # feed snapshots and sampled books alike
                 _bump(counts.transformed, (book.exchange, "book"))
+
+    @staticmethod
+    def _late(derived: CandleOutput, out: StageOutput, counts: BatchCounts) -> None:
+        """Trades that came after their bars closed: the revised bars go to storage (replacing
+        the closed ones there; indicators and reconciliation keep what they saw at close); where
+        they came too late to revise, a gap, whose repair rebuilds the bars from stored trades."""
+        for bar in derived.revised:
+            out.market.append(bar)
+            _bump(counts.transformed, (bar.exchange, "candles"))
+        for gap in derived.late_gaps:
+            out.gaps.append(gap)
+            _bump(counts.gaps, (gap.exchange, gap.symbol, gap.channel, gap.reason))
+        for outcome, per_exchange in (
+            ("revised", derived.revised_trades), ("too_late", derived.late_trades)
+        ):  # fmt: skip
+            for exchange, n in per_exchange.items():
+                _bump(counts.late_trades, (exchange, outcome), n)
 
     def _derived(
         self,

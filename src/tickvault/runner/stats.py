@@ -44,6 +44,7 @@ class RunStats:
     transformed: dict[tuple[str, ...], int] = field(default_factory=dict)
     rejects: dict[tuple[str, ...], int] = field(default_factory=dict)  # exchange, stage, reason
     gaps: dict[tuple[str, ...], int] = field(default_factory=dict)  # exch, symbol, channel, why
+    late_trades: dict[tuple[str, ...], int] = field(default_factory=dict)  # exchange, outcome
     quarantined: dict[str, int] = field(default_factory=dict)  # exchange -> records
     quality_rows: int = 0
     messages_seen: dict[str, int] = field(default_factory=dict)  # published to metrics so far
@@ -90,6 +91,9 @@ def publish_batch(runner: Runner, out: StageOutput, counts: BatchCounts) -> None
         metrics.gaps_found(exchange, symbol, channel, reason).inc(n)
         if "checksum" in reason:
             metrics.book_checksum_failures(exchange, symbol).inc(n)
+    for (exchange, outcome), n in counts.late_trades.items():
+        _add(stats.late_trades, (exchange, outcome), n)
+        metrics.late_trades(exchange, outcome).inc(n)
     for record in out.quarantine:
         stats.quarantined[record.exchange] = stats.quarantined.get(record.exchange, 0) + 1
     for exchange in {r.exchange for r in out.quarantine}:

@@ -251,3 +251,59 @@ async def test_a_large_staged_batch_leaves_the_loop_free_while_it_is_written(
     stats = store.stats.tables["trades"]
     assert stats.staged_batches == 1 and stats.rows_duplicate == 20_000
     assert max(gaps) < 0.1
+
+
+def _bar(trade_count: int, close: str, closed: bool = True, event_s: int = 30) -> Candle:
+    return Candle(
+        "binance", "BTC-USDT", "1m", JAN_2024_NS, Decimal("42000.10"), Decimal("42010"),
+        Decimal("41990"), Decimal(close), Decimal(trade_count), closed, JAN_2024_NS + event_s * NS,
+        JAN_2024_NS + 61 * NS, trade_count=trade_count,
+    )  # fmt: skip
+
+
+async def test_a_closed_bar_is_replaced_only_by_a_revision_with_more_trades(
+    store: PostgresStore, db_url: str
+) -> None:
+    """Late trades revise a closed derived bar (see trade_bars): the revision replaces it; a
+    replay of the first closed version, or a forming one, changes nothing."""
+
+    def stored() -> tuple[int, Decimal, bool]:
+        with psycopg.connect(db_url) as conn:
+            row = conn.execute("SELECT trade_count, close, closed FROM candles").fetchone()
+        assert row is not None
+        return row[0], row[1], row[2]
+
+    await store.write([_bar(2, "42001")])
+    await store.flush()
+    assert stored() == (2, Decimal("42001"), True)
+    await store.write([_bar(3, "42002")])  # the revision: one late trade more
+    await store.flush()
+    assert stored() == (3, Decimal("42002"), True)
+    # Replays of older versions, in one batch with the newest or alone, leave the revision.
+    await store.write(
+        [_bar(2, "42001"), _bar(3, "42002"), _bar(4, "42003", closed=False, event_s=59)]
+    )
+    await store.flush()
+    await store.write([_bar(2, "42001")])
+    await store.flush()
+    assert stored() == (3, Decimal("42002"), True)
+    # Inside one batch the revision with the most trades wins.
+    await store.write([_bar(5, "42005"), _bar(4, "42004")])
+    await store.flush()
+    assert stored() == (5, Decimal("42005"), True)
+
+
+async def test_a_forming_bar_with_more_trades_of_the_same_millisecond_replaces_it(
+    store: PostgresStore, db_url: str
+) -> None:
+    """Exchange times repeat within a millisecond: a later forming version of a bar can have
+    the same newest-trade time and more trades. It must still replace the stored one."""
+    await store.write([_bar(41, "42001", closed=False)])
+    await store.flush()
+    await store.write([_bar(44, "42004", closed=False)])  # same event_ts (30 s), 3 trades more
+    await store.flush()
+    await store.write([_bar(41, "42001", closed=False)])  # a replay of the older version
+    await store.flush()
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute("SELECT trade_count, close, closed FROM candles").fetchone()
+    assert row == (44, Decimal("42004"), False)

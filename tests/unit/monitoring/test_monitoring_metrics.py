@@ -97,6 +97,7 @@ def test_every_exposed_series_is_declared_and_named_by_convention() -> None:
     m.book_resyncs("kraken", "BTC-USD").inc()
     m.book_checksum_failures("kraken", "BTC-USD").inc()
     m.gaps_found("kraken", "BTC-USD", "book", "checksum").inc()
+    m.late_trades("kraken", "revised").inc()
     m.gaps_repaired("kraken", "BTC-USD", "book").inc()
     m.gap_repair_failures("kraken", "BTC-USD", "book").inc()
     m.gaps_pending("kraken", "BTC-USD", "book").set(0)

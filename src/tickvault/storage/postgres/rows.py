@@ -95,16 +95,22 @@ class TableSpec:
                 head + f"SELECT {', '.join(exprs)} FROM {self.stage} ON CONFLICT ({key}) DO NOTHING"
             )
         # One row per bar: the closed / newest version wins inside the batch, and an existing
-        # bar is replaced only by a newer or closing version of itself (so replays are no-ops).
+        # bar is replaced only by a newer or closing version of itself (newer: a later last
+        # trade, or as late but more trades — exchange times repeat within a millisecond), or a
+        # closed one by a revision with more trades (late trades, see trade_bars): replays are
+        # no-ops.
         updates = ", ".join(
             f"{c} = EXCLUDED.{c}" for c in targets if c not in NATURAL_KEYS["candles"]
         )
         return (
             head + f"SELECT DISTINCT ON (exchange, symbol, timeframe, ts_us, source) "
             f"{', '.join(exprs)} FROM {self.stage} "
-            "ORDER BY exchange, symbol, timeframe, ts_us, source, closed DESC, event_us DESC "
+            "ORDER BY exchange, symbol, timeframe, ts_us, source, closed DESC, "
+            "trade_count DESC NULLS LAST, event_us DESC "
             f"ON CONFLICT ({key}) DO UPDATE SET {updates} "
-            "WHERE NOT t.closed AND (EXCLUDED.closed OR EXCLUDED.event_ts > t.event_ts)"
+            "WHERE NOT t.closed AND (EXCLUDED.closed OR EXCLUDED.event_ts > t.event_ts"
+            " OR EXCLUDED.event_ts = t.event_ts AND EXCLUDED.trade_count > t.trade_count)"
+            " OR t.closed AND EXCLUDED.closed AND EXCLUDED.trade_count > t.trade_count"
         )
 
 

@@ -1,0 +1,48 @@
+"""Trades that reach the stages after their derived bar closed (a reader that stalled past the
+close grace): the bar is revised and stored again, or, past the late window, a gap is recorded
+for the repair to rebuild it from the stored trades. Nothing is dropped silently."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from pipeline_helpers import trade
+
+from tickvault.model import NS_PER_S, Candle, Gap
+from tickvault.runner.stages import StageConfig, Stages
+
+T0 = 1_710_000_000 * NS_PER_S
+
+
+def _bars(market: list[object]) -> list[tuple[int, int, bool]]:
+    return [(c.open_ns, c.trade_count or 0, c.closed) for c in market if isinstance(c, Candle)]
+
+
+def test_trades_processed_after_their_bar_closed_revise_it() -> None:
+    stages = Stages(StageConfig(timeframes=("1s",)))
+    stages.process([trade(1, ts_ns=T0 + NS_PER_S // 2)], [], [], T0 + NS_PER_S)
+    # The clock runs on while the next trades of that second still wait in the queue ...
+    out, _ = stages.process([], [], [], T0 + 10 * NS_PER_S)
+    assert _bars(out.market) == [(T0, 1, True)]
+    # ... then they arrive, in order, 9 s late: the closed bar comes out again with them.
+    late = [
+        trade(2, "43520", ts_ns=T0 + 8 * NS_PER_S // 10),
+        trade(3, ts_ns=T0 + 9 * NS_PER_S // 10),
+    ]
+    out, counts = stages.process(late, [], [], T0 + 10 * NS_PER_S)
+    (revised,) = [c for c in out.market if isinstance(c, Candle)]
+    assert (revised.open_ns, revised.trade_count, revised.closed) == (T0, 3, True)
+    assert revised.high == Decimal("43520") and revised.volume == Decimal("0.00327000")
+    assert counts.late_trades == {("binance", "revised"): 2}
+    assert counts.transformed[("binance", "candles")] == 1 and out.gaps == []
+
+
+def test_trades_older_than_the_late_window_become_a_gap() -> None:
+    stages = Stages(StageConfig(timeframes=("1s",), late_window_ns=3 * NS_PER_S))
+    stages.process([trade(1, ts_ns=T0)], [], [], T0 + NS_PER_S)
+    stages.process([trade(2, ts_ns=T0 + 5 * NS_PER_S)], [], [], T0 + 6 * NS_PER_S)
+    out, counts = stages.process([trade(3, ts_ns=T0 + NS_PER_S // 2)], [], [], T0 + 6 * NS_PER_S)
+    assert _bars(out.market) == []
+    assert out.gaps == [Gap("binance", "BTC-USDT", "trades", T0, T0 + NS_PER_S // 2, "late_trades")]
+    assert counts.gaps == {("binance", "BTC-USDT", "trades", "late_trades"): 1}
+    assert counts.late_trades == {("binance", "too_late"): 1}
