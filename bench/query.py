@@ -39,6 +39,7 @@ from decimal import Decimal
 from http.client import HTTPConnection
 from pathlib import Path
 
+import msgspec
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
@@ -141,9 +142,14 @@ def redis_cases(
             "Redis: latest 500 frame, new reader",
             lambda: cache.latest_candles_frame("binance", "BTC-USDT", "1m", 500),
         ),
+        (
+            "Redis: latest 500 frame, after a write",
+            lambda: cache.latest_candles_frame("binance", "BTC-USDT", "1m", 500),
+        ),
         ("Redis: 1 day of 1m Candles", day),
         ("Redis: 1 day of 1m frame", day_frame),
         ("Redis: 1 day of 1m frame, new reader", day_frame),
+        ("Redis: 1 day of 1m frame, after a write", day_frame),
         ("Redis: 1 day of 1m from members", day_members_frame),
         ("HTTP latest 500 (Redis)", lambda: get(latest_path)),
         ("HTTP 1 day of 1m (PostgreSQL)", lambda: get(day_path)),
@@ -184,6 +190,40 @@ def _api_server(url: str, redis_url: str, cache: CacheSettings) -> Iterator[int]
         asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
+
+
+class _Writes:
+    """ "After a write": before each sample (untimed) the stream changes as a live feed changes
+    it — the newest bar's close moves (a forming bar updated) and every tenth time a new bar
+    opens after it — in PostgreSQL (its own connection, as a writer process) and in Redis."""
+
+    def __init__(self, url: str, days: int, cache: RedisCache) -> None:
+        import psycopg
+
+        self._conn = psycopg.connect(url, autocommit=True)
+        self._cache = cache
+        self._m = days * 1440 - 1  # the newest bar loaded
+        self._n = 0
+
+    def next(self) -> None:
+        self._n += 1
+        if self._n % 10 == 0:
+            self._m += 1
+        candle = bar("BTC-USDT", self._m)
+        moved = msgspec.structs.replace(candle, close=candle.close + Decimal(self._n % 7) / 100)
+        self._conn.execute(
+            "INSERT INTO candles (exchange, symbol, timeframe, ts, source, open, high, low, close,"
+            " volume, closed, event_ts, recv_ts) VALUES (%s, %s, '1m', to_timestamp(%s / 1e9),"
+            " 'exchange', %s, %s, %s, %s, %s, false, now(), now())"
+            " ON CONFLICT (exchange, symbol, timeframe, ts, source) DO UPDATE SET close ="
+            " EXCLUDED.close, event_ts = EXCLUDED.event_ts",
+            (moved.exchange, moved.symbol, moved.open_ns, moved.open, moved.high, moved.low,
+             moved.close, moved.volume),
+        )  # fmt: skip
+        self._cache.write_events([moved])
+
+    def close(self) -> None:
+        self._conn.close()
 
 
 def timed(
@@ -248,11 +288,13 @@ def main() -> None:
                 ("Vault.candles uncached: 1 day", day(uncached)),
                 ("Vault.candles blocks warm: 1 day", day(vault)),
                 ("Vault.candles blocks warm, new reader: 1 day", day(vault)),
+                ("Vault.candles blocks, after a write: 1 day", day(vault)),
                 ("Vault.candles blocks cold: 1 day", day(vault)),
                 ("SQL fetch: latest 500", lambda: conn.execute(last_sql, last_params).fetchall()),  # type: ignore[call-overload]
                 ("Vault.latest uncached: 500", latest(uncached)),
                 ("Vault.latest blocks warm: 500", latest(vault)),
                 ("Vault.latest blocks warm, new reader: 500", latest(vault)),
+                ("Vault.latest blocks, after a write: 500", latest(vault)),
                 ("Vault.latest blocks cold: 500", latest(vault)),
             ]  # fmt: skip
             more, cache = redis_cases(args, (day_start, day_end), url, stack)
@@ -262,7 +304,9 @@ def main() -> None:
                 vault.forget_held()
                 cache.forget_held()
 
-            prepare = {"cold": forget, "new reader": new_reader}
+            writes = _Writes(url, args.days, cache)
+            stack.callback(writes.close)
+            prepare = {"cold": forget, "new reader": new_reader, "after a write": writes.next}
             results = {
                 label: timed(call, args.repeat,
                              next((p for k, p in prepare.items() if k in label), None))

@@ -23,6 +23,7 @@ from tickvault.config import CacheSettings
 from tickvault.errors import StorageError
 from tickvault.model import BookSnapshot, Candle, CandleSource, MarketEvent, Ticker, Trade
 from tickvault.query import Format, FrameMemo
+from tickvault.storage import arrow_pool
 from tickvault.storage import redis_frames as frames
 from tickvault.storage.postgres.columnar import no_gc, to_table
 from tickvault.storage.postgres.reader import CANDLE_COLUMNS
@@ -260,6 +261,7 @@ class RedisCache:
     """Synchronous cache client (CLI, query API, benchmarks)."""
 
     def __init__(self, url: str, settings: CacheSettings | None = None) -> None:
+        arrow_pool.use_jemalloc()  # frame read tails: see arrow_pool
         self.url = url
         self.settings = settings or CacheSettings()
         self.keys = Keys(self.settings.key_prefix)

@@ -38,6 +38,7 @@ import psycopg
 import pyarrow as pa
 
 from tickvault.model import TIMEFRAMES
+from tickvault.storage import arrow_pool
 from tickvault.storage.lru import Lru
 from tickvault.storage.postgres import candle_frames as frames
 from tickvault.storage.postgres import columnar, held_blocks, reader
@@ -150,6 +151,7 @@ class CandleBlocks:
     def __init__(
         self, conn: psycopg.Connection[Any], held_bytes: int = held_blocks.DEFAULT_MAX_BYTES
     ) -> None:
+        arrow_pool.use_jemalloc()  # decode tails: see arrow_pool
         self._conn = conn
         self.held = held_blocks.HeldBlocks(held_bytes)
         # the last result per read (stream and range or limit), with the block tables it was
