@@ -6,6 +6,13 @@ version's frame, so while the server still has that version the frame need not t
 decoded again: reads send the versions they hold, the server leaves those frames out, and the
 reader uses the tables it has. Anything else (a new version, a marked block) comes as before.
 
+A held table is either *complete* — every bar of the block at that row version: a frame of a
+clean row, or a block assembled in a read's snapshot from a marked row's frame and the bars
+from its ``dirty_from`` on — or only that version's *frame* (decoded from a marked row: valid
+below ``dirty_from``). A marked row keeps its frame and ``built_at`` until the next store, so a
+held table of the same ``built_at`` is a valid prefix below the row's current ``dirty_from``
+even after further marks changed its version (``candle_blocks.py`` uses that).
+
 Bounded in bytes (Arrow buffer sizes); the least recently used block is dropped first.
 """
 
@@ -18,7 +25,7 @@ from tickvault.storage.lru import Lru
 DEFAULT_MAX_BYTES = 64 << 20
 
 Key = tuple[str, str, str]  # exchange, symbol, timeframe
-Held = tuple[str, pa.Table]  # (row version, decoded block table)
+Held = tuple[str, pa.Table, bool]  # (row version, block table, complete)
 
 
 class HeldBlocks:
@@ -41,10 +48,11 @@ class HeldBlocks:
             return {}
         return {start: held for start, held in blocks.items() if first <= start <= last}
 
-    def put(self, key: Key, start: int, version: str, table: pa.Table) -> None:
+    def put(self, key: Key, start: int, version: str, table: pa.Table, complete: bool) -> None:
+        held = (version, table, complete)
         # (``Table.nbytes`` walks every value: 0.3 ms)
-        if self._lru.put((key, start), (version, table), table.get_total_buffer_size()):
-            self._by_key.setdefault(key, {})[start] = (version, table)
+        if self._lru.put((key, start), held, table.get_total_buffer_size()):
+            self._by_key.setdefault(key, {})[start] = held
 
     def touch(self, key: Key, start: int) -> None:
         self._lru.touch((key, start))
