@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 import psycopg
 import pyarrow as pa
 import pytest
@@ -480,15 +481,20 @@ async def test_a_reader_following_a_live_stream_reads_only_the_new_bars(
     same_range(vaults, *day4)
     same_latest(vaults, 500)
     decoded, stored = cached.blocks.decoded_frames, cached.blocks.stored_blocks
+    tails = cached.blocks.tail_reads
     minute = 3 * DAY_MIN + 100
     for i in range(30):  # a forming bar moves; every third write a new bar opens
         minute += i % 3 == 0
-        await write(store, [bar(minute, f"{41000 + i}.{i:02d}", closed=False)])
+        forming = bar(minute, f"{41000 + i}.{i:02d}", closed=False)
+        later = msgspec.structs.replace(forming, ts_ns=forming.open_ns + (i % 3 + 1) * NS)
+        await write(store, [later])  # a later event time: the stored forming bar is replaced
         same_latest(vaults, 500)
         got = same_range(vaults, *day4)
         assert cached.blocks.decoded_frames == decoded and cached.blocks.stored_blocks == stored
         # no write since: the held whole block serves the repeat read (the same result)
         assert cached.candles(*MARKET, "1m", *day4, format="arrow") is got
+    # each latest read after a write: one round trip (first look + the bars from the mark on)
+    assert cached.blocks.tail_reads == tails + 30
     with Vault.connect(url=db_url) as other:  # holds nothing: decodes the frame, reads the tail
         assert other.candles(*MARKET, "1m", *day4, format="arrow").equals(got)
         assert other.blocks is not None and other.blocks.decoded_frames == 1

@@ -153,6 +153,20 @@ _LATEST_SQL = (
     f" FROM (SELECT 1) one LEFT JOIN k ON true LEFT JOIN {_HELD}"
     f" ON h.bs = k.block_start AND {_held_match('k', 'k.version')}"
 )
+# The bars of the newest block from its mark on (none when it is clean), as the uncached read
+# gives them: sent with _LATEST_SQL in one round trip, in the same REPEATABLE READ snapshot.
+_TAIL_SQL = (
+    "WITH n AS (SELECT ts FROM candles WHERE exchange = %(exchange)s AND symbol = %(symbol)s"
+    " AND timeframe = %(timeframe)s ORDER BY ts DESC LIMIT 1),"
+    " nb AS (SELECT tv_candle_block_start(%(timeframe)s, ts) AS start FROM n),"
+    " r AS (SELECT greatest(b.dirty_from, nb.start) AS lo,"
+    " nb.start + tv_candle_block_span(%(timeframe)s) AS hi FROM nb JOIN candle_blocks b"
+    " ON b.exchange = %(exchange)s AND b.symbol = %(symbol)s AND b.timeframe = %(timeframe)s"
+    " AND b.block_start = nb.start) "
+    + columnar.wrap_sql(COLUMNS, reader.candles_sql(False, "1m", "auto", latest=False))
+    .replace("%(start)s", "(SELECT lo FROM r)")
+    .replace("%(end)s", "(SELECT hi FROM r)")
+)
 _STORE_SQL = (
     "INSERT INTO candle_blocks AS b (exchange, symbol, timeframe, block_start, frame, rows,"
     " layout, built_at) SELECT %s, %s, %s, unnest(%s::timestamptz[]), unnest(%s::bytea[]),"
@@ -183,6 +197,7 @@ class CandleBlocks:
         self.stored_blocks = 0  # blocks stored by this reader (tests, benchmarks)
         self.store_failures = 0  # stores given up (a concurrent writer, ...)
         self.decoded_frames = 0  # frames received and decoded (not held already)
+        self.tail_reads = 0  # latest reads served by the first look's tail (``_with_tail``)
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -210,12 +225,12 @@ class CandleBlocks:
         """The newest ``limit`` bars, as ``Vault.latest_candles``; None: read uncached."""
         span = span_us(key[2])
         try:
-            newest_block, stored = self._newest_blocks(key, limit)
+            newest_block, stored, tail = self._first_look(key, limit)
             if newest_block is None:
                 return _empty()
             picked = self._newest_clean(
                 key, stored, [newest_block, newest_block - span], span, limit
-            )
+            ) or self._with_tail(key, stored, tail, newest_block, span, limit)
             if picked is None:
                 with self._snapshot():
                     picked = self._latest_in_snapshot(key, limit)
@@ -223,16 +238,72 @@ class CandleBlocks:
         except Uncacheable:
             return None
 
+    def _first_look(
+        self, key: Key, limit: int
+    ) -> tuple[int | None, dict[int, _Stored], list[tuple[Any, ...]]]:
+        """``_newest_blocks`` and the newest block's bars from its mark on (``_TAIL_SQL``), in
+        one REPEATABLE READ snapshot and one round trip (a pipeline)."""
+        conn = self._conn
+        params = reader.candle_params(*key, "auto")
+        with conn.pipeline():
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+            looked = self._newest_blocks_query(key, limit)
+            tail = conn.cursor(binary=True).execute(_TAIL_SQL, params)
+            conn.execute("COMMIT")
+        newest_block, stored = looked()
+        return newest_block, stored, tail.fetchall()
+
+    def _with_tail(
+        self, key: Key, stored: dict[int, _Stored], tail: list[tuple[Any, ...]],
+        newest_block: int, span: int, limit: int,
+    ) -> list[pa.Table] | None:  # fmt: skip
+        """The newest blocks when only the newest is marked and its frame (held, or sent) still
+        holds below the mark: that prefix plus ``tail``, held as the whole block of the version
+        the first look saw (not stored: see ``STORE_TAIL_ROWS``). None: take the snapshot way
+        (a long tail, so the block is stored; another block marked; a frame missing)."""
+        entry = stored.get(newest_block)
+        if entry is None or entry.dirty_from_us is None or len(tail) >= self.store_tail_rows:
+            return None
+        prefix = self._decoded(key, entry, newest_block, span)
+        if prefix is None:
+            return None
+        read = frames.block_table(COLUMNS, columnar.wire_arrays(COLUMNS, tail))
+        if read is None:
+            raise Uncacheable
+        cut = frames.row_index(prefix, max(entry.dirty_from_us, newest_block))
+        table = frames.assemble(COLUMNS, [(prefix, 0, cut), (read, 0, read.num_rows)], scales=True)
+        if table is None:
+            raise Uncacheable
+        self.held.put(key, newest_block, entry.version, table, True)
+        self.tail_reads += 1
+        if table.num_rows >= limit:
+            return [table]
+        before = self._clean_block(key, stored.get(newest_block - span), newest_block - span, span)
+        if before is None or before.num_rows + table.num_rows < limit:
+            return None
+        return [before, table]
+
     def _newest_blocks(self, key: Key, limit: int) -> tuple[int | None, dict[int, _Stored]]:
-        """One statement: the newest bar's block, and the stored rows of it and the block
-        before (``_LATEST_SQL``); (None, {}) when the stream has no bar."""
+        return self._newest_blocks_query(key, limit)()
+
+    def _newest_blocks_query(
+        self, key: Key, limit: int
+    ) -> Callable[[], tuple[int | None, dict[int, _Stored]]]:
+        """One statement (``_LATEST_SQL``), sent now: the newest bar's block, and the stored
+        rows of it and the block before; the returned call gives them ((None, {}) when the
+        stream has no bar)."""
         held = self.held.in_range(key, _MIN_US, _MAX_US)
         params = {"e": key[0], "s": key[1], "tf": key[2], "limit": limit}
-        rows = self._conn.cursor(binary=True).execute(_LATEST_SQL, _held(params, held)).fetchall()
-        newest = rows[0][0]
-        if newest is None:
-            return None, {}
-        return block_of(to_us(newest), key[2]), _entries([r[1:] for r in rows if r[1]], held)
+        cursor = self._conn.cursor(binary=True).execute(_LATEST_SQL, _held(params, held))
+
+        def result() -> tuple[int | None, dict[int, _Stored]]:
+            rows = cursor.fetchall()
+            newest = rows[0][0]
+            if newest is None:
+                return None, {}
+            return block_of(to_us(newest), key[2]), _entries([r[1:] for r in rows if r[1]], held)
+
+        return result
 
     def _result(
         self, read: tuple[Any, ...], tables: list[pa.Table], cut: Callable[[], pa.Table]
