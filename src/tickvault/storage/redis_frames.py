@@ -40,6 +40,7 @@ is spliced; the stored blob is written on full rebuilds only.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any, NamedTuple
@@ -135,13 +136,13 @@ Stream = tuple[str, str, str]  # exchange, symbol, timeframe
 
 class Meta(NamedTuple):
     """What a held table needs to be spliced: its open times (µs, for the binary search) and,
-    per decimal column (rows of the arrays, in column order) and table row, the digits after
-    and before the point of the value's text (``columnar.value_scales`` and
-    ``value_int_digits``, -1 for null)."""
+    per decimal column (in column order) and table row, the digits after and before the point
+    of the value's text (``columnar.value_scales`` and ``value_int_digits``, -1 for null),
+    with their largest values per column (which the table's decimal types follow)."""
 
     ts_us: np.ndarray  # int64, one per row
-    scales: np.ndarray  # int8, (decimal columns, rows)
-    digits: np.ndarray  # int8, (decimal columns, rows)
+    places: np.ndarray  # int8, (2, decimal columns, rows): [0] after the point, [1] before
+    tops: np.ndarray  # int8, (2, decimal columns): places.max(axis=2), -1 without rows
 
 
 class HeldFrame(NamedTuple):
@@ -201,8 +202,7 @@ def table_meta(columns: Columns, wire: Sequence[pa.Array], table: pa.Table) -> M
         return None
     ts_us = table.column(0).cast(pa.int64()).to_numpy()
     if not rows:
-        empty = np.empty((len(decimals), 0), np.int8)
-        return Meta(ts_us, empty, empty)
+        return Meta(ts_us, np.empty((2, len(decimals), 0), np.int8), _no_tops(len(decimals)))
     joined = pa.concat_arrays([wire[i] for i in decimals])
     if (
         pc.any(pc.match_substring(joined, "e", ignore_case=True)).as_py()
@@ -210,9 +210,28 @@ def table_meta(columns: Columns, wire: Sequence[pa.Array], table: pa.Table) -> M
     ):
         return None
     shape = (len(decimals), rows)
-    scales = columnar.value_scales(joined).to_numpy().reshape(shape)
-    digits = columnar.value_int_digits(joined).to_numpy().reshape(shape)
-    return Meta(ts_us, scales, digits)
+    places = np.stack(
+        [
+            columnar.value_scales(joined).to_numpy().reshape(shape),
+            columnar.value_int_digits(joined).to_numpy().reshape(shape),
+        ]
+    )
+    return Meta(ts_us, places, places.max(axis=2))
+
+
+def _no_tops(decimals: int) -> np.ndarray:
+    return np.full((2, decimals), -1, np.int8)
+
+
+@functools.lru_cache(maxsize=64)
+def _decimal_indexes(columns: Columns) -> list[int]:
+    return [i for i, (_, kind) in enumerate(columns) if kind == "dec"]
+
+
+@functools.lru_cache(maxsize=64)
+def _row_type(schema: pa.Schema) -> pa.StructType:
+    """The struct type of one row of ``schema`` (new rows are converted as structs)."""
+    return pa.struct(list(schema))
 
 
 # A decimal's text with an exponent and a non-zero digit (``1.2E-7``; ``0E-8`` is harmless):
@@ -267,27 +286,26 @@ def splice(
     if count <= 0 or keep < 0 or keep > cut:
         return None
     first = cut - keep
-    decimals = [i for i, (_, kind) in enumerate(columns) if kind == "dec"]
+    decimals = _decimal_indexes(tuple(columns))
     data: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [()] * len(columns)
     got = [_text_meta(text) for c in decimals for text in data[c]]
     if None in got:
         return None
-    new_meta = np.array(got, np.int8).reshape(len(decimals), len(rows), 2)
-    new_scales, new_digits = new_meta[:, :, 0], new_meta[:, :, 1]
-    scales = np.concatenate([meta.scales[:, first:cut], new_scales], axis=1)
-    digits = np.concatenate([meta.digits[:, first:cut], new_digits], axis=1)
-    top_scales, top_digits = scales.max(axis=1), digits.max(axis=1)
-    schema = table.schema
-    for d, c in enumerate(decimals):
-        scale, ints = int(top_scales[d]), max(int(top_digits[d]), 1)
-        if scale < 0:  # no value at all
-            target = _EMPTY_DECIMAL
-        elif ints + scale > _MAX_DIGITS:
-            return None
-        else:
-            target = pa.decimal128(ints + scale, scale)
-        if schema.field(c).type != target:
-            schema = schema.set(c, schema.field(c).with_type(target))
+    new_places = np.array(got, np.int8).reshape(len(decimals), len(rows), 2).transpose(2, 0, 1)
+    places = np.concatenate([meta.places[:, :, first:cut], new_places], axis=2)
+    tops = places.max(axis=2)  # count > 0: there are rows
+    schema = table.schema  # the types follow the tops: unchanged tops, unchanged types
+    if not np.array_equal(tops, meta.tops):
+        for d, c in enumerate(decimals):
+            scale, ints = int(tops[0, d]), max(int(tops[1, d]), 1)
+            if scale < 0:  # no value at all
+                target = _EMPTY_DECIMAL
+            elif ints + scale > _MAX_DIGITS:
+                return None
+            else:
+                target = pa.decimal128(ints + scale, scale)
+            if schema.field(c).type != target:
+                schema = schema.set(c, schema.field(c).with_type(target))
     kinds = [kind for _, kind in columns]
     try:
         new_rows = [tuple(_row_value(kind, value) for kind, value in zip(kinds, row, strict=True))
@@ -295,7 +313,7 @@ def splice(
         # one conversion of all the new rows (tuples → struct): Arrow refuses a decimal that
         # does not fit its column (a cast of the text would wrap)
         new = pa.Table.from_batches(
-            [pa.RecordBatch.from_struct_array(pa.array(new_rows, pa.struct(list(schema))))]
+            [pa.RecordBatch.from_struct_array(pa.array(new_rows, _row_type(schema)))]
         )
         kept = table.slice(first, keep)
         if kept.schema != schema:  # a decimal column's scale or digits changed: exact casts
@@ -307,4 +325,4 @@ def splice(
     if spliced.num_rows != count:
         return None
     ts_us = np.concatenate([meta.ts_us[first:cut], ts_new])
-    return spliced, Meta(ts_us, scales, digits)
+    return spliced, Meta(ts_us, places, tops)
