@@ -12,6 +12,9 @@ key                                                    type          content
                                                                      frame, rebuilt on read
 ``tv:cver:{exchange}:{symbol}:{timeframe}``           string        version of the candles, bumped
                                                                      by every write
+``tv:clog:{exchange}:{symbol}:{timeframe}``           sorted set    the last version bumps: score =
+                                                                     version, member = ``version:
+                                                                     previous:lowest score written``
 ``tv:cver``                                            string        counter the versions come from
                                                                      (the one key with no TTL)
 ``tv:trade:{exchange}:{symbol}``                       string        latest trade (JSON)
@@ -61,6 +64,9 @@ class Keys:
 
     def frame_version(self, exchange: str, symbol: str, timeframe: str) -> str:
         return f"{self.prefix}:cver:{exchange}:{symbol}:{timeframe}"
+
+    def frame_log(self, exchange: str, symbol: str, timeframe: str) -> str:
+        return f"{self.prefix}:clog:{exchange}:{symbol}:{timeframe}"
 
     @property
     def frame_counter(self) -> str:

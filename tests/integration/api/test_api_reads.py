@@ -238,7 +238,8 @@ async def test_status_and_monitoring_routes(
     tables = {t["table"]: t for t in body["postgres"]["tables"]}
     assert tables["candles"]["rows"] == 3 and tables["candles"]["newest"] == "2024-01-01T00:02:00Z"
     assert body["postgres"]["schema_version"] >= 1 and body["postgres"]["timescaledb"] is False
-    assert body["redis"]["keys"] == 3  # the refilled candle key, its frame version, the counter
+    # the refilled candle key, its frame version and change log, the counter
+    assert body["redis"]["keys"] == 4
     assert body["candle_cache"] == {"hits": 0, "misses": 1, "hit_ratio": 0.0}
     resp = await api.get("/metrics")
     text = await resp.text()

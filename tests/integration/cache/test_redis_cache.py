@@ -220,7 +220,14 @@ def test_frame_blob_follows_every_write(redis_url: str) -> None:
     assert table.num_rows == 11
     assert [str(v) for v in table.column("close").to_pylist()[-2:]] == ["7.500", "8.125"]
     assert table.column("closed").to_pylist()[-2:] == [False, True]
-    assert cache.client.get(frame_key) != blob
+    assert (cache.full_reads, cache.held_reads, cache.spliced_reads) == (1, 1, 1)
+    assert cache.client.get(frame_key) == blob  # a splice stores no blob: a new reader rebuilds
+    cache.forget_held()
+    assert cache.candles_table("binance", "BTC-USDT", "1m").equals(table)
+    assert cache.full_reads == 2 and cache.client.get(frame_key) != blob
+    cache.forget_held()
+    assert cache.candles_table("binance", "BTC-USDT", "1m").equals(table)
+    assert cache.blob_reads == 1
 
 
 def test_frame_built_before_a_write_is_not_stored(redis_url: str) -> None:

@@ -1,0 +1,347 @@
+"""A reader following a live stream splices in the bars written since its held version
+(``redis_frames.splice``): every spliced table must equal the full rebuild of the sorted set at
+that moment — values, row order and column types — and whatever the change log cannot vouch
+for must take the full rebuild. Against a real Redis server."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+import msgspec
+import pyarrow as pa
+import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tickvault.config import CacheSettings
+from tickvault.model import Candle, CandleSource
+from tickvault.storage import redis_frames as frames
+from tickvault.storage.redis_cache import AsyncRedisCache, RedisCache, candles_table
+
+MIN_NS = 60_000_000_000
+STREAM = ("binance", "BTC-USDT", "1m")
+
+
+def bar(i: int, close: str = "100.10", closed: bool = True, **extra: object) -> Candle:
+    price = Decimal(close)
+    candle = Candle(
+        *STREAM, i * MIN_NS, price, price, price, price, Decimal("1.50000000"), closed,
+        i * MIN_NS, i * MIN_NS + 5,
+    )  # fmt: skip
+    return msgspec.structs.replace(candle, **extra) if extra else candle
+
+
+def rebuilt(cache: RedisCache) -> pa.Table:
+    """The full rebuild of the stream's sorted set now (what a reader with nothing held and
+    no stored frame would build)."""
+    raw: list[bytes] = cache.client.zrange(cache.keys.candles(*STREAM), 0, -1)  # type: ignore[assignment]
+    return candles_table(raw)
+
+
+def check(cache: RedisCache) -> pa.Table:
+    """A read by ``cache`` equals the full rebuild, schema included."""
+    table = cache.candles_table(*STREAM)
+    full = rebuilt(cache)
+    assert table.schema == full.schema
+    assert table.equals(full)
+    return table
+
+
+def reads(cache: RedisCache) -> tuple[int, int, int, int]:
+    return cache.held_reads, cache.spliced_reads, cache.blob_reads, cache.full_reads
+
+
+def write_history(url: str, settings: CacheSettings, events: list[Candle]) -> None:
+    async def run() -> None:
+        client = AsyncRedisCache(url, settings)
+        try:
+            await client.write_history(events)
+        finally:
+            await client.close()
+
+    asyncio.run(run())
+
+
+def test_forming_bar_updates_and_new_bars_are_spliced(redis_url: str) -> None:
+    cache = RedisCache(redis_url, CacheSettings(candles_kept=50))
+    cache.write_events([bar(i, f"{100 + i}.25") for i in range(20)])
+    check(cache)
+    assert reads(cache) == (0, 0, 0, 1)
+    for n in range(12):  # the forming bar moves; every fourth time a new bar opens after it
+        i = 20 + n // 4
+        cache.write_events([bar(i, f"{200 + n}.5{n % 3}", closed=False)])
+        table = check(cache)
+        assert table.num_rows == i + 1
+    assert reads(cache) == (0, 12, 0, 1)
+    assert check(cache) is cache.candles_table(*STREAM)  # unchanged: the held table itself
+    assert cache.held_reads == 2
+    frame = cache.latest_candles_frame(*STREAM, 3, format="arrow")
+    assert [str(v) for v in frame.column("close").to_pylist()] == ["203.50", "207.51", "211.52"]
+
+
+def test_several_writes_between_reads_one_splice(redis_url: str) -> None:
+    cache = RedisCache(redis_url, CacheSettings(candles_kept=50))
+    cache.write_events([bar(i) for i in range(10)])
+    check(cache)
+    cache.write_events([bar(12, "1.5")])
+    cache.write_events([bar(9, "2.25", closed=False), bar(10, "3")])
+    cache.write_events([bar(11, "4.125")])
+    assert check(cache).num_rows == 13
+    assert reads(cache) == (0, 1, 0, 1)
+
+
+def test_history_filling_a_hole_in_the_middle_is_spliced(redis_url: str) -> None:
+    settings = CacheSettings(candles_kept=50)
+    cache = RedisCache(redis_url, settings)
+    cache.write_events([bar(i, f"{i}.5") for i in range(20) if i not in (7, 8)])
+    assert check(cache).num_rows == 18
+    write_history(redis_url, settings, [bar(8, "88.125"), bar(3, "33")])  # a hole, a revision
+    table = check(cache)
+    assert table.num_rows == 19
+    assert table.column("ts").cast(pa.int64()).to_pylist()[7:9] == [
+        8 * MIN_NS // 1000,
+        9 * MIN_NS // 1000,
+    ]
+    write_history(redis_url, settings, [bar(7, "77")])
+    assert check(cache).num_rows == 20
+    write_history(redis_url, settings, [bar(-5, "1")])  # older than the oldest: not added
+    assert check(cache).num_rows == 20
+    assert reads(cache) == (0, 3, 0, 1)
+
+
+def test_the_cap_trims_the_oldest_rows_of_a_spliced_table(redis_url: str) -> None:
+    cache = RedisCache(redis_url, CacheSettings(candles_kept=10))
+    cache.write_events([bar(i, f"{i}.5") for i in range(10)])
+    check(cache)
+    cache.write_events([bar(10, "10.5"), bar(11, "11.5"), bar(12, "12.5")])
+    table = check(cache)
+    assert table.column("ts").cast(pa.int64()).to_pylist() == [
+        i * MIN_NS // 1000 for i in range(3, 13)
+    ]
+    cache.write_events([bar(i, "1") for i in range(13, 40)])  # more new bars than the cap
+    assert check(cache).num_rows == 10
+    cache.write_events([bar(1, "1")])  # a late bar older than all kept ones: trimmed at once
+    assert check(cache).num_rows == 10
+    assert reads(cache) == (0, 3, 0, 1)
+
+
+def test_decimal_types_follow_the_kept_and_new_bars(redis_url: str) -> None:
+    """The frame takes the scale and digits of the most precise bar: a spliced table narrows
+    when that bar is trimmed away or replaced, widens for a more precise one, and keeps the
+    empty columns' type until a value comes — as the full rebuild does."""
+    cache = RedisCache(redis_url, CacheSettings(candles_kept=5))
+    cache.write_events([bar(0, "12345.123456"), *(bar(i, f"{i}.5") for i in range(1, 5))])
+    assert check(cache).schema.field("close").type == pa.decimal128(11, 6)
+    cache.write_events([bar(5, "6.5")])  # the precise, large bar trimmed away
+    assert check(cache).schema.field("close").type == pa.decimal128(2, 1)
+    cache.write_events([bar(5, "6.50")])  # same value, one more digit in its text
+    assert check(cache).schema.field("close").type == pa.decimal128(3, 2)
+    cache.write_events([bar(5, "-0.5")])
+    assert check(cache).schema.field("close").type == pa.decimal128(2, 1)
+    derived = bar(6, "7.5", source=CandleSource.DERIVED, trade_count=3,
+                  vwap=Decimal("7.123"), buy_volume=Decimal("0.00000000"))  # fmt: skip
+    cache.write_events([derived])  # the empty columns get values (one "0E-8")
+    table = check(cache)
+    assert table.schema.field("vwap").type == pa.decimal128(4, 3)
+    assert table.schema.field("quote_volume").type == pa.decimal128(1, 0)
+    cache.write_events([bar(i, "1.5") for i in range(7, 12)])  # and lose them again
+    assert check(cache).schema.field("vwap").type == pa.decimal128(1, 0)
+    assert reads(cache) == (0, 5, 0, 1)
+
+
+def test_a_value_with_an_exponent_is_rebuilt_not_spliced(redis_url: str) -> None:
+    """``1E+2`` (a Decimal's text): its digits cannot be read off the text the way the full
+    rebuild reads them (it counts 3 digits from the value), so such a read and the next ones
+    while it is held take the rebuild."""
+    cache = RedisCache(redis_url, CacheSettings(candles_kept=5))
+    cache.write_events([bar(i, f"{i}.5") for i in range(5)])
+    check(cache)
+    cache.write_events([bar(5, "1.5", vwap=Decimal("1E+2"))])
+    check(cache)
+    assert reads(cache) == (0, 0, 0, 2)
+    cache.write_events([bar(6, "1.5")])
+    check(cache)
+    assert reads(cache) == (0, 0, 0, 3)
+    cache.write_events([bar(i, "1.5") for i in range(7, 12)])  # trimmed away
+    check(cache)
+    cache.write_events([bar(12, "1.5")])
+    check(cache)
+    assert reads(cache) == (0, 1, 0, 4)
+
+
+def test_a_log_that_no_longer_reaches_back_is_rebuilt(redis_url: str) -> None:
+    cache = RedisCache(redis_url, CacheSettings(candles_kept=500))
+    cache.write_events([bar(i) for i in range(10)])
+    check(cache)
+    for i in range(frames.CHANGE_LOG_KEPT):  # as many bumps as the log keeps: still covered
+        cache.write_events([bar(10 + i, "2.5")])
+    check(cache)
+    assert reads(cache) == (0, 1, 0, 1)
+    for i in range(frames.CHANGE_LOG_KEPT + 1):  # one more: the first is gone from the log
+        cache.write_events([bar(100 + i, "3.5")])
+    check(cache)
+    assert reads(cache) == (0, 1, 0, 2)
+    log = cache.keys.frame_log(*STREAM)
+    assert cache.client.zcard(log) == frames.CHANGE_LOG_KEPT
+    version_ttl = cache.client.pttl(cache.keys.frame_version(*STREAM))
+    assert 0 < cache.client.pttl(log) <= version_ttl + 50
+
+
+def test_an_expired_version_or_log_is_rebuilt(redis_url: str) -> None:
+    cache = RedisCache(redis_url, CacheSettings(candles_kept=50))
+    cache.write_events([bar(i, f"{i}.5") for i in range(10)])
+    check(cache)
+    cache.client.delete(cache.keys.frame_version(*STREAM))  # expired, then a write
+    cache.write_events([bar(10, "1")])
+    check(cache)
+    assert reads(cache) == (0, 0, 0, 2)
+    cache.write_events([bar(11, "1")])
+    cache.client.delete(cache.keys.frame_log(*STREAM))  # the log lost after a write
+    cache.write_events([bar(12, "1")])
+    check(cache)
+    assert reads(cache) == (0, 0, 0, 3)
+    cache.client.delete(cache.keys.frame_log(*STREAM))  # lost before the next write: harmless,
+    cache.write_events([bar(13, "1")])  # the new entry names the version held
+    check(cache)
+    assert reads(cache) == (0, 1, 0, 3)
+    # the whole stream expires and comes back with other bars: nothing held is kept
+    for key in (cache.keys.candles(*STREAM), cache.keys.frame_version(*STREAM),
+                cache.keys.frame_log(*STREAM), cache.keys.frame(*STREAM)):  # fmt: skip
+        cache.client.delete(key)
+    cache.write_events([bar(i, "9.75") for i in range(5, 8)])
+    assert check(cache).num_rows == 3
+    assert reads(cache) == (0, 1, 0, 4)
+
+
+def test_a_set_evicted_under_a_live_version_is_not_spliced_into_old_rows(
+    redis_url: str,
+) -> None:
+    """The candle set gone (maxmemory eviction) while version and log stay: the chain is
+    intact, but the set's size shows the old rows are gone, so none is kept."""
+    cache = RedisCache(redis_url, CacheSettings(candles_kept=50))
+    cache.write_events([bar(i, f"{i}.5") for i in range(10)])
+    check(cache)
+    cache.client.delete(cache.keys.candles(*STREAM))
+    cache.write_events([bar(10, "1"), bar(11, "2")])
+    assert check(cache).num_rows == 2
+
+
+def test_a_reader_from_the_blob_rebuilds_once_then_splices(redis_url: str) -> None:
+    writer = RedisCache(redis_url, CacheSettings(candles_kept=50))
+    writer.write_events([bar(i, f"{i}.5") for i in range(10)])
+    check(writer)  # stores the blob
+    cache = RedisCache(redis_url, CacheSettings(candles_kept=50))
+    check(cache)
+    assert reads(cache) == (0, 0, 1, 0)
+    for i in range(10, 13):
+        cache.write_events([bar(i, "1")])
+        check(cache)
+    assert reads(cache) == (0, 2, 1, 1)
+
+
+def test_a_restored_log_does_not_splice_a_lost_write(redis_url: str) -> None:
+    """A Redis restarted from an older snapshot that holds the change log too: a reader that
+    saw a write the restart lost must not splice onto it."""
+    cache = RedisCache(redis_url, CacheSettings(candles_kept=50))
+    cache.write_events([bar(i, f"{100 + i}.25") for i in range(10)])
+    saved = [
+        cache.keys.frame_counter,
+        cache.keys.frame_version(*STREAM),
+        cache.keys.candles(*STREAM),
+        cache.keys.frame_log(*STREAM),
+    ]
+    snapshot = [(key, cache.client.dump(key), cache.client.pttl(key)) for key in saved]
+    before = RedisCache(redis_url, CacheSettings(candles_kept=50))  # holds the snapshot's
+    check(before)
+    cache.write_events([bar(10, "1.5"), bar(3, "3.5")])  # lost by the restart
+    check(cache)
+    for key, dumped, ttl in snapshot:
+        assert dumped is not None
+        cache.client.restore(key, max(ttl, 0), dumped, replace=True)
+    cache.client.delete(cache.keys.frame(*STREAM))
+    cache.write_events([bar(11, "2.5")])  # a new write after the restart
+    table = check(cache)
+    assert table.num_rows == 11 and "1.5" not in [str(v) for v in table.column("close").to_pylist()]
+    assert reads(cache)[1] == 0
+    check(before)  # its version is the snapshot's: the bars since are spliced on it
+    assert reads(before) == (0, 1, 0, 1)
+
+
+def test_spliced_reads_from_threads_sharing_one_cache(redis_url: str) -> None:
+    import threading
+
+    cache = RedisCache(redis_url, CacheSettings(candles_kept=30))
+    cache.write_events([bar(i) for i in range(30)])
+    check(cache)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            while not stop.is_set():
+                table = cache.candles_table(*STREAM)
+                assert table.num_rows == 30
+        except Exception as exc:  # collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=read) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for n in range(200):
+        cache.write_events([bar(30 + n // 5, f"{n}.5", closed=False)])
+    stop.set()
+    for t in threads:
+        t.join()
+    assert errors == []
+    check(cache)
+    assert cache.spliced_reads > 0
+
+
+_DECIMAL = st.builds(
+    lambda whole, places, frac, neg: Decimal(
+        f"{'-' if neg else ''}{whole}.{str(frac % 10**places).zfill(places)}"
+        if places
+        else f"{'-' if neg else ''}{whole}"
+    ),
+    st.integers(0, 10**6),
+    st.integers(0, 9),
+    st.integers(0, 10**9),
+    st.booleans(),
+)
+_BAR = st.builds(
+    lambda i, close, closed, derived, vwap: bar(
+        i,
+        str(close),
+        closed,
+        **({"source": CandleSource.DERIVED, "trade_count": 2, "vwap": vwap} if derived else {}),
+    ),
+    st.integers(0, 40),
+    _DECIMAL,
+    st.booleans(),
+    st.booleans(),
+    st.one_of(st.none(), _DECIMAL, st.sampled_from([Decimal("0E-8"), Decimal("0.00000000")])),
+)
+_STEP = st.tuples(st.sampled_from(["live", "live", "history", "read"]), st.lists(_BAR, max_size=4))
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.lists(_STEP, min_size=1, max_size=25))
+def test_random_writes_spliced_equal_the_rebuild(
+    redis_url: str, steps: list[tuple[str, list[Candle]]]
+) -> None:
+    """Random live and history writes (forming bars, late and new bars, decimals of every
+    scale, derived bars with and without vwap) with reads in between, a small cap: every read
+    equals the full rebuild."""
+    redis.Redis.from_url(redis_url).flushdb()
+    settings = CacheSettings(candles_kept=8)
+    cache = RedisCache(redis_url, settings)
+    for kind, bars in steps:
+        if kind == "live" and bars:
+            cache.write_events(bars)
+        elif kind == "history" and bars:
+            write_history(redis_url, settings, bars)
+        check(cache)
+    cache.close()
