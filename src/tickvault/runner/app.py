@@ -294,6 +294,8 @@ class Runner:
                     stop = True
                     break
                 item = next_item
+            # a backlog behind this batch: bars close by what was received, not by the clock
+            backlog = not queue.empty()
             for group, backfill in ((live, False), (history, True)):
                 if group:
                     staged_ns = time.time_ns()
@@ -303,6 +305,7 @@ class Runner:
                         [g for i in group for g in i.gaps],
                         staged_ns,
                         backfill=backfill,
+                        received_to_ns=_received_to(group) if backlog else None,
                     )
                     await self._emit(out, counts, live=not backfill, staged_ns=staged_ns)
             if stop:
@@ -389,3 +392,10 @@ async def _settle(tasks: Sequence[asyncio.Task[None]], timeout_s: float | None) 
     for task in tasks:
         if not task.cancelled() and task.exception() is not None:
             log.debug("%s ended with %r", task.get_name(), task.exception())
+
+
+def _received_to(items: list[IngestItem]) -> int | None:
+    """The newest receive time of the batch's events (each item's last event: a feed message's
+    events arrive together)."""
+    times = [i.events[-1].recv_ns for i in items if i.events]
+    return max(times) if times else None

@@ -141,7 +141,11 @@ class Stages:
         now_ns: int,
         *,
         backfill: bool = False,
+        received_to_ns: int | None = None,
     ) -> tuple[StageOutput, BatchCounts]:
+        """One batch. ``received_to_ns``: when more input is queued behind this batch, the
+        receive time it reaches; quiet streams' bars close by it rather than by ``now_ns``, so
+        a backlog's trades are not late for bars closed under them (``now_ns`` otherwise)."""
         out = StageOutput()
         counts = BatchCounts()
         quality = self.quality
@@ -180,9 +184,10 @@ class Stages:
             out.gaps.extend(gaps)
             for gap in gaps:
                 _bump(counts.gaps, (gap.exchange, gap.symbol, gap.channel, gap.reason))
-        if now_ns >= self._advance_due_ns:
-            self._advance_due_ns = now_ns + self.config.advance_interval_ns
-            self._derived(self.deriver.advance(now_ns).closed, [], out, counts, now_ns)
+        clock_ns = now_ns if received_to_ns is None else min(now_ns, received_to_ns)
+        if clock_ns >= self._advance_due_ns:
+            self._advance_due_ns = clock_ns + self.config.advance_interval_ns
+            self._derived(self.deriver.advance(clock_ns).closed, [], out, counts, now_ns)
         if now_ns >= self._forming_due_ns:
             self._forming_due_ns = now_ns + self.config.forming_interval_ns
             self._emit_forming(out, counts)

@@ -46,3 +46,16 @@ def test_trades_older_than_the_late_window_become_a_gap() -> None:
     assert out.gaps == [Gap("binance", "BTC-USDT", "trades", T0, T0 + NS_PER_S // 2, "late_trades")]
     assert counts.gaps == {("binance", "BTC-USDT", "trades", "late_trades"): 1}
     assert counts.late_trades == {("binance", "too_late"): 1}
+
+
+def test_with_a_backlog_bars_close_by_what_was_received_not_by_the_clock() -> None:
+    """The runner is 9 s behind (a backlog queued): the clock would close the bar under the
+    trades still queued; the receive time the batch reaches does not."""
+    stages = Stages(StageConfig(timeframes=("1s",)))
+    first = trade(1, ts_ns=T0 + NS_PER_S // 2)
+    out, _ = stages.process([first], [], [], T0 + 10 * NS_PER_S, received_to_ns=first.recv_ns)
+    assert _bars(out.market) == [(T0, 1, False)]  # still forming: nothing received past its end
+    queued = trade(2, ts_ns=T0 + 9 * NS_PER_S // 10)
+    out, counts = stages.process([queued], [], [], T0 + 10 * NS_PER_S)  # the backlog drained
+    assert counts.late_trades == {}
+    assert _bars(out.market) == [(T0, 2, True)]  # closed once, with both trades
