@@ -86,6 +86,7 @@ def test_sigterm_drains_and_quality_reads_the_stored_scores(
     text = out.decode()
     assert proc.returncode == 0, text[-3000:]
     assert "SIGTERM: draining" in text and "summary" in text, text[-3000:]
+    assert "late trades (after their bar closed):" in text, text[-3000:]
     assert not list(tmp_path.rglob("*.spill"))
     with psycopg.connect(database_url) as conn:
         row = conn.execute("SELECT count(*), count(DISTINCT exchange) FROM trades").fetchone()

@@ -57,6 +57,7 @@ class Summary:
     sample_title: str = ""
     sample: list[Candle] = field(default_factory=list)
     cache_hit: bool | None = None
+    late_trades: dict[str, int] = field(default_factory=dict)  # revised / too_late -> trades
 
 
 def stored_quality(conn: psycopg.Connection[Any]) -> list[StoredQuality]:
@@ -158,7 +159,9 @@ async def collect(runner: Runner) -> Summary:
         sample_title=title,
         sample=sample,
         cache_hit=hit,
-    )
+        late_trades={r: sum(n for k, n in stats.late_trades.items() if k[1] == r)
+                     for r in {k[1] for k in stats.late_trades}},
+    )  # fmt: skip
 
 
 def quality_table(quality: list[StoredQuality], *, components: bool = True) -> Table:
@@ -207,6 +210,11 @@ def render(summary: Summary, console: Console) -> None:
     found = sum(summary.gaps.values())
     repaired = summary.gaps.get("repaired", 0)
     console.print(f"gaps: {found} found, {repaired} repaired ({dict(summary.gaps) or 'none'})")
+    late = summary.late_trades
+    console.print(
+        f"late trades (after their bar closed): {late.get('revised', 0)} revised their bar,"
+        f" {late.get('too_late', 0)} too late (gap recorded)"
+    )
     for sink, (p50, p99) in summary.latency_ms.items():
         console.print(f"exchange time → stored in {sink}: p50 {p50:,.0f} ms, p99 {p99:,.0f} ms")
     if summary.sample:
