@@ -36,6 +36,13 @@ maxima (the rule of ``columnar.decimal_columns``). Whatever the splice cannot vo
 that does not reach back to V, a table decoded from a blob (no per-row digits), a value written
 with an exponent, a column beyond 38 digits — takes the full rebuild. Only the reader's table
 is spliced; the stored blob is written on full rebuilds only.
+
+**polars.** A held table also holds, once a polars read asked for it, its polars frame
+(:meth:`HeldFrame.polars`: ``pl.from_arrow`` of the table, or ``pl.read_ipc_stream`` of the
+blob it came from — same frame, a third of the time). A splice splices that frame too
+(:func:`splice_frame`): the kept rows' zero-copy slice, then the new rows (one struct Series,
+unnested), equal to converting the whole table; when a column's type changed, or past
+:data:`MAX_CHUNKS` chunks, the whole table is converted instead. Readers get slices of it.
 """
 
 from __future__ import annotations
