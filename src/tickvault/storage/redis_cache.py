@@ -22,7 +22,7 @@ import redis.asyncio as aioredis
 from tickvault.config import CacheSettings
 from tickvault.errors import StorageError
 from tickvault.model import BookSnapshot, Candle, CandleSource, MarketEvent, Ticker, Trade
-from tickvault.query import Format, FrameMemo
+from tickvault.query import Format, convert
 from tickvault.storage import arrow_pool
 from tickvault.storage import redis_frames as frames
 from tickvault.storage.postgres.columnar import finish_arrays, no_gc, to_table, wire_arrays
@@ -286,7 +286,6 @@ class RedisCache:
         self.keys = Keys(self.settings.key_prefix)
         self.client = redis.Redis.from_url(url, socket_timeout=5)
         self._held = frames.held_frames()
-        self._frames = FrameMemo()
         self._catch_up = self.client.register_script(frames.CATCH_UP_LUA)
         # how frame reads were served (tests, benchmarks): the held table (version unchanged),
         # the held table spliced with the bars written since, the stored blob, a full rebuild
@@ -338,9 +337,11 @@ class RedisCache:
         The fast read for callers that want columns rather than Candle events (one Arrow blob,
         :mod:`tickvault.storage.redis_frames`).
         """
-        table = self.candles_table(exchange, symbol, timeframe)
-        first = max(table.num_rows - n, 0)
-        return self._frames.convert(table.slice(first), format, table, first)
+        held = self._frame_of(exchange, symbol, timeframe)
+        first = max(held.table.num_rows - n, 0)
+        if format == "polars":  # a slice of the held frame (zero-copy; polars copies on write)
+            return held.polars().slice(first)
+        return convert(held.table.slice(first), format)
 
     def candles_frame(
         self,
@@ -357,14 +358,15 @@ class RedisCache:
         Only what the cache holds (``candles_kept`` newest bars): check the first bar's time
         against ``lo_ns`` to know whether the range is complete.
         """
-        table = self.candles_table(exchange, symbol, timeframe)
-        first, count = frames.rows_between(table, -(-lo_ns // 1000), -(-hi_ns // 1000))
-        return self._frames.convert(table.slice(first, count), format, table, first, count)
+        held = self._frame_of(exchange, symbol, timeframe)
+        first, count = frames.rows_between(held, -(-lo_ns // 1000), -(-hi_ns // 1000))
+        if format == "polars":
+            return held.polars().slice(first, count)
+        return convert(held.table.slice(first, count), format)
 
     def forget_held(self) -> None:
         """Drop the decoded frames and results this reader holds (benchmarks)."""
         self._held = frames.held_frames()
-        self._frames = FrameMemo()
 
     def candles_table(self, exchange: str, symbol: str, timeframe: str) -> pa.Table:
         """Every cached bar of a stream as an Arrow table: the stored frame, or rebuilt.
@@ -373,6 +375,11 @@ class RedisCache:
         version is unchanged a read fetches the version alone, not the blob; after writes it
         fetches only the bars written since and splices them in (``frames.splice``) when the
         stream's change log covers every write since, else it takes the blob or rebuilds."""
+        return self._frame_of(exchange, symbol, timeframe).table
+
+    def _frame_of(self, exchange: str, symbol: str, timeframe: str) -> frames.HeldFrame:
+        """:meth:`candles_table`'s table as a :class:`frames.HeldFrame` (its polars frame, once
+        built, held with it; a table of no version is not held)."""
         stream = (exchange, symbol, timeframe)
         version_key = self.keys.frame_version(exchange, symbol, timeframe)
         frame_key = self.keys.frame(exchange, symbol, timeframe)
@@ -388,27 +395,27 @@ class RedisCache:
                 if got[0] == held.version:
                     self._held.touch(stream)
                     self.held_reads += 1
-                    return held.table
+                    return held
                 if len(got) > 2:  # the bars written since: splice them in
-                    table = self._spliced(stream, held, got)
-                    if table is not None:
-                        return table
+                    spliced = self._spliced(stream, held, got)
+                    if spliced is not None:
+                        return spliced
             fetched: list[bytes | None] = self.client.mget(version_key, frame_key)  # type: ignore[assignment]
             version, blob = fetched
-            table = frames.decode_frame(version, blob)
-            if table is not None:
-                assert version is not None
-                self._held.put(stream, frames.HeldFrame(version, table, None))
+            decoded = frames.held_from_blob(version, blob)
+            if decoded is not None:
+                self._held.put(stream, decoded)
                 self.blob_reads += 1
-                return table
+                return decoded
             pipe = self.client.pipeline(transaction=True)
             pipe.get(version_key)
             pipe.zrange(candles_key, 0, -1)
             version, raw = pipe.execute()
             table, meta = _table_and_meta(raw)
             self.full_reads += 1
+            rebuilt = frames.HeldFrame(version or b"", table, meta)
             if version is not None:  # the bars of that version (read in one MULTI/EXEC)
-                self._held.put(stream, frames.HeldFrame(version, table, meta))
+                self._held.put(stream, rebuilt)
             if version is not None and raw:
                 blob = frames.encode_frame(version, table)
                 self.client.eval(
@@ -417,13 +424,14 @@ class RedisCache:
                 )  # fmt: skip
         except redis.RedisError as exc:
             raise _storage_error(exc, self.url) from None
-        return table
+        return rebuilt
 
     def _spliced(
         self, stream: frames.Stream, held: frames.HeldFrame, got: list[Any]
-    ) -> pa.Table | None:
+    ) -> frames.HeldFrame | None:
         """The held table caught up with ``CATCH_UP_LUA``'s answer (version, 'S', lowest
-        score written since, set size, members), held at that version; None: rebuild."""
+        score written since, set size, members), held at that version; None: rebuild. Its
+        polars frame, if the held one had it, is spliced too (``frames.splice_frame``)."""
         if got[1] != b"S" or held.meta is None:
             return None
         version, low_ms, count, members = got[0], int(got[2]), int(got[3]), got[4:]
@@ -431,12 +439,15 @@ class RedisCache:
             done = frames.splice(
                 held.table, held.meta, _TABLE_COLUMNS, _candle_rows(members), low_ms, count
             )
-        if done is None:
-            return None
-        table, meta = done
-        self._held.put(stream, frames.HeldFrame(version, table, meta))
+            if done is None:
+                return None
+            frame = held.frame
+            if frame is not None:
+                frame = frames.splice_frame(frame, held.table.schema, done)
+        spliced = frames.HeldFrame(version, done.table, done.meta, frame)
+        self._held.put(stream, spliced)
         self.spliced_reads += 1
-        return table
+        return spliced
 
     def latest(self, kind: type[T], key: str) -> T | None:
         raw: bytes | None = self.client.get(key)  # type: ignore[assignment]

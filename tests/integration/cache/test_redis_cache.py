@@ -13,7 +13,6 @@ import redis
 
 from tickvault.config import CacheSettings
 from tickvault.model import BookSnapshot, Candle, CandleSource, Side, Ticker, Trade
-from tickvault.query import FrameMemo
 from tickvault.storage import redis_frames as frames
 from tickvault.storage.postgres.reader import CANDLE_COLUMNS
 from tickvault.storage.redis_cache import (
@@ -336,7 +335,6 @@ def test_frame_reads_from_threads_sharing_one_cache(redis_url: str) -> None:
         [msgspec.structs.replace(candle(i), symbol=s) for s in symbols for i in range(5)]
     )
     cache._held = frames.held_frames(size=4)  # fewer than the streams read (256 by default)
-    cache._frames = FrameMemo(size=4)
     errors: list[BaseException] = []
 
     def read(k: int) -> None:

@@ -9,6 +9,7 @@ import asyncio
 from decimal import Decimal
 
 import msgspec
+import polars as pl
 import pyarrow as pa
 import redis
 from hypothesis import HealthCheck, given, settings
@@ -40,12 +41,24 @@ def rebuilt(cache: RedisCache) -> pa.Table:
 
 
 def check(cache: RedisCache) -> pa.Table:
-    """A read by ``cache`` equals the full rebuild, schema included."""
+    """A read by ``cache`` equals the full rebuild, schema included; so does the polars frame
+    it holds with it (built here when missing, so that the next splices splice it too)."""
     table = cache.candles_table(*STREAM)
     full = rebuilt(cache)
     assert table.schema == full.schema
     assert table.equals(full)
+    held = cache._held.get(STREAM, touch=False)
+    if held is not None and held.table is table:
+        check_frame(held.polars(), full)
     return table
+
+
+def check_frame(frame: pl.DataFrame, full: pa.Table) -> None:
+    """A polars frame equals ``pl.from_arrow`` of the full rebuild: values and dtypes."""
+    expected = pl.from_arrow(full)
+    assert isinstance(expected, pl.DataFrame)
+    assert frame.schema == expected.schema
+    assert frame.equals(expected)
 
 
 def reads(cache: RedisCache) -> tuple[int, int, int, int]:
@@ -345,3 +358,89 @@ def test_random_writes_spliced_equal_the_rebuild(
             write_history(redis_url, settings, bars)
         check(cache)
     cache.close()
+
+
+def held_frame(cache: RedisCache) -> frames.HeldFrame:
+    held = cache._held.get(STREAM, touch=False)
+    assert held is not None
+    return held
+
+
+def test_the_held_polars_frame_is_spliced_with_the_table(redis_url: str) -> None:
+    """Once a polars read built a stream's frame, each splice splices it too (the kept rows'
+    slice and the new rows), equal to converting the whole table; the chunks stay few."""
+    cache = RedisCache(redis_url, CacheSettings(candles_kept=30))
+    cache.write_events([bar(i, f"{100 + i}.25") for i in range(30)])
+    frame = cache.latest_candles_frame(*STREAM, 10)
+    check_frame(frame, rebuilt(cache).slice(20))
+    for n in range(3 * frames.MAX_CHUNKS):  # forming bar updates, a new bar every third
+        cache.write_events([bar(30 + n // 3, f"{200 + n}.5{n % 3}", closed=False)])
+        cache.candles_table(*STREAM)  # an Arrow read: the polars frame follows all the same
+        held = held_frame(cache)
+        assert held.frame is not None
+        assert held.frame.n_chunks() <= frames.MAX_CHUNKS
+        check_frame(held.frame, rebuilt(cache))
+        full = rebuilt(cache)
+        check_frame(cache.latest_candles_frame(*STREAM, 7), full.slice(23))
+        lo, hi = (30 + n // 3 - 12) * MIN_NS, (30 + n // 3 - 2) * MIN_NS
+        check_frame(cache.candles_frame(*STREAM, lo, hi), full.slice(17, 10))
+    assert cache.spliced_reads == 3 * frames.MAX_CHUNKS and cache.full_reads == 1
+
+
+def test_a_more_precise_value_changes_the_polars_dtypes(redis_url: str) -> None:
+    """A new bar more precise than the held ones widens the decimal types: the polars frame
+    takes the full conversion's dtypes (and narrows again when that bar goes)."""
+    cache = RedisCache(redis_url, CacheSettings(candles_kept=5))
+    cache.write_events([bar(i, f"{i}.5") for i in range(5)])
+    assert cache.latest_candles_frame(*STREAM, 5).schema["close"] == pl.Decimal(2, 1)
+    cache.write_events([bar(5, "123.125", closed=False)])
+    frame = cache.latest_candles_frame(*STREAM, 5)
+    assert frame.schema["close"] == pl.Decimal(6, 3)
+    check_frame(frame, rebuilt(cache))
+    cache.write_events([bar(5, "6.5")])  # replaced: back to the narrower type
+    frame = cache.latest_candles_frame(*STREAM, 5)
+    assert frame.schema["close"] == pl.Decimal(2, 1)
+    check_frame(frame, rebuilt(cache))
+    derived = bar(6, "7.5", source=CandleSource.DERIVED, trade_count=3, vwap=Decimal("7.123"))
+    cache.write_events([derived])  # an empty column gets a value
+    frame = cache.latest_candles_frame(*STREAM, 5)
+    assert frame.schema["vwap"] == pl.Decimal(4, 3)
+    check_frame(frame, rebuilt(cache))
+    assert cache.spliced_reads == 3
+
+
+def test_caller_edits_never_reach_the_held_polars_frame(redis_url: str) -> None:
+    """Readers get slices of the held frame: whatever a caller does to its frame (a cell set,
+    a column replaced or added, rows appended) later reads and splices do not see."""
+    cache = RedisCache(redis_url, CacheSettings(candles_kept=10))
+    cache.write_events([bar(i, f"{i}.5") for i in range(10)])
+    for step in range(3):
+        mine = cache.latest_candles_frame(*STREAM, 4)
+        day = cache.candles_frame(*STREAM, 0, 10**15)
+        mine[0, "close"] = Decimal("1.5")
+        mine.insert_column(0, pl.Series("extra", [1, 2, 3, 4]))
+        day.replace_column(1, pl.Series("open", [Decimal("0.5")] * day.height))
+        day.extend(day.head(1))
+        assert mine[0, "close"] == Decimal("1.5") and mine.columns[0] == "extra"
+        assert day.height == 11 and day["open"][5] == Decimal("0.5")
+        check_frame(held_frame(cache).polars(), rebuilt(cache))
+        check_frame(cache.latest_candles_frame(*STREAM, 10), rebuilt(cache))
+        cache.write_events([bar(9 + step, f"{step}.75", closed=False)])  # then splice on
+    check_frame(cache.latest_candles_frame(*STREAM, 10), rebuilt(cache))
+
+
+def test_a_reader_from_the_blob_reads_its_polars_frame_from_the_blob(redis_url: str) -> None:
+    """A new reader's polars frame comes from the blob's IPC stream (``pl.read_ipc_stream``):
+    equal to converting the decoded table, null and text columns included."""
+    writer = RedisCache(redis_url, CacheSettings(candles_kept=50))
+    derived = bar(3, "7.5", source=CandleSource.DERIVED, trade_count=3, vwap=Decimal("7.123"))
+    writer.write_events([*(bar(i, f"{i}.5") for i in range(10) if i != 3), derived])
+    check(writer)  # stores the blob
+    for n in (10, 4, 0):
+        cache = RedisCache(redis_url, CacheSettings(candles_kept=50))
+        frame = cache.latest_candles_frame(*STREAM, n)
+        assert reads(cache) == (0, 0, 1, 0)
+        check_frame(frame, rebuilt(cache).slice(10 - n))
+        cache.close()
+    empty = RedisCache(redis_url, CacheSettings(candles_kept=50))
+    assert empty.latest_candles_frame("binance", "ETH-USDT", "1m", 5).height == 0
