@@ -95,3 +95,22 @@ def test_no_gc_pauses_and_restores_the_collector() -> None:
         assert not gc.isenabled()  # left as the caller had it
     finally:
         gc.enable()
+
+
+def test_decimal_text_in_exponent_form_converts_exactly() -> None:
+    """A Decimal's ``str`` below 1e-6 has an exponent (``1E-7``), as cached JSON carries it:
+    it is written out positionally first (its scale is then read as PostgreSQL prints it)."""
+    from decimal import Decimal
+
+    import pyarrow as pa
+
+    from tickvault.storage.postgres import columnar
+
+    texts = [pa.array(["1E-7", "0.5", None, "0E-8"]), pa.array(["1", "2.25", "3", "-2.5E-9"])]
+    first, second = columnar.decimal_columns(texts)
+    assert first.type == pa.decimal128(9, 8) and second.type == pa.decimal128(11, 10)
+    assert first.to_pylist() == [Decimal("1E-7"), Decimal("0.5"), None, Decimal(0)]
+    assert second.to_pylist()[-1] == Decimal("-2.5E-9")
+    assert columnar.decimal_column(pa.array(["1.0E-7", "12.25"])).type == pa.decimal128(10, 8)
+    plain = pa.array(["1.5", None])
+    assert columnar.plain_text(plain) is plain  # PostgreSQL's text: untouched

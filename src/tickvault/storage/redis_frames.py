@@ -33,8 +33,9 @@ appends the fetched bars (:func:`splice`). Decimal types come out as the full re
 reader keeps, per decimal column, each row's digits after and before the point as its text had
 them (:class:`Meta`), and narrows every column again from the kept rows' and new rows'
 maxima (the rule of ``columnar.decimal_columns``). Whatever the splice cannot vouch for — a log
-that does not reach back to V, a table decoded from a blob (no per-row digits), a value written
-with an exponent, a column beyond 38 digits — takes the full rebuild. Only the reader's table
+that does not reach back to V, a table decoded from a blob (no per-row digits), a column beyond
+38 digits — takes the full rebuild. (Values in exponent form, ``1E-7``, are written out first,
+as the full rebuild does: ``columnar.plain_text``.) Only the reader's table
 is spliced; the stored blob is written on full rebuilds only.
 
 **polars.** A held table also holds, once a polars read asked for it, its polars frame
@@ -55,7 +56,6 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from tickvault.config import CacheSettings
 from tickvault.storage.lru import Lru
@@ -254,7 +254,7 @@ def rows_between(held: HeldFrame, lo_us: int, hi_us: int) -> tuple[int, int]:
 
 def table_meta(columns: Columns, wire: Sequence[pa.Array], table: pa.Table) -> Meta | None:
     """The :class:`Meta` of a table built from ``wire`` (``columnar.wire_arrays``); None when
-    it cannot be spliced: a decimal column came out as text, or a value has an exponent."""
+    it cannot be spliced: a decimal column came out as text."""
     decimals = [i for i, (_, kind) in enumerate(columns) if kind == "dec"]
     rows = table.num_rows
     if not all(pa.types.is_decimal128(table.column(i).type) for i in decimals):
@@ -262,12 +262,7 @@ def table_meta(columns: Columns, wire: Sequence[pa.Array], table: pa.Table) -> M
     ts_us = table.column(0).cast(pa.int64()).to_numpy()
     if not rows:
         return Meta(ts_us, np.empty((2, len(decimals), 0), np.int8), _no_tops(len(decimals)))
-    joined = pa.concat_arrays([wire[i] for i in decimals])
-    if (
-        pc.any(pc.match_substring(joined, "e", ignore_case=True)).as_py()
-        and pc.any(pc.match_substring_regex(joined, _NONZERO_EXPONENT)).as_py()
-    ):
-        return None
+    joined = columnar.plain_text(pa.concat_arrays([wire[i] for i in decimals]))
     shape = (len(decimals), rows)
     places = np.stack(
         [
@@ -293,19 +288,16 @@ def _row_type(schema: pa.Schema) -> pa.StructType:
     return pa.struct(list(schema))
 
 
-# A decimal's text with an exponent and a non-zero digit (``1.2E-7``; ``0E-8`` is harmless):
-# its digits cannot be read off the text as ``columnar`` reads them, so it is not spliced.
-_NONZERO_EXPONENT = "^[^eE]*[1-9][^eE]*[eE]"
-
-
 def _text_meta(text: str | None) -> tuple[int, int] | None:
     """(``value_scales``, ``value_int_digits``) of one decimal text, as the Arrow kernels
-    compute them; None for a value with an exponent and a non-zero digit."""
+    compute them, exponent forms written out first (``columnar.plain_text``); None for text
+    that is not a number."""
     if text is None:
         return -1, -1
     if "e" in text or "E" in text:
-        mantissa = text.partition("e" if "e" in text else "E")[0]
-        if any(ch in "123456789" for ch in mantissa):
+        try:
+            text = f"{Decimal(text):f}"
+        except ArithmeticError:
             return None
     dot = text.rfind(".")
     scale = len(text) - 1 - dot if dot >= 0 else 0

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import gc
 from collections.abc import Iterator, Sequence
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -66,6 +67,27 @@ def wrap_sql(columns: Columns, sql: str) -> str:
     return f"SELECT {', '.join(select)} FROM ({sql}) wire"
 
 
+def plain_text(text: pa.Array) -> pa.Array:
+    """Decimal text with every exponent form (``1E-7``, ``0E-8``: Python's ``str`` of a Decimal
+    below 1e-6, as cached JSON carries it) written out positionally (``0.0000001``,
+    ``0.00000000``) — the form PostgreSQL prints, which the scale and digit rules read. One
+    Arrow call when there is none (always, for PostgreSQL's text)."""
+    if not pc.any(pc.match_substring(text, "e", ignore_case=True)).as_py():
+        return text
+    return pa.array(
+        [t if t is None or ("e" not in t and "E" not in t) else _positional(t)
+         for t in text.to_pylist()],
+        pa.string(),
+    )  # fmt: skip
+
+
+def _positional(text: str) -> str:
+    try:
+        return f"{Decimal(text):f}"
+    except ArithmeticError:  # not a number: left for the cast to refuse
+        return text
+
+
 def decimal_column(text: pa.Array) -> pa.Array:
     """Exact decimal text → ``decimal128(p, s)``, ``s`` the largest scale present.
 
@@ -74,6 +96,7 @@ def decimal_column(text: pa.Array) -> pa.Array:
     """
     if text.null_count == len(text):
         return pa.nulls(len(text), pa.decimal128(1, 0))
+    text = plain_text(text)
     # digits after the point = position of '.' in the reversed text (-1: none)
     scale = max(pc.max(pc.find_substring(pc.utf8_reverse(text), ".")).as_py(), 0)
     # Arrow's cast does not refuse a value beyond the precision: it wraps silently. Check first.
@@ -98,6 +121,10 @@ def decimal_columns(texts: Sequence[pa.Array]) -> list[pa.Array]:
         return [decimal_column(text) for text in texts]
     rows = len(texts[0])
     joined = pa.concat_arrays(texts)
+    plain = plain_text(joined)
+    if plain is not joined:  # exponent forms: the per-column texts written out as well
+        joined = plain
+        texts = [joined.slice(i * rows, rows) for i in range(len(texts))]
     dots = pc.find_substring(pc.utf8_reverse(joined), ".").fill_null(-1).to_numpy()
     scales = np.maximum(dots.reshape(len(texts), rows).max(axis=1), 0)
     top = int(scales.max())
