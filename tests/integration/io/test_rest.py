@@ -166,6 +166,31 @@ async def test_long_ban_raises_and_keeps_other_clients_off(
     assert len(hits) == 1  # the second client never reached the banned server
 
 
+async def test_a_ban_that_begins_while_a_request_waits_for_budget_stops_it(
+    serve_app: Serve, redis_url: str
+) -> None:
+    """A request already waiting for budget when another one meets a long 418 stops with the
+    ban too (it used to sleep the ban out inside the budget's wait, hours for a real ban)."""
+    hits: list[float] = []
+    ban = web.Response(status=418, headers={"Retry-After": "7200"})
+    url = await serve_app(scripted([ban], hits))
+    slow = RestPolicy(limit=2, window_s=2.0, safety=1.0, timeout_s=2.0, max_ban_wait_s=0.5)
+    budget = RedisBudget(redis_url, "toy", 2, 2.0, burst=1)  # one request per second
+    async with client(url, budget, slow) as first, client(url, budget, slow) as second:
+        await budget.acquire(1)  # the bucket is empty: the next requests wait ~1 s for budget
+        started = time.monotonic()
+        # both wait in the budget; the one granted first meets the 418 (a 7,200 s ban), the
+        # other is still waiting then, and stops
+        outcomes = await asyncio.wait_for(
+            asyncio.gather(first.get(PING), second.get(PING), return_exceptions=True), 5
+        )
+        assert time.monotonic() - started < 3.0  # not the 7,200 s of the ban
+    assert all(isinstance(o, RateLimitError) and o.banned for o in outcomes)
+    messages = sorted(str(o) for o in outcomes)
+    assert "IP banned" in messages[0] and "paused for another" in messages[1], messages
+    assert len(hits) == 1
+
+
 async def test_used_weight_header_holds_requests_to_the_next_window(
     serve_app: Serve, redis_url: str
 ) -> None:

@@ -26,6 +26,7 @@ import asyncio
 import random
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
 
@@ -95,14 +96,23 @@ class RateBudget(ABC):
     async def paused_for(self) -> float:
         """Seconds until a pause ends (0 when not paused)."""
 
-    async def acquire(self, weight: int, counters: IoCounters | None = None) -> None:
-        """Wait until ``weight`` is available and take it."""
+    async def acquire(
+        self,
+        weight: int,
+        counters: IoCounters | None = None,
+        before_wait: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """Wait until ``weight`` is available and take it. ``before_wait`` runs before each
+        wait and may raise to stop waiting (a ban that began while this caller waited: the
+        REST client stops rather than sleep it out)."""
         while True:
             granted, wait_s = await self.try_acquire(weight)
             if granted:
                 if counters is not None:
                     counters.weight_requested += weight
                 return
+            if before_wait is not None:
+                await before_wait()
             # A little jitter so waiting clients do not all ask again at the same instant.
             delay = wait_s + self._jitter.uniform(0.0005, 0.005)
             if counters is not None:

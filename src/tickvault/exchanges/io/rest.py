@@ -112,7 +112,8 @@ class RestClient:
         failures = 0
         while True:
             await self._check_ban()
-            await self.budget.acquire(request.weight, self.counters)
+            # a ban that begins while this request waits for budget stops it too
+            await self.budget.acquire(request.weight, self.counters, self._check_ban)
             self.counters.rest_requests += 1
             problem: str
             retry_after: float | None = None
