@@ -153,8 +153,9 @@ _LATEST_SQL = (
     f" FROM (SELECT 1) one LEFT JOIN k ON true LEFT JOIN {_HELD}"
     f" ON h.bs = k.block_start AND {_held_match('k', 'k.version')}"
 )
-# The bars of the newest block from its mark on (none when it is clean), as the uncached read
-# gives them: sent with _LATEST_SQL in one round trip, in the same REPEATABLE READ snapshot.
+# The bars of the newest block from its mark on (none when it is clean: ``greatest`` skips a
+# NULL, so the clean row is left out of ``r``), as the uncached read gives them: sent with
+# _LATEST_SQL in one round trip, in the same REPEATABLE READ snapshot.
 _TAIL_SQL = (
     "WITH n AS (SELECT ts FROM candles WHERE exchange = %(exchange)s AND symbol = %(symbol)s"
     " AND timeframe = %(timeframe)s ORDER BY ts DESC LIMIT 1),"
@@ -162,7 +163,7 @@ _TAIL_SQL = (
     " r AS (SELECT greatest(b.dirty_from, nb.start) AS lo,"
     " nb.start + tv_candle_block_span(%(timeframe)s) AS hi FROM nb JOIN candle_blocks b"
     " ON b.exchange = %(exchange)s AND b.symbol = %(symbol)s AND b.timeframe = %(timeframe)s"
-    " AND b.block_start = nb.start) "
+    " AND b.block_start = nb.start AND b.dirty_from IS NOT NULL) "
     + columnar.wrap_sql(COLUMNS, reader.candles_sql(False, "1m", "auto", latest=False))
     .replace("%(start)s", "(SELECT lo FROM r)")
     .replace("%(end)s", "(SELECT hi FROM r)")
