@@ -71,14 +71,25 @@ def plain_text(text: pa.Array) -> pa.Array:
     """Decimal text with every exponent form (``1E-7``, ``0E-8``: Python's ``str`` of a Decimal
     below 1e-6, as cached JSON carries it) written out positionally (``0.0000001``,
     ``0.00000000``) — the form PostgreSQL prints, which the scale and digit rules read. One
-    Arrow call when there is none (always, for PostgreSQL's text)."""
-    if not pc.any(pc.match_substring(text, "e", ignore_case=True)).as_py():
+    numpy pass over the text bytes when there is none (always, for PostgreSQL's text): Arrow's
+    case-insensitive substring search took 0.5 ms for a day of candles."""
+    if not _may_have_exponent(text):
         return text
     return pa.array(
         [t if t is None or ("e" not in t and "E" not in t) else _positional(t)
          for t in text.to_pylist()],
         pa.string(),
     )  # fmt: skip
+
+
+def _may_have_exponent(text: pa.Array) -> bool:
+    """Whether any byte of the text data is ``e`` or ``E`` (bytes outside a slice may give a
+    false yes: harmless, the caller then looks value by value)."""
+    data = text.buffers()[2] if len(text.buffers()) > 2 else None
+    if data is None:
+        return False
+    raw = np.frombuffer(data, np.uint8)
+    return bool(np.any((raw | 0x20) == ord("e")))
 
 
 def _positional(text: str) -> str:
