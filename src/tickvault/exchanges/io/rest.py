@@ -111,8 +111,8 @@ class RestClient:
         backoff = Backoff(self.policy.backoff_base_s, self.policy.backoff_cap_s, rng=self._rng)
         failures = 0
         while True:
-            await self._check_ban()
-            # a ban that begins while this request waits for budget stops it too
+            # a budget refuses while paused: a ban longer than max_ban_wait_s raises there,
+            # also one that begins while this request waits
             await self.budget.acquire(request.weight, self.counters, self._check_ban)
             self.counters.rest_requests += 1
             problem: str

@@ -164,9 +164,12 @@ _TAIL_SQL = (
     " nb.start + tv_candle_block_span(%(timeframe)s) AS hi FROM nb JOIN candle_blocks b"
     " ON b.exchange = %(exchange)s AND b.symbol = %(symbol)s AND b.timeframe = %(timeframe)s"
     " AND b.block_start = nb.start AND b.dirty_from IS NOT NULL) "
-    + columnar.wrap_sql(COLUMNS, reader.candles_sql(False, "1m", "auto", latest=False))
-    .replace("%(start)s", "(SELECT lo FROM r)")
-    .replace("%(end)s", "(SELECT hi FROM r)")
+    + columnar.wrap_sql(
+        COLUMNS,
+        reader.candles_sql(
+            False, "1m", "auto", latest=False, start="(SELECT lo FROM r)", end="(SELECT hi FROM r)"
+        ),
+    )
 )
 _STORE_SQL = (
     "INSERT INTO candle_blocks AS b (exchange, symbol, timeframe, block_start, frame, rows,"

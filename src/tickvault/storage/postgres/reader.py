@@ -50,19 +50,23 @@ _CAGG_PART = (
 )
 
 
-def candles_sql(timescaledb: bool, timeframe: str, source: str, *, latest: bool) -> str:
+def candles_sql(
+    timescaledb: bool, timeframe: str, source: str, *, latest: bool,
+    start: str = "%(start)s", end: str = "%(end)s",
+) -> str:  # fmt: skip
     """One bar per open time, chosen by the rule in the module docstring.
 
     ``latest``: the newest ``%(limit)s`` bars. Their oldest open time is found first from the
     index alone (newest distinct ``ts`` values), so the bar query stays a short range scan
-    however long the history is.
+    however long the history is. Otherwise the bars opening in [``start``, ``end``): SQL
+    expressions, the query parameters by default.
     """
     with_cagg = timescaledb and timeframe in CAGG_TIMEFRAMES and source in ("auto", "derived")
     src = "" if source == "auto" else "AND source = %(source)s"
     if latest:
         time, ctime = "ts >= (SELECT lo FROM bound)", "bucket >= (SELECT lo FROM bound)"
     else:
-        time, ctime = "ts >= %(start)s AND ts < %(end)s", "bucket >= %(start)s AND bucket < %(end)s"
+        time, ctime = f"ts >= {start} AND ts < {end}", f"bucket >= {start} AND bucket < {end}"
     parts = [_TABLE_PART.format(time=time, source=src)]
     if with_cagg:
         parts.append(_CAGG_PART.format(view=cagg_name(timeframe), time=ctime))
