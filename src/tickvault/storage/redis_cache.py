@@ -25,7 +25,7 @@ from tickvault.model import BookSnapshot, Candle, CandleSource, MarketEvent, Tic
 from tickvault.query import Format, convert
 from tickvault.storage import arrow_pool
 from tickvault.storage import redis_frames as frames
-from tickvault.storage.postgres.columnar import finish_arrays, no_gc, to_table, wire_arrays
+from tickvault.storage.postgres.columnar import no_gc, to_table, to_table_and_wire
 from tickvault.storage.postgres.reader import CANDLE_COLUMNS
 from tickvault.storage.redis_keys import NS_PER_MS, Keys, decode, encode
 
@@ -264,10 +264,7 @@ def _candle_rows(raw: Sequence[bytes]) -> list[tuple[Any, ...]]:
 def _table_and_meta(raw: Sequence[bytes]) -> tuple[pa.Table, frames.Meta | None]:
     """:func:`candles_table` of the members, and what splicing it later needs."""
     with no_gc():
-        wire = wire_arrays(_TABLE_COLUMNS, _candle_rows(raw))
-        table = pa.Table.from_arrays(
-            finish_arrays(_TABLE_COLUMNS, wire), names=[name for name, _ in _TABLE_COLUMNS]
-        )
+        table, wire = to_table_and_wire(_TABLE_COLUMNS, _candle_rows(raw))
         return table, frames.table_meta(_TABLE_COLUMNS, wire, table)
 
 

@@ -295,9 +295,8 @@ def _text_meta(text: str | None) -> tuple[int, int] | None:
     if text is None:
         return -1, -1
     if "e" in text or "E" in text:
-        try:
-            text = f"{Decimal(text):f}"
-        except ArithmeticError:
+        text = columnar.positional(text)
+        if "e" in text or "E" in text:  # not a number
             return None
     dot = text.rfind(".")
     scale = len(text) - 1 - dot if dot >= 0 else 0

@@ -76,7 +76,7 @@ def plain_text(text: pa.Array) -> pa.Array:
     if not _may_have_exponent(text):
         return text
     return pa.array(
-        [t if t is None or ("e" not in t and "E" not in t) else _positional(t)
+        [t if t is None or ("e" not in t and "E" not in t) else positional(t)
          for t in text.to_pylist()],
         pa.string(),
     )  # fmt: skip
@@ -92,7 +92,9 @@ def _may_have_exponent(text: pa.Array) -> bool:
     return bool(np.any((raw | 0x20) == ord("e")))
 
 
-def _positional(text: str) -> str:
+def positional(text: str) -> str:
+    """One decimal text without exponent (``1E-7`` → ``0.0000001``); text that is not a
+    number comes back as it is."""
     try:
         return f"{Decimal(text):f}"
     except ArithmeticError:  # not a number: left for the cast to refuse
@@ -217,8 +219,16 @@ def to_table(columns: Columns, rows: Sequence[Sequence[Any]]) -> pa.Table:
 
     Times become UTC µs, decimal text exact ``decimal128`` (:func:`decimal_column`).
     """
-    arrays = finish_arrays(columns, wire_arrays(columns, rows))
-    return pa.Table.from_arrays(arrays, names=[name for name, _ in columns])
+    return to_table_and_wire(columns, rows)[0]
+
+
+def to_table_and_wire(
+    columns: Columns, rows: Sequence[Sequence[Any]]
+) -> tuple[pa.Table, list[pa.Array]]:
+    """:func:`to_table`, and the wire arrays it was made from (:func:`wire_arrays`)."""
+    wire = wire_arrays(columns, rows)
+    arrays = finish_arrays(columns, wire)
+    return pa.Table.from_arrays(arrays, names=[name for name, _ in columns]), wire
 
 
 @contextlib.contextmanager
