@@ -335,9 +335,10 @@ class RedisCache:
         :mod:`tickvault.storage.redis_frames`).
         """
         held = self._frame_of(exchange, symbol, timeframe)
-        first = max(held.table.num_rows - n, 0)
+        first = max(held.num_rows - n, 0)
         if format == "polars":  # a slice of the held frame (zero-copy; polars copies on write)
             return held.polars().slice(first)
+        held.arrow_read = True
         return convert(held.table.slice(first), format)
 
     def candles_frame(
@@ -359,6 +360,7 @@ class RedisCache:
         first, count = frames.rows_between(held, -(-lo_ns // 1000), -(-hi_ns // 1000))
         if format == "polars":
             return held.polars().slice(first, count)
+        held.arrow_read = True
         return convert(held.table.slice(first, count), format)
 
     def forget_held(self) -> None:
@@ -372,7 +374,9 @@ class RedisCache:
         version is unchanged a read fetches the version alone, not the blob; after writes it
         fetches only the bars written since and splices them in (``frames.splice``) when the
         stream's change log covers every write since, else it takes the blob or rebuilds."""
-        return self._frame_of(exchange, symbol, timeframe).table
+        held = self._frame_of(exchange, symbol, timeframe)
+        held.arrow_read = True
+        return held.table
 
     def _frame_of(self, exchange: str, symbol: str, timeframe: str) -> frames.HeldFrame:
         """:meth:`candles_table`'s table as a :class:`frames.HeldFrame` (its polars frame, once
@@ -410,7 +414,7 @@ class RedisCache:
             version, raw = pipe.execute()
             table, meta = _table_and_meta(raw)
             self.full_reads += 1
-            rebuilt = frames.HeldFrame(version or b"", table, meta)
+            rebuilt = frames.HeldFrame(version or b"", meta, table=table)
             if version is not None:  # the bars of that version (read in one MULTI/EXEC)
                 self._held.put(stream, rebuilt)
             if version is not None and raw:
@@ -433,15 +437,22 @@ class RedisCache:
             return None
         version, low_ms, count, members = got[0], int(got[2]), int(got[3]), got[4:]
         with no_gc():
-            done = frames.splice(
-                held.table, held.meta, _TABLE_COLUMNS, _candle_rows(members), low_ms, count
+            done = frames.plan(
+                held.meta, held.schema, _TABLE_COLUMNS, _candle_rows(members), low_ms, count
             )
             if done is None:
                 return None
+            # splice the forms this reader reads (a polars reader: its frame alone)
             frame = held.frame
             if frame is not None:
-                frame = frames.splice_frame(frame, held.table.schema, done)
-        spliced = frames.HeldFrame(version, done.table, done.meta, frame)
+                frame = frames.splice_frame(frame, held.schema, done)
+            table = held.built_table if held.arrow_read else None
+            if table is not None or frame is None:
+                table = frames.splice_table(held.table, done)
+                if table is None:
+                    return None
+        spliced = frames.HeldFrame(version, done.meta, table=table, frame=frame, schema=done.schema)
+        spliced.arrow_read = held.arrow_read
         self._held.put(stream, spliced)
         self.spliced_reads += 1
         return spliced

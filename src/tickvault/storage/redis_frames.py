@@ -35,15 +35,19 @@ them (:class:`Meta`), and narrows every column again from the kept rows' and new
 maxima (the rule of ``columnar.decimal_columns``). Whatever the splice cannot vouch for — a log
 that does not reach back to V, a table decoded from a blob (no per-row digits), a column beyond
 38 digits — takes the full rebuild. (Values in exponent form, ``1E-7``, are written out first,
-as the full rebuild does: ``columnar.plain_text``.) Only the reader's table
-is spliced; the stored blob is written on full rebuilds only.
+as the full rebuild does: ``columnar.plain_text``.) Only what the reader holds is spliced;
+the stored blob is written on full rebuilds only.
 
-**polars.** A held table also holds, once a polars read asked for it, its polars frame
-(:meth:`HeldFrame.polars`: ``pl.from_arrow`` of the table, or ``pl.read_ipc_stream`` of the
-blob it came from — same frame, a third of the time). A splice splices that frame too
-(:func:`splice_frame`): the kept rows' zero-copy slice, then the new rows (one struct Series,
-unnested), equal to converting the whole table; when a column's type changed, or past
-:data:`MAX_CHUNKS` chunks, the whole table is converted instead. Readers get slices of it.
+**polars and Arrow.** A reader holds the forms its reads asked for (:class:`HeldFrame`): the
+polars frame once a polars read asked for it (``pl.read_ipc_stream`` of the blob it came from,
+a third of the time ``pl.from_arrow`` takes; or ``pl.from_arrow`` of a rebuilt table), the
+Arrow table once an Arrow read did (the blob's IPC stream, or the polars frame converted back
+to the held types). A splice (:func:`plan`, then :func:`splice_frame` / :func:`splice_table`)
+splices the polars frame — the kept rows' zero-copy slice, then the new rows (one struct
+Series, unnested), equal to converting the whole table — and the Arrow table only when an
+Arrow read asked for it: a polars reader following a stream carries no Arrow table along.
+When a column's type changed the frame is converted again from the spliced table; past
+:data:`MAX_CHUNKS` chunks either form is made one chunk again. Readers get slices.
 """
 
 from __future__ import annotations
@@ -155,31 +159,65 @@ class Meta(NamedTuple):
 
 
 class HeldFrame:
-    """A stream's table at ``version``, with what splicing it needs (``meta``; None: decoded
-    from a blob, not spliceable) and its polars frame once a polars read asked for it
-    (:meth:`polars`). The frame is shared by every read of this version: readers get slices
-    of it (polars is copy-on-write: a caller's edits never reach it)."""
+    """A stream's rows at ``version`` as an Arrow table, a polars frame or both — whichever
+    reads asked for, each built once from what is there (the blob's IPC stream, or the other
+    form) — with what splicing needs (``meta``; None: decoded from a blob, not spliceable).
+    Shared by every read of this version: readers get slices (polars is copy-on-write: a
+    caller's edits never reach it). Threads racing to build a form build equal ones; one is
+    kept."""
 
-    __slots__ = ("_frame", "_payload", "meta", "table", "version")
+    __slots__ = ("_frame", "_payload", "_schema", "_table", "arrow_read", "meta", "version")
 
     def __init__(
         self,
         version: bytes,
-        table: pa.Table,
         meta: Meta | None,
+        *,
+        table: pa.Table | None = None,
         frame: Any = None,
         payload: Any = None,
+        schema: pa.Schema | None = None,
     ) -> None:
         self.version = version
-        self.table = table
         self.meta = meta
-        self._frame = frame  # pl.DataFrame of the whole table, or None until asked for
+        self._table = table
+        self._frame = frame  # pl.DataFrame, or None until a polars read asks for it
         self._payload = payload  # the blob's IPC stream (memoryview) it was decoded from
+        self._schema = schema if schema is not None or table is None else table.schema
+        self.arrow_read = False  # a read asked for the Arrow table (a splice keeps it then)
+
+    @property
+    def table(self) -> pa.Table:
+        """The rows as an Arrow table: decoded from the blob, or converted from the polars
+        frame (to the held Arrow types: polars keeps text as views)."""
+        table = self._table
+        if table is None:
+            if self._payload is not None:
+                table = pa.ipc.open_stream(pa.py_buffer(self._payload)).read_all()
+            else:
+                table = self._frame.to_arrow()
+                if self._schema is not None:
+                    table = table.cast(self._schema)
+            self._table = table
+            if self._frame is not None:
+                self._payload = None  # both forms built: the blob is not needed any more
+        return table
+
+    @property
+    def built_table(self) -> pa.Table | None:
+        """The Arrow table if built, else None."""
+        return self._table
+
+    @property
+    def schema(self) -> pa.Schema:
+        """The Arrow types of the rows."""
+        if self._schema is None:
+            self._schema = self.table.schema
+        return self._schema
 
     def polars(self) -> Any:
-        """The whole table as a polars frame, ``pl.from_arrow(table)`` exactly (built once;
-        from the blob's IPC stream when it came from one: polars reads it in about a third of
-        the time ``from_arrow`` takes). Threads racing here build equal frames; one is kept."""
+        """The rows as a polars frame, ``pl.from_arrow(table)`` exactly (from the blob's IPC
+        stream when it came from one: polars reads it in about a third of the time)."""
         frame = self._frame
         if frame is None:
             import polars as pl
@@ -188,14 +226,32 @@ class HeldFrame:
             if payload is not None:  # a reader of its own per call: threads may race here
                 frame = pl.read_ipc_stream(io.BytesIO(payload))
             else:
-                frame = pl.from_arrow(self.table)
-            self._frame, self._payload = frame, None
+                frame = pl.from_arrow(self._table)
+            self._frame = frame
+            if self._table is not None:
+                self._payload = None  # both forms built: the blob is not needed any more
         return frame
 
     @property
     def frame(self) -> Any:
         """The polars frame if built (:meth:`polars`), else None."""
         return self._frame
+
+    @property
+    def num_rows(self) -> int:
+        table = self._table
+        return len(self.polars()) if table is None else int(table.num_rows)
+
+    def ts_us(self) -> np.ndarray:
+        """The bars' open times, µs since the epoch (int64, sorted)."""
+        if self.meta is not None:
+            return self.meta.ts_us
+        if self._table is None:
+            # datetime64[us] viewed as int64: zero-copy (``to_physical`` costs ~20x more)
+            ts: np.ndarray = self.polars().get_column("ts").to_numpy().view(np.int64)
+        else:
+            ts = self._table.column("ts").cast(pa.int64()).to_numpy()
+        return ts
 
 
 def held_frames(size: int = MAX_HELD_STREAMS) -> Lru[Stream, HeldFrame]:
@@ -222,12 +278,6 @@ def encode_frame(version: bytes, table: pa.Table) -> bytes:
     return version + _SEP + payload
 
 
-def decode_frame(version: bytes | None, blob: bytes | None) -> pa.Table | None:
-    """The blob's table when it was built at ``version``; ``None`` when it is missing or stale."""
-    held = held_from_blob(version, blob)
-    return None if held is None else held.table
-
-
 def held_from_blob(version: bytes | None, blob: bytes | None) -> HeldFrame | None:
     """The blob's table as a (not spliceable) :class:`HeldFrame` when it was built at
     ``version``, its polars frame to be read from the same IPC stream; ``None`` when the blob
@@ -237,18 +287,13 @@ def held_from_blob(version: bytes | None, blob: bytes | None) -> HeldFrame | Non
     cut = blob.find(_SEP)
     if cut < 0 or blob[:cut] != version:
         return None
-    table = pa.ipc.open_stream(pa.py_buffer(blob)[cut + 1 :]).read_all()
-    return HeldFrame(version, table, None, payload=memoryview(blob)[cut + 1 :])
+    return HeldFrame(version, None, payload=memoryview(blob)[cut + 1 :])
 
 
 def rows_between(held: HeldFrame, lo_us: int, hi_us: int) -> tuple[int, int]:
     """(first row, row count) of the bars opening in ``[lo_us, hi_us)`` (µs since the epoch)
     of a held table (sorted by time)."""
-    if held.meta is not None:
-        ts = held.meta.ts_us
-    else:
-        ts = held.table.column("ts").cast(pa.int64()).to_numpy()
-    first, last = np.searchsorted(ts, [lo_us, hi_us], side="left")
+    first, last = np.searchsorted(held.ts_us(), [lo_us, hi_us], side="left")
     return int(first), int(last - first)
 
 
@@ -319,28 +364,30 @@ def _row_value(kind: str, value: Any) -> Any:
     return value
 
 
-class Spliced(NamedTuple):
-    """:func:`splice`'s result: the caught-up table and its meta, where the kept rows began in
-    the table before, and the new rows alone (typed as ``table``)."""
+class Plan(NamedTuple):
+    """:func:`plan`'s result: how a held table becomes the caught-up one — its rows
+    ``[first, first + keep)``, then ``new`` — with the caught-up ``meta`` and types."""
 
-    table: pa.Table
-    meta: Meta
     first: int
-    new: pa.StructArray  # one struct per new row, of ``table``'s columns
+    keep: int
+    new: pa.StructArray  # one struct per new row, of ``schema``'s columns
+    schema: pa.Schema
+    meta: Meta
 
 
-def splice(
-    table: pa.Table,
+def plan(
     meta: Meta,
+    schema: pa.Schema,
     columns: Columns,
     rows: Sequence[Sequence[Any]],
     low_ms: int,
     count: int,
-) -> Spliced | None:
-    """``table`` (with its ``meta``) caught up: its bars opening before ``low_ms`` less the
-    oldest ones beyond ``count`` bars in all, then ``rows`` (the set's members from ``low_ms``
-    on, as ``columnar.wire_arrays`` rows of ``columns``), typed as the full rebuild of those
-    bars would be. None when that cannot be vouched for (the caller rebuilds)."""
+) -> Plan | None:
+    """How to catch up a held table of ``meta`` and ``schema``: its bars opening before
+    ``low_ms`` less the oldest ones beyond ``count`` bars in all, then ``rows`` (the set's
+    members from ``low_ms`` on, as ``columnar.wire_arrays`` rows of ``columns``), typed as the
+    full rebuild of those bars would be. None when that cannot be vouched for (the caller
+    rebuilds)."""
     cut = int(np.searchsorted(meta.ts_us, low_ms * 1000, side="left"))
     keep = count - len(rows)
     if count <= 0 or keep < 0 or keep > cut:
@@ -354,8 +401,7 @@ def splice(
     new_places = np.array(got, np.int8).reshape(len(decimals), len(rows), 2).transpose(2, 0, 1)
     places = np.concatenate([meta.places[:, :, first:cut], new_places], axis=2)
     tops = places.max(axis=2)  # count > 0: there are rows
-    schema = table.schema  # the types follow the tops: unchanged tops, unchanged types
-    if not np.array_equal(tops, meta.tops):
+    if not np.array_equal(tops, meta.tops):  # the types follow the tops
         for d, c in enumerate(decimals):
             scale, ints = int(tops[0, d]), max(int(tops[1, d]), 1)
             if scale < 0:  # no value at all
@@ -373,36 +419,43 @@ def splice(
         # one conversion of all the new rows (tuples → struct): Arrow refuses a decimal that
         # does not fit its column (a cast of the text would wrap)
         structs = pa.array(new_rows, _row_type(schema))
-        new = pa.Table.from_batches([pa.RecordBatch.from_struct_array(structs)])
-        kept = table.slice(first, keep)
-        if kept.schema != schema:  # a decimal column's scale or digits changed: exact casts
-            kept = kept.cast(schema)
-        spliced = pa.concat_tables([kept, new])  # zero-copy: chunks, combined now and then
-        if spliced.column(0).num_chunks > MAX_CHUNKS:
-            spliced = spliced.combine_chunks()
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ArithmeticError):
         return None
     ts_new = np.array([row[0] for row in new_rows], np.int64)
-    if spliced.num_rows != count:
-        return None
     ts_us = np.concatenate([meta.ts_us[first:cut], ts_new])
-    return Spliced(spliced, Meta(ts_us, places, tops), first, structs)
+    return Plan(first, keep, structs, schema, Meta(ts_us, places, tops))
 
 
-def splice_frame(frame: Any, before: pa.Schema, done: Spliced) -> Any:
-    """The polars frame of ``done.table`` from ``frame``, the polars frame of the table before
-    the splice (of schema ``before``): its kept rows (a zero-copy slice) and the new rows
-    converted alone, equal to ``pl.from_arrow(done.table)`` with the same dtypes. None when a
-    column's type changed (a more precise value came in): the caller converts the whole table.
-    """
-    if done.table.schema != before:
+def splice_table(table: pa.Table, done: Plan) -> pa.Table | None:
+    """``table`` caught up as ``done`` says (None: Arrow refused a cast; the caller
+    rebuilds). Zero-copy: the kept rows' slice and the new rows as chunks, made one chunk
+    again past :data:`MAX_CHUNKS`."""
+    try:
+        new = pa.Table.from_batches([pa.RecordBatch.from_struct_array(done.new)])
+        kept = table.slice(done.first, done.keep)
+        if kept.schema != done.schema:  # a decimal column's scale or digits changed: exact casts
+            kept = kept.cast(done.schema)
+        spliced = pa.concat_tables([kept, new])
+        if spliced.column(0).num_chunks > MAX_CHUNKS:
+            spliced = spliced.combine_chunks()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    return spliced
+
+
+def splice_frame(frame: Any, before: pa.Schema, done: Plan) -> Any:
+    """The polars frame of the caught-up rows from ``frame``, the polars frame of the rows
+    before (of Arrow types ``before``): its kept rows (a zero-copy slice) and the new rows
+    converted alone, equal to ``pl.from_arrow`` of the caught-up table, dtypes included. None
+    when a column's type changed (a more precise value came in): the caller converts the
+    whole table."""
+    if done.schema != before:
         return None
     import polars as pl
 
-    keep = done.table.num_rows - len(done.new)
-    kept = frame.slice(done.first, keep)
+    kept = frame.slice(done.first, done.keep)
     if kept.n_chunks() >= MAX_CHUNKS:  # one conversion now and then keeps the chunks few
-        return pl.from_arrow(done.table)
+        kept = kept.rechunk()
     if len(done.new):
         # the new rows as one struct Series, unnested: ~17 µs, where ``pl.from_arrow`` of
         # a one-row table costs 60-190 µs (fixed costs of its timestamp and string columns)

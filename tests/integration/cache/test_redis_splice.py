@@ -443,3 +443,29 @@ def test_a_reader_from_the_blob_reads_its_polars_frame_from_the_blob(redis_url: 
         cache.close()
     empty = RedisCache(redis_url, CacheSettings(candles_kept=50))
     assert empty.latest_candles_frame("binance", "ETH-USDT", "1m", 5).height == 0
+
+
+def test_a_polars_reader_splices_its_frame_alone(redis_url: str) -> None:
+    """A reader that only asks for polars frames splices its frame and carries no Arrow
+    table along; an Arrow read later converts the frame (to the held Arrow types) and from
+    then on both are spliced. A type change on the way goes through the Arrow table."""
+    cache = RedisCache(redis_url, CacheSettings(candles_kept=20))
+    cache.write_events([bar(i, f"{100 + i}.25") for i in range(20)])
+    cache.latest_candles_frame(*STREAM, 5)
+    for n in range(6):  # forming bar updates, a new bar every other time; n == 3 widens close
+        close = "7.123456" if n == 3 else f"{200 + n}.5{n}"
+        cache.write_events([bar(20 + n // 2, close, closed=False)])
+        frame = cache.latest_candles_frame(*STREAM, 20)
+        check_frame(frame, rebuilt(cache))
+        assert (held_frame(cache).built_table is None) == (n != 3)
+    assert cache.spliced_reads == 6 and cache.full_reads == 1
+    table = cache.candles_table(*STREAM)  # converted from the spliced polars frame
+    full = rebuilt(cache)
+    assert table.schema == full.schema
+    assert table.equals(full)
+    cache.write_events([bar(23, "9.75")])
+    check(cache)
+    held = held_frame(cache)
+    assert held.built_table is not None and held.frame is not None
+    check_frame(held.frame, rebuilt(cache))
+    assert cache.spliced_reads == 7 and cache.full_reads == 1
