@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 import pyarrow as pa
+import pytest
 
 from tickvault.storage.postgres import candle_frames as frames
 from tickvault.storage.postgres import columnar
@@ -88,3 +89,27 @@ def test_cuts_needing_more_than_38_digits_are_not_served() -> None:
     assert tables[0] is not None and tables[1] is not None  # each fits decimal128
     assert not pa.types.is_decimal(columnar.to_table(COLUMNS, big + fine).schema.field(4).type)
     assert frames.assemble(COLUMNS, [(tables[0], 0, 1), (tables[1], 0, 1)], scales=False) is None
+
+
+def test_few_rows_value_by_value_equal_the_arrow_kernels(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A block table of a few rows is built value by value (``_few_rows_table``): it must equal
+    the Arrow kernels' block table of the same rows — values, types, scale and digit columns
+    — and refuse what they refuse (NaN, more than 38 digits)."""
+    rng = random.Random(11)
+    cases = [_rows(rng, rng.randint(1, frames.FEW_ROWS), rng.randrange(10**6)) for _ in range(150)]
+    for special in ("NaN", "Infinity", "1" * 30 + "." + "1" * 9, "-0.00", "0", "-7"):
+        rows = _rows(rng, 3, 0)
+        rows[1] = (*rows[1][:4], special, *rows[1][5:])
+        cases.append(rows)
+    for rows in cases:
+        wire = columnar.wire_arrays(COLUMNS, rows)
+        few = frames.block_table(COLUMNS, wire)
+        with monkeypatch.context() as m:
+            m.setattr(frames, "FEW_ROWS", 0)
+            kernels = frames.block_table(COLUMNS, wire)
+        if kernels is None:
+            assert few is None
+            continue
+        assert few is not None
+        assert few.schema == kernels.schema
+        assert few.equals(kernels)

@@ -150,7 +150,8 @@ Stream = tuple[str, str, str]  # exchange, symbol, timeframe
 class Meta(NamedTuple):
     """What a held table needs to be spliced: its open times (µs, for the binary search) and,
     per decimal column (in column order) and table row, the digits after and before the point
-    of the value's text (``columnar.value_scales`` and ``value_int_digits``, -1 for null),
+    of the value's text (``columnar.value_scales`` and ``value_int_digits``, or ``text_places``;
+    -1 or 0 for null: only the maxima count, and a column of nulls types alike either way),
     with their largest values per column (which the table's decimal types follow)."""
 
     ts_us: np.ndarray  # int64, one per row
@@ -344,25 +345,6 @@ def _row_type(schema: pa.Schema) -> pa.StructType:
     return row_type
 
 
-def _text_meta(text: str | None) -> tuple[int, int] | None:
-    """(``value_scales``, ``value_int_digits``) of one decimal text, as the Arrow kernels
-    compute them, exponent forms written out first (``columnar.plain_text``); None for text
-    that is not a number."""
-    if text is None:
-        return -1, -1
-    if "e" in text or "E" in text:
-        text = columnar.positional(text)
-        if "e" in text or "E" in text:  # not a number
-            return None
-    dot = text.rfind(".")
-    scale = len(text) - 1 - dot if dot >= 0 else 0
-    if text.startswith(("0", "-0")):
-        return scale, 0
-    first = text.find(".")
-    length = first if first >= 0 else len(text)
-    return scale, length - (1 if text.startswith("-") else 0)
-
-
 def _row_value(kind: str, value: Any) -> Any:
     """A wire value as Arrow converts it to the column's type: decimals as ``Decimal`` (exact
     text), open times in µs (``ArithmeticError`` for a sub-µs time: ``columnar`` refuses it)."""
@@ -406,7 +388,7 @@ def plan(
     first = cut - keep
     decimals = _decimal_indexes(tuple(columns))
     data: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [()] * len(columns)
-    got = [_text_meta(text) for c in decimals for text in data[c]]
+    got = [columnar.text_places(text) for c in decimals for text in data[c]]
     if None in got:
         return None
     new_places = np.array(got, np.int8).reshape(len(decimals), len(rows), 2).transpose(2, 0, 1)
