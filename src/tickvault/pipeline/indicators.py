@@ -20,13 +20,14 @@ cannot accumulate over months of bars.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
-from tickvault.model import NS_PER_S, Candle, CandleSource
+from tickvault.model import NS_PER_S, Candle, CandleSource, timeframe_ns
 from tickvault.pipeline.records import Feature
 
 _DAY_NS = 86_400 * NS_PER_S
@@ -330,21 +331,57 @@ RECENT_BARS = 256
 
 
 class _Stream:
-    __slots__ = ("indicators", "last_open_ns", "recent")
+    """One stream's indicator state. With ``lag`` > 0 it also keeps a *lagging twin*: the
+    same indicators fed every bar but the newest ``lag`` (``behind``), so a closed bar revised
+    among those (late trades, within the deriver's late window) can be replayed exactly from
+    the twin's state (:meth:`IndicatorEngine.revise`) — one more update per bar instead of a
+    copy of the whole state per bar (~10 µs against ~190 µs for the default set)."""
 
-    def __init__(self, indicators: list[Indicator]) -> None:
+    __slots__ = (
+        "behind", "indicators", "lag", "lagging", "lagging_rebase", "last_open_ns", "recent",
+    )  # fmt: skip
+
+    def __init__(self, indicators: list[Indicator], lagging: list[Indicator], lag: int) -> None:
         self.indicators = indicators
         self.last_open_ns = -1
         self.recent: deque[Bar] = deque(maxlen=RECENT_BARS)
+        self.lag = lag
+        self.lagging = lagging  # fed every bar but those in ``behind``
+        self.behind: deque[Bar] = deque()  # the newest ``lag`` bars, oldest first
+        # a rebuild's rebase the twin has still to take: (first bar it applies to, anchors)
+        self.lagging_rebase: tuple[int, Mapping[str, float]] | None = None
 
     def push(self, key: tuple[str, str, str], bar: Bar, out: list[Feature] | None) -> None:
         self.last_open_ns = bar.open_ns
         self.recent.append(bar)
-        for indicator in self.indicators:
-            values = indicator.update(bar)
-            if values is not None and out is not None:
-                for name, value in zip(indicator.names, values, strict=True):
-                    out.append(Feature(*key, bar.open_ns, name, value))
+        _feed(self.indicators, key, bar, out)
+        if self.lag:
+            behind = self.behind
+            behind.append(bar)
+            if len(behind) > self.lag:
+                oldest = behind.popleft()
+                pending = self.lagging_rebase
+                if pending is not None and oldest.open_ns >= pending[0]:
+                    _rebase(self.lagging, pending[1])
+                    self.lagging_rebase = None
+                _feed(self.lagging, key, oldest, None)
+
+
+def _rebase(indicators: list[Indicator], anchors: Mapping[str, float]) -> None:
+    for indicator in indicators:
+        rebase = getattr(indicator, "rebase", None)
+        if rebase is not None:
+            rebase(anchors)
+
+
+def _feed(
+    indicators: list[Indicator], key: tuple[str, str, str], bar: Bar, out: list[Feature] | None
+) -> None:
+    for indicator in indicators:
+        values = indicator.update(bar)
+        if values is not None and out is not None:
+            for name, value in zip(indicator.names, values, strict=True):
+                out.append(Feature(*key, bar.open_ns, name, value))
 
 
 def _bar(candle: Candle) -> Bar:
@@ -360,11 +397,22 @@ def _bar(candle: Candle) -> Bar:
 class IndicatorEngine:
     """Indicator state per (exchange, symbol, timeframe); closed bars in, Features out."""
 
-    def __init__(self, config: IndicatorConfig | None = None) -> None:
+    def __init__(self, config: IndicatorConfig | None = None, late_window_ns: int = 0) -> None:
+        """``late_window_ns``: how long after its close a bar may still be revised (the
+        candle deriver's late window); 0: bars are never revised (no lagging twin kept)."""
         self.config = config or IndicatorConfig()
+        self.late_window_ns = late_window_ns
         self.skipped = 0  # closed bars refused as repeated or out of order
         self.unbridged = 0  # rebuilds that could not reach the live state (storage too far behind)
+        self.revised = 0  # revised bars whose stream was replayed from them (``revise``)
+        self.unrevised = 0  # revised bars too old to replay (their features stay as computed)
         self._streams: dict[tuple[str, str, str], _Stream] = {}
+
+    def _new_stream(self, timeframe: str) -> _Stream:
+        lag = 0
+        if self.late_window_ns > 0:  # bars that close within the window after a bar: see revise
+            lag = self.late_window_ns // timeframe_ns(timeframe) + 2
+        return _Stream(self.config.build(), self.config.build() if lag else [], lag)
 
     def update(self, candles: Iterable[Candle]) -> list[Feature]:
         features: list[Feature] = []
@@ -375,11 +423,46 @@ class IndicatorEngine:
             key = (candle.exchange, candle.symbol, candle.timeframe)
             stream = self._streams.get(key)
             if stream is None:
-                stream = self._streams[key] = _Stream(self.config.build())
+                stream = self._streams[key] = self._new_stream(candle.timeframe)
             if candle.open_ns <= stream.last_open_ns:
                 self.skipped += 1  # indicators cannot be rewound; reconciliation flags it
                 continue
             stream.push(key, _bar(candle), features)
+        return features
+
+    def revise(self, candles: Iterable[Candle]) -> list[Feature]:
+        """Closed bars revised after they were fed (late trades, within ``late_window_ns``):
+        each stream is replayed from the lagging twin's state with the revisions in place of
+        the bars fed, and goes on from the replayed state. Returns the recomputed features of
+        every bar from the oldest revised one on (stored in place of those computed before).
+        A revision older than the bars kept behind (or of a bar never fed) is counted in
+        ``unrevised`` and changes nothing."""
+        source = self.config.source
+        by_stream: dict[tuple[str, str, str], dict[int, Bar]] = {}
+        for candle in candles:
+            if candle.closed and candle.source == source:
+                key = (candle.exchange, candle.symbol, candle.timeframe)
+                by_stream.setdefault(key, {})[candle.open_ns] = _bar(candle)
+        features: list[Feature] = []
+        for key, revisions in by_stream.items():
+            stream = self._streams.get(key)
+            behind = [] if stream is None else list(stream.behind)
+            fed = {bar.open_ns for bar in behind}
+            kept = {t: bar for t, bar in revisions.items() if t in fed}
+            self.unrevised += len(revisions) - len(kept)
+            if stream is None or not kept:
+                continue
+            self.revised += len(kept)
+            first = min(kept)
+            replay = [kept.get(bar.open_ns, bar) for bar in behind]
+            state = copy.deepcopy(stream.lagging)
+            for bar in replay:
+                _feed(state, key, bar, features if bar.open_ns >= first else None)
+            stream.indicators = state
+            stream.behind = deque(replay)
+            recent = stream.recent  # the same bars, newest last: the revised ones replaced
+            for i in range(len(recent) - 1, max(len(recent) - len(replay), 0) - 1, -1):
+                recent[i] = kept.get(recent[i].open_ns, recent[i])
         return features
 
     def last_open_ns(self, key: tuple[str, str, str]) -> int:
@@ -427,22 +510,44 @@ class IndicatorEngine:
                 self.unbridged += 1
             else:
                 replay += [b for b in recent if b.open_ns > newest]
-        fresh = _Stream(self.config.build())
-        if seeds:
-            for indicator in fresh.indicators:
-                seed = getattr(indicator, "seed", None)
-                if seed is not None:
-                    seed(seeds)
         features: list[Feature] = []
-        rebased = not anchors
-        for bar in replay:
-            if not rebased and bar.open_ns >= since_ns:
-                rebased = True
-                for indicator in fresh.indicators:
-                    rebase = getattr(indicator, "rebase", None)
-                    if rebase is not None:
-                        rebase(anchors)
-            fresh.push(key, bar, features if bar.open_ns >= since_ns else None)
+        fresh = self._new_stream(key[2])
+        fresh.indicators = self._replayed(key, replay, since_ns, anchors, seeds, features)
+        fresh.recent.extend(replay)
+        fresh.last_open_ns = replay[-1].open_ns if replay else -1
+        if fresh.lag:  # the twin: the same replay but for the newest ``lag`` bars
+            cut = max(len(replay) - fresh.lag, 0)
+            fresh.lagging = self._replayed(key, replay[:cut], since_ns, anchors, seeds, None)
+            fresh.behind = deque(replay[cut:])
+            if anchors and not any(bar.open_ns >= since_ns for bar in replay[:cut]):
+                fresh.lagging_rebase = (since_ns, anchors)
         if adopt:
             self._streams[key] = fresh
         return features
+
+    def _replayed(
+        self,
+        key: tuple[str, str, str],
+        bars: Sequence[Bar],
+        since_ns: int,
+        anchors: Mapping[str, float] | None,
+        seeds: Mapping[str, float] | None,
+        out: list[Feature] | None,
+    ) -> list[Indicator]:
+        """Fresh indicators fed ``bars`` (seeded; rebased on ``anchors`` before the first bar
+        from ``since_ns`` on); the features of the bars from ``since_ns`` on go to ``out``."""
+        indicators = self.config.build()
+        if seeds:
+            for indicator in indicators:
+                seed = getattr(indicator, "seed", None)
+                if seed is not None:
+                    seed(seeds)
+        rebased = not anchors
+        for bar in bars:
+            if not rebased and bar.open_ns >= since_ns:
+                rebased = True
+                _rebase(indicators, anchors or {})
+            _feed(
+                indicators, key, bar, out if out is not None and bar.open_ns >= since_ns else None
+            )
+        return indicators

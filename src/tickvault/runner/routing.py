@@ -13,7 +13,12 @@ from tickvault.pipeline.records import QualityScore, ReconcileFinding
 from tickvault.pipeline.records import Signal as PipelineSignal
 from tickvault.runner.sinks import WriteItem
 from tickvault.runner.stages import CHANNEL_OF, BatchCounts, StageOutput
-from tickvault.storage.postgres.records import FeatureValue, QualityMetric, Signal
+from tickvault.storage.postgres.records import (
+    FeatureRevision,
+    FeatureValue,
+    QualityMetric,
+    Signal,
+)
 
 QUALITY_METRIC_PREFIX = "quality:"  # quality_metrics.metric = quality:<channel>
 RECONCILE_METRIC_PREFIX = "reconcile:"  # reconcile:<timeframe>:<field>
@@ -36,6 +41,12 @@ def split(
     newest = {stream: value[1] for stream, value in counts.collected.items()}
     pg: list[object] = list(out.market)
     cache: list[object] = list(out.market)
+    if out.revised_features:  # before the batch's own: its new bars follow the replayed ones
+        pg.extend(
+            FeatureRevision(f.exchange, f.symbol, f.timeframe, f.name, f.ts_ns, f.value)
+            for f in out.revised_features
+        )
+        cache.extend(out.revised_features)
     if out.features:
         pg.extend(
             FeatureValue(f.exchange, f.symbol, f.timeframe, f.name, f.ts_ns, f.value)

@@ -28,6 +28,7 @@ from tickvault.runner.latency import LatencyTrace, live_trades
 from tickvault.runner.spill import ResilientSink
 from tickvault.storage.postgres import PostgresStore
 from tickvault.storage.postgres.records import (
+    FeatureRevision,
     FeatureValue,
     QualityMetric,
     QuarantineRecord,
@@ -55,10 +56,13 @@ class PostgresSink:
         gaps: list[Gap] = []
         signals: list[Signal] = []
         quality: list[QualityMetric] = []
+        revisions: list[FeatureRevision] = []
         for record in records:
             kind = type(record)
             if kind in _BUFFERED:
                 buffered.append(record)
+            elif kind is FeatureRevision:
+                revisions.append(record)
             elif kind is QuarantineRecord:
                 quarantine.append(record)
             elif kind is Gap:
@@ -80,6 +84,8 @@ class PostgresSink:
             await store.write_signals(signals)
         if quality:
             await store.write_quality(quality)
+        if revisions:  # replace what the live rows stored (which never overwrite)
+            await store.replace_features(revisions)
         await store.flush()
 
 

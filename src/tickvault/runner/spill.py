@@ -36,6 +36,7 @@ from tickvault.model import BookDelta, BookSnapshot, Candle, Gap, Ticker, Trade
 from tickvault.pipeline.records import Feature, QualityScore, RepairedHistory
 from tickvault.pipeline.records import Signal as PipelineSignal
 from tickvault.storage.postgres.records import (
+    FeatureRevision,
     FeatureValue,
     QualityMetric,
     QuarantineRecord,
@@ -51,6 +52,7 @@ SPILLABLE: dict[str, type[msgspec.Struct]] = {
     for t in (
         Trade, Candle, BookSnapshot, BookDelta, Ticker, Gap, FeatureValue, QualityMetric,
         QuarantineRecord, Signal, Feature, QualityScore, PipelineSignal, RepairedHistory,
+        FeatureRevision,
     )
 }  # fmt: skip
 _NAME_OF: dict[type[msgspec.Struct], str] = {t: n for n, t in SPILLABLE.items()}

@@ -83,6 +83,8 @@ class StageConfig:
 class StageOutput:
     market: list[MarketEvent] = field(default_factory=list)  # to PostgreSQL and Redis
     features: list[Feature] = field(default_factory=list)
+    # features recomputed for bars revised by late trades: they replace the stored values
+    revised_features: list[Feature] = field(default_factory=list)
     signals: list[Signal] = field(default_factory=list)
     quarantine: list[QuarantineRecord] = field(default_factory=list)
     gaps: list[Gap] = field(default_factory=list)
@@ -122,7 +124,7 @@ class Stages:
             CandleConfig(timeframes=cfg.timeframes, late_window_ns=cfg.late_window_ns)
         )
         self.reconciler = Reconciler(ReconcileConfig())
-        self.indicators = IndicatorEngine(cfg.indicators)
+        self.indicators = IndicatorEngine(cfg.indicators, late_window_ns=cfg.late_window_ns)
         rules = default_rules(cfg.indicators) if cfg.rules is None else list(cfg.rules)
         self.signals = SignalEngine(rules, cfg.indicators)
         self.quality = QualityTracker(cfg.quality)
@@ -253,7 +255,10 @@ class Stages:
                 self.quality.observe_empty_intervals(derived.empty, now_ns)
             if derived.revised_trades or derived.late_trades:
                 self._late(derived, out, counts)
-            self._derived(derived.closed, exchange_bars, out, counts, now_ns)
+            closed = derived.closed
+            if derived.revised:
+                closed = self._revise_features(derived.revised, closed, out, counts)
+            self._derived(closed, exchange_bars, out, counts, now_ns)
         elif exchange_bars:
             self._derived([], exchange_bars, out, counts, now_ns)
         if books:
@@ -264,8 +269,9 @@ class Stages:
     @staticmethod
     def _late(derived: CandleOutput, out: StageOutput, counts: BatchCounts) -> None:
         """Trades that came after their bars closed: the revised bars go to storage (replacing
-        the closed ones there; indicators and reconciliation keep what they saw at close); where
-        they came too late to revise, a gap, whose repair rebuilds the bars from stored trades."""
+        the closed ones there; the indicators replay them: ``_revise_features``; reconciliation
+        keeps what it saw at close); where they came too late to revise, a gap, whose repair
+        rebuilds the bars from stored trades."""
         for bar in derived.revised:
             out.market.append(bar)
             _bump(counts.transformed, (bar.exchange, "candles"))
@@ -277,6 +283,23 @@ class Stages:
         ):  # fmt: skip
             for exchange, n in per_exchange.items():
                 _bump(counts.late_trades, (exchange, outcome), n)
+
+    def _revise_features(
+        self, revised: list[Candle], closed: list[Candle], out: StageOutput, counts: BatchCounts
+    ) -> list[Candle]:
+        """Bars revised by late trades. Those fed to the indicators before are replayed
+        (``IndicatorEngine.revise``): their features replace the stored ones, and this batch's
+        closed bars go on from the corrected state. A bar that closed in this batch and was
+        revised in it too goes on as its revision. Returns the closed bars, so replaced.
+        Signals are not evaluated again: a signal is what the rules said when its bar closed,
+        and stays as published."""
+        latest = {(b.exchange, b.symbol, b.timeframe, b.open_ns): b for b in revised}
+        closed = [latest.pop((b.exchange, b.symbol, b.timeframe, b.open_ns), b) for b in closed]
+        features = self.indicators.revise(latest.values())
+        out.revised_features.extend(features)
+        for feature in features:
+            _bump(counts.transformed, (feature.exchange, "features"))
+        return closed
 
     def _derived(
         self,

@@ -22,7 +22,13 @@ from tickvault.pipeline.records import Signal as PipelineSignal
 from tickvault.runner.books import BookKeeper
 from tickvault.runner.spill import _encoder, decode_batch, encode_batch
 from tickvault.runner.stages import StageConfig, Stages
-from tickvault.storage.postgres.records import FeatureValue, QualityMetric, QuarantineRecord, Signal
+from tickvault.storage.postgres.records import (
+    FeatureRevision,
+    FeatureValue,
+    QualityMetric,
+    QuarantineRecord,
+    Signal,
+)
 
 T0 = 1_759_999_980 * NS_PER_S  # a whole minute
 D = Decimal
@@ -107,6 +113,7 @@ def test_spill_codec_keeps_every_record_type() -> None:
         book(BookSnapshot, [("100", "1")], [("101", "1")], 0),
         Gap("kraken", "BTC-USDT", "book", T0, T0 + 1, "checksum"),
         FeatureValue("binance", "BTC-USDT", "1m", "rsi_14", T0, 55.5),
+        FeatureRevision("binance", "BTC-USDT", "1m", "rsi_14", T0, 56.5),
         QualityMetric("binance", "BTC-USDT", "quality:trades", T0, 0.9, {"worst": "timeliness"}),
         QuarantineRecord("binance", "duplicate", "seen", "{}", T0, "BTC-USDT", "trades"),
         Signal("binance", "BTC-USDT", "1m", "ema_cross_12_26", T0, 1.5, "buy", {"ema_12": 2.0}),
@@ -118,5 +125,6 @@ def test_spill_codec_keeps_every_record_type() -> None:
                                           D("1"), D("1.75"), D("3.25"), True, T0, T0)]),
     ]  # fmt: skip
     assert decode_batch(encode_batch(batch)) == batch
+    assert [type(r) for r in decode_batch(encode_batch(batch))] == [type(r) for r in batch]
     # Spill files written before other records went through the sinks still replay.
     assert decode_batch(_encoder.encode([trade(7)])) == [trade(7)]

@@ -5,7 +5,9 @@ from __future__ import annotations
 from decimal import Decimal
 
 from tickvault.model import Candle, CandleSource
+from tickvault.runner.sinks import PostgresSink
 from tickvault.storage.postgres import FeatureValue, PostgresStore
+from tickvault.storage.postgres.records import FeatureRevision
 
 from .helpers import JAN_2024_NS, NS
 
@@ -57,3 +59,17 @@ async def test_vwap_sums_of_closed_bars_in_range(store: PostgresStore) -> None:
     )
     # typical price (h + l + c) / 3 is the close here; bars 1..3, the forming bar left out
     assert (pv, volume) == (float(sum(b.close * b.volume for b in bars[1:])), 7.5)
+
+
+async def test_the_postgres_sink_stores_revised_features_over_the_live_ones(
+    store: PostgresStore,
+) -> None:
+    """A bar revised by late trades: its recomputed features (``FeatureRevision``) replace
+    what the live rows stored, in the same sink write as live rows of newer bars."""
+    sink = PostgresSink(store)
+    ts = [JAN_2024_NS + i * 60 * NS for i in range(3)]
+    await sink.write([FeatureValue("binance", "BTC-USDT", "1m", "ema_12", t, 1.0) for t in ts[:2]])
+    revised = [FeatureRevision("binance", "BTC-USDT", "1m", "ema_12", t, 1.5) for t in ts[:2]]
+    await sink.write([*revised, FeatureValue("binance", "BTC-USDT", "1m", "ema_12", ts[2], 2.0)])
+    got = [await store.features_at("binance", "BTC-USDT", "1m", t) for t in ts]
+    assert got == [{"ema_12": 1.5}, {"ema_12": 1.5}, {"ema_12": 2.0}]

@@ -8,7 +8,9 @@ from decimal import Decimal
 
 from pipeline_helpers import trade
 
-from tickvault.model import NS_PER_S, Candle, Gap
+from tickvault.model import NS_PER_S, Candle, Gap, Trade
+from tickvault.pipeline.indicators import IndicatorConfig, IndicatorEngine
+from tickvault.pipeline.records import Feature
 from tickvault.runner.stages import StageConfig, Stages
 
 T0 = 1_710_000_000 * NS_PER_S
@@ -59,3 +61,52 @@ def test_with_a_backlog_bars_close_by_what_was_received_not_by_the_clock() -> No
     out, counts = stages.process([queued], [], [], T0 + 10 * NS_PER_S)  # the backlog drained
     assert counts.late_trades == {}
     assert _bars(out.market) == [(T0, 2, True)]  # closed once, with both trades
+
+
+def test_a_revised_bar_replays_the_indicators_as_if_it_had_closed_complete() -> None:
+    """Features of a bar revised by late trades are recomputed (and replace the stored ones:
+    ``revised_features``), with every bar after it; the next bars go on from the corrected
+    state. All equal to an engine fed the final bars. A bar closed and revised in the same
+    batch goes to the indicators as its revision."""
+    config = IndicatorConfig(
+        sma_periods=(3,), ema_periods=(3,), rsi_period=3, macd=None, bollinger=(3, 2.0),
+        atr_period=3,
+    )  # fmt: skip
+    stages = Stages(StageConfig(timeframes=("1s",), indicators=config))
+    ids = iter(range(1, 10_000))
+
+    def second(s: int, price: str, at: int = 1) -> list[Trade]:
+        return [trade(next(ids), price, ts_ns=T0 + s * NS_PER_S + k * NS_PER_S // 10)
+                for k in range(at, at + 3)]  # fmt: skip
+
+    bars: dict[int, Candle] = {}
+    live: list[Feature] = []
+    revised: list[Feature] = []
+
+    def run(trades: list[Trade], clock_s: float) -> None:
+        out, _ = stages.process(trades, [], [], T0 + int(clock_s * NS_PER_S))
+        for c in out.market:
+            if isinstance(c, Candle) and c.closed:
+                bars[c.open_ns] = c  # the newest version of each bar, as storage keeps it
+        live.extend(out.features)
+        revised.extend(out.revised_features)
+
+    for s in range(8):
+        run(second(s, f"{43500 + 7 * (s % 3) - s}.5"), s + 1.2)
+    # a late trade for bar 5 (closed ~2 s ago): it is revised, and replayed with every bar
+    # the indicators had after it
+    run([trade(next(ids), "43600.25", ts_ns=T0 + 5 * NS_PER_S + 9 * NS_PER_S // 10)], 8.3)
+    fed_after = {f.ts_ns for f in live if f.ts_ns >= T0 + 5 * NS_PER_S}
+    assert {f.ts_ns for f in revised} == fed_after and min(fed_after) == T0 + 5 * NS_PER_S
+    # bar 8 closes and one of its late trades comes in the same batch as bar 9's
+    run(second(8, "43490.5"), 8.95)
+    run([*second(9, "43480.5"), trade(next(ids), "43300.5", ts_ns=T0 + 8 * NS_PER_S + 1)], 10.2)
+    reference = IndicatorEngine(config).update([bars[t] for t in sorted(bars)])
+    final: dict[tuple[int, str], float | None] = {}
+    for f in [*live, *revised]:  # in the order storage gets them: revisions replace
+        if f in revised or (f.ts_ns, f.name) not in final:
+            final[(f.ts_ns, f.name)] = f.value
+    want = {(f.ts_ns, f.name): f.value for f in reference}
+    assert final == want
+    assert bars[T0 + 5 * NS_PER_S].trade_count == 4 and bars[T0 + 8 * NS_PER_S].trade_count == 4
+    assert stages.indicators.revised == 1 and stages.indicators.unrevised == 0

@@ -88,6 +88,11 @@ class FeatureValue(msgspec.Struct, frozen=True):
     value: float | None
 
 
+class FeatureRevision(FeatureValue, frozen=True):
+    """A recomputed indicator value that replaces the stored one (a bar revised by late
+    trades: ``IndicatorEngine.revise``); live ``FeatureValue`` rows never overwrite."""
+
+
 class Signal(msgspec.Struct, frozen=True):
     exchange: str
     symbol: str
