@@ -405,7 +405,7 @@ class RedisCache:
             version, blob = fetched
             decoded = frames.held_from_blob(version, blob)
             if decoded is not None:
-                self._held.put(stream, decoded)
+                self._held.put(stream, decoded, decoded.estimated_bytes())
                 self.blob_reads += 1
                 return decoded
             pipe = self.client.pipeline(transaction=True)
@@ -416,7 +416,7 @@ class RedisCache:
             self.full_reads += 1
             rebuilt = frames.HeldFrame(version or b"", meta, table=table)
             if version is not None:  # the bars of that version (read in one MULTI/EXEC)
-                self._held.put(stream, rebuilt)
+                self._held.put(stream, rebuilt, rebuilt.estimated_bytes())
             if version is not None and raw:
                 blob = frames.encode_frame(version, table)
                 self.client.eval(
@@ -453,7 +453,7 @@ class RedisCache:
                     return None
         spliced = frames.HeldFrame(version, done.meta, table=table, frame=frame, schema=done.schema)
         spliced.arrow_read = held.arrow_read
-        self._held.put(stream, spliced)
+        self._held.put(stream, spliced, spliced.estimated_bytes())
         self.spliced_reads += 1
         return spliced
 

@@ -140,7 +140,9 @@ return 0
 """
 
 _SEP = b"\n"  # blob = version digits, newline, Arrow IPC stream
-MAX_HELD_STREAMS = 256  # decoded frames a reader keeps (``HeldFrames``)
+MAX_HELD_STREAMS = 256  # decoded frames a reader keeps (``held_frames``) ...
+MAX_HELD_BYTES = 256 << 20  # ... and their estimated bytes (``HeldFrame.estimated_bytes``)
+_ROW_BYTES = 192  # one candle row in Arrow or polars: 9 decimal128, times, flags, source
 _MAX_DIGITS = 38  # decimal128
 _EMPTY_DECIMAL = pa.decimal128(1, 0)  # what columnar.decimal_column gives a column of nulls
 
@@ -238,6 +240,22 @@ class HeldFrame:
         """The polars frame if built (:meth:`polars`), else None."""
         return self._frame
 
+    def estimated_bytes(self) -> int:
+        """What holding this costs, estimated without walking buffers: both forms of its rows
+        (a reader may build the second after it is held), the blob it came from, the meta."""
+        if self._table is not None:
+            rows = int(self._table.num_rows)
+        elif self._frame is not None:
+            rows = int(self._frame.height)
+        else:
+            rows = 0
+        size = 2 * rows * _ROW_BYTES
+        if self._payload is not None:
+            size += 2 * len(self._payload)  # the blob, and a form decoded from it
+        if self.meta is not None:
+            size += self.meta.ts_us.nbytes + self.meta.places.nbytes
+        return size
+
     @property
     def num_rows(self) -> int:
         table = self._table
@@ -255,11 +273,14 @@ class HeldFrame:
         return ts
 
 
-def held_frames(size: int = MAX_HELD_STREAMS) -> Lru[Stream, HeldFrame]:
+def held_frames(
+    size: int = MAX_HELD_STREAMS, max_bytes: int = MAX_HELD_BYTES
+) -> Lru[Stream, HeldFrame]:
     """The decoded frame of each stream read lately, with the version it was built at: a
     version is never reused (one global counter), so while a stream's version is unchanged its
-    held table is exactly the stored frame. Least recently read streams dropped first."""
-    return Lru(max_items=size)
+    held table is exactly the stored frame. Bounded in streams and in estimated bytes (put
+    with ``HeldFrame.estimated_bytes``); least recently read streams dropped first."""
+    return Lru(max_items=size, max_bytes=max_bytes)
 
 
 def queue_bump(pipe: Any, keys: Keys, settings: CacheSettings, stream: Stream, low_ms: int) -> None:

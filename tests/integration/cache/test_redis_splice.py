@@ -469,3 +469,29 @@ def test_a_polars_reader_splices_its_frame_alone(redis_url: str) -> None:
     assert held.built_table is not None and held.frame is not None
     check_frame(held.frame, rebuilt(cache))
     assert cache.spliced_reads == 7 and cache.full_reads == 1
+
+
+def test_held_frames_are_bounded_in_bytes(redis_url: str) -> None:
+    """A reader of many streams holds their frames within a byte budget (estimated per held
+    frame), dropping the least recently read; reads stay right after a drop."""
+    cache = RedisCache(redis_url, CacheSettings(candles_kept=100))
+    symbols = [f"S{k}-USDT" for k in range(5)]
+    for symbol in symbols:
+        cache.write_events([msgspec.structs.replace(bar(i, f"{i}.5"), symbol=symbol)
+                            for i in range(100)])  # fmt: skip
+    cache.latest_candles_frame("binance", symbols[0], "1m", 10)
+    one = held_frame_of(cache, symbols[0]).estimated_bytes()
+    assert one >= 100 * 2 * 192  # both forms of 100 rows
+    cache._held = frames.held_frames(max_bytes=2 * one + one // 2)
+    for _ in range(2):
+        for symbol in symbols:
+            frame = cache.latest_candles_frame("binance", symbol, "1m", 100)
+            assert frame.height == 100 and frame["close"][-1] == Decimal("99.5")
+            assert len(cache._held) <= 2 and cache._held.bytes <= 2 * one + one // 2
+    assert set(k[1] for k in cache._held._entries) == set(symbols[3:])
+
+
+def held_frame_of(cache: RedisCache, symbol: str) -> frames.HeldFrame:
+    held = cache._held.get(("binance", symbol, "1m"), touch=False)
+    assert held is not None
+    return held
