@@ -335,11 +335,12 @@ class RedisCache:
         :mod:`tickvault.storage.redis_frames`).
         """
         held = self._frame_of(exchange, symbol, timeframe)
-        first = max(held.num_rows - n, 0)
         if format == "polars":  # a slice of the held frame (zero-copy; polars copies on write)
-            return held.polars().slice(first)
+            frame = held.polars()
+            return frame.slice(max(frame.height - n, 0))
         held.arrow_read = True
-        return convert(held.table.slice(first), format)
+        table = held.table
+        return convert(table.slice(max(table.num_rows - n, 0)), format)
 
     def candles_frame(
         self,

@@ -256,11 +256,6 @@ class HeldFrame:
             size += self.meta.ts_us.nbytes + self.meta.places.nbytes
         return size
 
-    @property
-    def num_rows(self) -> int:
-        table = self._table
-        return len(self.polars()) if table is None else int(table.num_rows)
-
     def ts_us(self) -> np.ndarray:
         """The bars' open times, µs since the epoch (int64, sorted)."""
         if self.meta is not None:
