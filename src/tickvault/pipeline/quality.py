@@ -28,7 +28,7 @@ Components (1 = perfect; a component without evidence is 1):
 from __future__ import annotations
 
 import math
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -78,6 +78,7 @@ class QualityConfig:
 
 
 _LAG_STEPS = 8  # histogram buckets per doubling
+_RECONCILED_KEPT = 20_000  # compared bars remembered for a revision's recount
 _CHANNELS: dict[type, str] = {
     Trade: "trades",
     BookDelta: "book",
@@ -136,6 +137,8 @@ class QualityTracker:
         self.config = config or QualityConfig()
         self._streams: dict[tuple[str, str, str], _Stream] = {}
         self._prices: dict[str, dict[str, tuple[float, int]]] = {}  # symbol -> exchange -> (p, ts)
+        # compared bars -> the slot that counted them, mismatched or not (``observe_reconcile``)
+        self._reconciled: OrderedDict[tuple[str, str, str, int], tuple[_Slot, bool]] = OrderedDict()
         # The compiled loop (same results, in C) when built; False selects the Python one.
         self.compiled = compiled_quality is not None
 
@@ -287,12 +290,30 @@ class QualityTracker:
             slot.missing_time_ns += interval.to_open_ns - interval.from_open_ns
 
     def observe_reconcile(self, result: ReconcileResult, now_ns: int) -> None:
+        """Count compared and mismatched bars; a bar compared again after a revision
+        (``recompared``) corrects the count where it was first made (the same slot, if still
+        in the window), so one bar counts once, as it compares now."""
         bad = {(f.exchange, f.symbol, f.timeframe, f.open_ns) for f in result.findings}
-        for exchange, symbol, timeframe, open_ns in result.compared:
+        reconciled = self._reconciled
+        for key in result.compared:
+            exchange, symbol = key[0], key[1]
             _, slot = self._slot((exchange, symbol, "candles"), now_ns)
             slot.compared += 1
-            if (exchange, symbol, timeframe, open_ns) in bad:
+            mismatched = key in bad
+            if mismatched:
                 slot.mismatched += 1
+            reconciled[key] = (slot, mismatched)
+            if len(reconciled) > _RECONCILED_KEPT:
+                reconciled.popitem(last=False)
+        for key in result.recompared:
+            seen = reconciled.get(key)
+            if seen is None:
+                continue
+            slot, was = seen
+            now = key in bad
+            if now != was:
+                slot.mismatched += 1 if now else -1
+                reconciled[key] = (slot, now)
 
     # -- scoring -------------------------------------------------------------------------
 

@@ -7,6 +7,13 @@ and ours arrive at different moments.
 
 The first derived bar of each stream is skipped by default: tickvault usually starts mid-bar,
 so that bar lacks the trades before the start and would always differ.
+
+A derived bar revised after it closed (late trades folded in: :meth:`Reconciler.revise`)
+takes its old version's place while it waits, or, already compared, is compared again with
+the exchange's bar (kept for the last ``max_compared`` pairs): findings that still hold come
+out again with the revised values, and a field that agrees now comes out in ``resolved``
+(relative difference 0), so the stored finding of the bar is replaced rather than left
+standing.
 """
 
 from __future__ import annotations
@@ -34,6 +41,9 @@ class ReconcileConfig:
     """Also compare trade counts (exact) when both bars carry one."""
     max_pending: int = 50_000
     """Unpaired bars kept waiting for their counterpart."""
+    max_compared: int = 20_000
+    """Compared pairs kept (the exchange's bar and what differed) for comparing a derived bar
+    again when late trades revise it."""
     skip_first_derived: bool = True
 
 
@@ -42,6 +52,11 @@ class ReconcileResult:
     findings: list[ReconcileFinding] = field(default_factory=list)
     compared: list[tuple[str, str, str, int]] = field(default_factory=list)  # bars paired
     mismatched: int = 0  # paired bars with at least one finding
+    # bars compared again after a revision (their findings are in ``findings`` too)
+    recompared: list[tuple[str, str, str, int]] = field(default_factory=list)
+    # fields that differed at close and agree after a revision (rel_diff 0): they replace the
+    # stored finding; not findings themselves
+    resolved: list[ReconcileFinding] = field(default_factory=list)
 
 
 def _rel_diff(a: Decimal, b: Decimal) -> float:
@@ -55,6 +70,10 @@ class Reconciler:
         self.evicted = 0  # bars that never met their counterpart
         self._pending: OrderedDict[tuple[str, str, str, int, str], Candle] = OrderedDict()
         self._started: set[tuple[str, str, str]] = set()
+        # (exchange, symbol, timeframe, open_ns) -> the exchange's bar, the fields that differed
+        self._compared: OrderedDict[tuple[str, str, str, int], tuple[Candle, frozenset[str]]] = (
+            OrderedDict()
+        )
 
     def add(self, candles: Iterable[Candle]) -> ReconcileResult:
         """Feed closed bars of either source; compare every pair that completes."""
@@ -89,10 +108,51 @@ class Reconciler:
             )
             findings = self.compare(derived, exchange)
             result.compared.append((*stream, candle.open_ns))
+            self._remember((*stream, candle.open_ns), exchange, findings)
             if findings:
                 result.mismatched += 1
                 result.findings.extend(findings)
         return result
+
+    def revise(self, candles: Iterable[Candle]) -> ReconcileResult:
+        """Derived bars revised after they closed: a bar still waiting for the exchange's is
+        replaced by its revision; a bar already compared is compared again (``recompared``;
+        ``findings`` as they stand now, ``resolved`` for fields that agree now)."""
+        result = ReconcileResult()
+        for bar in candles:
+            if not bar.closed or bar.source is not CandleSource.DERIVED:
+                continue
+            key = (bar.exchange, bar.symbol, bar.timeframe, bar.open_ns)
+            waiting = (*key, str(CandleSource.DERIVED))
+            if waiting in self._pending:
+                self._pending[waiting] = bar
+                continue
+            seen = self._compared.get(key)
+            if seen is None:
+                continue  # skipped (a stream's first bar), or compared too long ago
+            exchange, before = seen
+            findings = self.compare(bar, exchange)
+            now = {f.field for f in findings}
+            for name in sorted(before - now):
+                ours, theirs = _values(bar, exchange, name)
+                result.resolved.append(
+                    ReconcileFinding(*key, name, ours, theirs, 0.0)
+                )  # fmt: skip
+            result.recompared.append(key)
+            self._remember(key, exchange, findings)
+            if findings:
+                result.mismatched += 1
+                result.findings.extend(findings)
+        return result
+
+    def _remember(
+        self, key: tuple[str, str, str, int], exchange: Candle, findings: list[ReconcileFinding]
+    ) -> None:
+        compared = self._compared
+        compared[key] = (exchange, frozenset(f.field for f in findings))
+        compared.move_to_end(key)
+        while len(compared) > self.config.max_compared:
+            compared.popitem(last=False)
 
     def compare(self, derived: Candle, exchange: Candle) -> list[ReconcileFinding]:
         cfg = self.config
@@ -126,3 +186,13 @@ class Reconciler:
                 rel = abs(ours_n - theirs_n) / max(ours_n, theirs_n)
                 finding("trade_count", str(ours_n), str(theirs_n), rel)
         return findings
+
+
+def _values(derived: Candle, exchange: Candle, name: str) -> tuple[str | None, str | None]:
+    """The two bars' values of a compared field, as a finding gives them."""
+    ours, theirs = getattr(derived, name), getattr(exchange, name)
+    if isinstance(ours, int) or isinstance(theirs, int):  # trade_count
+        return (None if ours is None else str(ours)), (None if theirs is None else str(theirs))
+    return (None if ours is None else decimal_str(ours)), (
+        None if theirs is None else decimal_str(theirs)
+    )

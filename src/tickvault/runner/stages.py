@@ -257,7 +257,7 @@ class Stages:
                 self._late(derived, out, counts)
             closed = derived.closed
             if derived.revised:
-                closed = self._revise_features(derived.revised, closed, out, counts)
+                closed = self._revised(derived.revised, closed, out, counts, now_ns)
             self._derived(closed, exchange_bars, out, counts, now_ns)
         elif exchange_bars:
             self._derived([], exchange_bars, out, counts, now_ns)
@@ -269,9 +269,9 @@ class Stages:
     @staticmethod
     def _late(derived: CandleOutput, out: StageOutput, counts: BatchCounts) -> None:
         """Trades that came after their bars closed: the revised bars go to storage (replacing
-        the closed ones there; the indicators replay them: ``_revise_features``; reconciliation
-        keeps what it saw at close); where they came too late to revise, a gap, whose repair
-        rebuilds the bars from stored trades."""
+        the closed ones there; reconciliation and indicators take them again: ``_revised``);
+        where they came too late to revise, a gap, whose repair rebuilds the bars from stored
+        trades."""
         for bar in derived.revised:
             out.market.append(bar)
             _bump(counts.transformed, (bar.exchange, "candles"))
@@ -284,17 +284,29 @@ class Stages:
             for exchange, n in per_exchange.items():
                 _bump(counts.late_trades, (exchange, outcome), n)
 
-    def _revise_features(
-        self, revised: list[Candle], closed: list[Candle], out: StageOutput, counts: BatchCounts
+    def _revised(
+        self,
+        revised: list[Candle],
+        closed: list[Candle],
+        out: StageOutput,
+        counts: BatchCounts,
+        now_ns: int,
     ) -> list[Candle]:
-        """Bars revised by late trades. Those fed to the indicators before are replayed
-        (``IndicatorEngine.revise``): their features replace the stored ones, and this batch's
-        closed bars go on from the corrected state. A bar that closed in this batch and was
-        revised in it too goes on as its revision. Returns the closed bars, so replaced.
-        Signals are not evaluated again: a signal is what the rules said when its bar closed,
-        and stays as published."""
+        """Bars revised by late trades. Those closed before this batch are compared again with
+        the exchange's bars (``Reconciler.revise``: findings as they stand now, resolved ones
+        stored over those made at close, the quality counts corrected) and replayed through the
+        indicators (``IndicatorEngine.revise``: their features replace the stored ones, and
+        this batch's closed bars go on from the corrected state). A bar that closed in this
+        batch and was revised in it too goes on as its revision. Returns the closed bars, so
+        replaced. Signals are not evaluated again: a signal is what the rules said when its bar
+        closed, and stays as published."""
         latest = {(b.exchange, b.symbol, b.timeframe, b.open_ns): b for b in revised}
         closed = [latest.pop((b.exchange, b.symbol, b.timeframe, b.open_ns), b) for b in closed]
+        result = self.reconciler.revise(latest.values())
+        if result.recompared or result.resolved:
+            self.quality.observe_reconcile(result, now_ns)
+            out.findings.extend(result.findings)
+            out.findings.extend(result.resolved)  # stored over the finding made at close
         features = self.indicators.revise(latest.values())
         out.revised_features.extend(features)
         for feature in features:

@@ -6,6 +6,7 @@ from pipeline_helpers import candle, trade
 
 from tickvault.model import NS_PER_S, Candle, CandleSource, Side
 from tickvault.pipeline.candles import CandleConfig, CandleDeriver
+from tickvault.pipeline.quality import QualityTracker
 from tickvault.pipeline.reconcile import ReconcileConfig, Reconciler
 
 # The real Binance BTCUSDT 1h kline of 2024-01-30 16:00 UTC (see pipeline_helpers.candle).
@@ -83,3 +84,51 @@ def test_unpaired_bars_are_bounded() -> None:
 
 def _fields(bar: Candle) -> dict[str, object]:
     return {name: getattr(bar, name) for name in bar.__struct_fields__}
+
+
+def _revised(bar: Candle, **changes: object) -> Candle:
+    return Candle(**{**_fields(bar), **changes})
+
+
+def test_a_revised_bar_is_compared_again_and_resolved_findings_replace_the_old() -> None:
+    """Late trades revise a derived bar after it was compared: what still differs comes out
+    again with the revised values; what agrees now comes out as resolved (rel_diff 0), and
+    the quality counts follow (one bar, counted as it compares now)."""
+    ours = derived_bar()
+    theirs = Candle(**{**_fields(ours), "source": CandleSource.EXCHANGE, "vwap": None,
+                       "volume": ours.volume + 2, "trade_count": 6})  # fmt: skip
+    reconciler = Reconciler(ReconcileConfig(skip_first_derived=False))
+    quality = QualityTracker()
+    first = reconciler.add([theirs, ours])
+    quality.observe_reconcile(first, OPEN_NS + HOUR_NS)
+    assert {f.field for f in first.findings} == {"volume", "trade_count"}
+    # one late trade: the count agrees now, the volume still does not
+    half = _revised(ours, volume=ours.volume + 1, trade_count=6)
+    again = reconciler.revise([half])
+    key = ("binance", "BTC-USDT", "1h", OPEN_NS)
+    assert again.recompared == [key] and again.compared == []
+    assert [(f.field, f.derived) for f in again.findings] == [("volume", "2.00")]
+    assert [(f.field, f.derived, f.exchange_value, f.rel_diff) for f in again.resolved] == [
+        ("trade_count", "6", "6", 0.0)
+    ]
+    quality.observe_reconcile(again, OPEN_NS + HOUR_NS + 1)
+    # the rest: everything agrees, the bar no longer counts as mismatched
+    full = _revised(ours, volume=ours.volume + 2, trade_count=6)
+    last = reconciler.revise([full])
+    assert last.findings == [] and [f.field for f in last.resolved] == ["volume"]
+    quality.observe_reconcile(last, OPEN_NS + HOUR_NS + 2)
+    (score,) = [s for s in quality.scores(OPEN_NS + HOUR_NS + 3) if s.channel == "candles"]
+    assert score.consistency == 1.0
+
+
+def test_a_revised_bar_still_waiting_is_compared_as_revised() -> None:
+    ours = derived_bar()
+    reconciler = Reconciler(ReconcileConfig(skip_first_derived=False))
+    assert reconciler.add([ours]).compared == []  # waits for the exchange's bar
+    revised = _revised(ours, volume=ours.volume + 1)
+    assert reconciler.revise([revised]).recompared == []  # replaced where it waits
+    theirs = Candle(**{**_fields(revised), "source": CandleSource.EXCHANGE, "vwap": None})
+    result = reconciler.add([theirs])
+    assert result.compared == [("binance", "BTC-USDT", "1h", OPEN_NS)] and result.findings == []
+    # a bar never compared (skipped, or forgotten) is left alone
+    assert reconciler.revise([_revised(ours, open_ns=OPEN_NS + HOUR_NS)]).recompared == []

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import msgspec
 from pipeline_helpers import trade
 
-from tickvault.model import NS_PER_S, Candle, Gap, Trade
+from tickvault.model import NS_PER_S, Candle, CandleSource, Gap, Trade
 from tickvault.pipeline.indicators import IndicatorConfig, IndicatorEngine
 from tickvault.pipeline.records import Feature
 from tickvault.runner.stages import StageConfig, Stages
@@ -110,3 +111,30 @@ def test_a_revised_bar_replays_the_indicators_as_if_it_had_closed_complete() -> 
     assert final == want
     assert bars[T0 + 5 * NS_PER_S].trade_count == 4 and bars[T0 + 8 * NS_PER_S].trade_count == 4
     assert stages.indicators.revised == 1 and stages.indicators.unrevised == 0
+
+
+def test_a_revised_bar_is_reconciled_again_and_its_finding_resolved() -> None:
+    """The exchange's bar agrees with ours only once a late trade is in: at close the stages
+    report a finding; the revision compares again, reports the fields as resolved (stored
+    over the findings) and the quality of the candles stream counts the bar as agreeing."""
+    ts = [T0 + s * NS_PER_S // 10 for s in (1, 3, 11, 13, 21)]
+    trades = [trade(i + 1, f"{43500 + i}.5", ts_ns=t) for i, t in enumerate(ts)]
+    late = trade(9, "43510.5", ts_ns=T0 + 19 * NS_PER_S // 10)  # in bar 1, after bar 2 began
+    reference = Stages(StageConfig(timeframes=("1s",)))
+    out, _ = reference.process(
+        sorted([*trades, late], key=lambda t: t.ts_ns), [], [], T0 + 5 * NS_PER_S
+    )
+    (final,) = [c for c in out.market if isinstance(c, Candle) and c.open_ns == T0 + NS_PER_S]
+    exchange_bar = msgspec.structs.replace(final, source=CandleSource.EXCHANGE, vwap=None)
+
+    stages = Stages(StageConfig(timeframes=("1s",)))
+    stages.process(trades, [], [], T0 + 2_300_000_000)  # bars 0 and 1 closed
+    out, _ = stages.process([exchange_bar], [], [], T0 + 2_400_000_000)
+    fields = {"high", "close", "volume", "quote_volume", "buy_volume", "trade_count"}
+    assert {f.field for f in out.findings} == fields  # the late trade is bar 1's high and close
+    out, counts = stages.process([late], [], [], T0 + 2_500_000_000)
+    assert counts.late_trades == {("binance", "revised"): 1}
+    assert {(f.field, f.rel_diff) for f in out.findings} == {(f, 0.0) for f in fields}
+    (score,) = [s for s in stages.quality_scores(T0 + 3 * NS_PER_S)
+                if s.channel == "candles"]  # fmt: skip
+    assert score.consistency == 1.0
