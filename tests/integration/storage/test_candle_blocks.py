@@ -20,7 +20,7 @@ import pytest
 from tickvault.config import TimescaleSettings
 from tickvault.model import Candle, CandleSource
 from tickvault.query import FrameMemo, Vault
-from tickvault.storage.postgres import PostgresStore
+from tickvault.storage.postgres import PostgresStore, candle_frames
 from tickvault.storage.postgres.candle_blocks import MAX_EMPTY_STORED, CandleBlocks, Key
 from tickvault.storage.postgres.schema import init_database
 
@@ -245,7 +245,8 @@ def test_corrupt_frames_are_read_through_sql_and_rebuilt(
         assert same_range(vaults, *day).equals(good)
         conn.execute("UPDATE candle_blocks SET layout = 99")  # a layout of another version
         assert same_range(vaults, *day).equals(good)
-        assert conn.execute("SELECT layout, rows FROM candle_blocks").fetchone() == (1, DAY_MIN)
+        layout = conn.execute("SELECT layout, rows FROM candle_blocks").fetchone()
+        assert layout == (candle_frames.FRAME_FORMAT, DAY_MIN)
 
 
 class _RacingBlocks(CandleBlocks):
