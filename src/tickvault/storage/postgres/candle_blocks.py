@@ -155,8 +155,8 @@ _LATEST_SQL = (
     f" ON h.bs = k.block_start AND {_held_match('k', 'k.version')}"
 )
 # The bars of the newest block from its mark on (none when it is clean: ``greatest`` skips a
-# NULL, so the clean row is left out of ``r``), as the uncached read gives them: sent with
-# _LATEST_SQL in one round trip, in the same REPEATABLE READ snapshot.
+# NULL, so the clean row is left out of ``r``), as the uncached read gives them: a column of
+# _FIRST_LOOK_SQL, so read in the same statement (and snapshot) as _LATEST_SQL's rows.
 _TAIL_SQL = (
     "WITH n AS (SELECT ts FROM candles WHERE exchange = %(exchange)s AND symbol = %(symbol)s"
     " AND timeframe = %(timeframe)s ORDER BY ts DESC LIMIT 1),"
@@ -264,8 +264,8 @@ class CandleBlocks:
         """``_newest_blocks`` and the newest block's bars from its mark on (``_TAIL_SQL``), in
         one statement (``_FIRST_LOOK_SQL``: one snapshot, one round trip)."""
         held = self.held.in_range(key, _MIN_US, _MAX_US)
-        params = {"e": key[0], "s": key[1], "tf": key[2], "limit": limit,
-                  **reader.candle_params(*key, "auto")}  # fmt: skip
+        params = {**reader.candle_params(*key, "auto"),
+                  "e": key[0], "s": key[1], "tf": key[2], "limit": limit}  # fmt: skip
         cursor = self._conn.cursor(binary=True).execute(_FIRST_LOOK_SQL, _held(params, held))
         rows = cursor.fetchall()
         newest = rows[0][0]
