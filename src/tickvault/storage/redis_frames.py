@@ -143,8 +143,6 @@ _SEP = b"\n"  # blob = version digits, newline, Arrow IPC stream
 MAX_HELD_STREAMS = 256  # decoded frames a reader keeps (``held_frames``) ...
 MAX_HELD_BYTES = 256 << 20  # ... and their estimated bytes (``HeldFrame.estimated_bytes``)
 _ROW_BYTES = 192  # one candle row in Arrow or polars: 9 decimal128, times, flags, source
-_MAX_DIGITS = 38  # decimal128
-_EMPTY_DECIMAL = pa.decimal128(1, 0)  # what columnar.decimal_column gives a column of nulls
 
 Stream = tuple[str, str, str]  # exchange, symbol, timeframe
 
@@ -317,7 +315,7 @@ def rows_between(held: HeldFrame, lo_us: int, hi_us: int) -> tuple[int, int]:
 def table_meta(columns: Columns, wire: Sequence[pa.Array], table: pa.Table) -> Meta | None:
     """The :class:`Meta` of a table built from ``wire`` (``columnar.wire_arrays``); None when
     it cannot be spliced: a decimal column came out as text."""
-    decimals = [i for i, (_, kind) in enumerate(columns) if kind == "dec"]
+    decimals = _decimal_indexes(tuple(columns))
     rows = table.num_rows
     if not all(pa.types.is_decimal128(table.column(i).type) for i in decimals):
         return None
@@ -412,13 +410,9 @@ def plan(
     tops = places.max(axis=2)  # count > 0: there are rows
     if not np.array_equal(tops, meta.tops):  # the types follow the tops
         for d, c in enumerate(decimals):
-            scale, ints = int(tops[0, d]), max(int(tops[1, d]), 1)
-            if scale < 0:  # no value at all
-                target = _EMPTY_DECIMAL
-            elif ints + scale > _MAX_DIGITS:
+            target = columnar.decimal_type(int(tops[0, d]), int(tops[1, d]))
+            if target is None:
                 return None
-            else:
-                target = pa.decimal128(ints + scale, scale)
             if schema.field(c).type != target:
                 schema = schema.set(c, schema.field(c).with_type(target))
     kinds = [kind for _, kind in columns]

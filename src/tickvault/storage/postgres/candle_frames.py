@@ -36,7 +36,6 @@ from tickvault.storage.postgres.columnar import Columns
 
 PLACES = "_places"  # the block table's last column (module docstring)
 FRAME_FORMAT = 2  # bump when the frame layout changes: older frames are then rebuilt
-_MAX_DIGITS = 38
 _RESULT_TYPES = {
     "ts": columnar.TS_TYPE,
     "text": pa.string(),
@@ -44,7 +43,6 @@ _RESULT_TYPES = {
     "bool": pa.bool_(),
     "float": pa.float64(),
 }
-_EMPTY_DECIMAL = pa.decimal128(1, 0)  # what decimal_column gives a column without values
 _LENGTH = struct.Struct("<Q")
 FEW_ROWS = 64  # up to this many rows a block table is built value by value (_few_rows_table)
 
@@ -109,18 +107,14 @@ def _few_rows_table(columns: Columns, wire: Sequence[pa.Array]) -> pa.Table | No
             continue
         texts = array.to_pylist()
         places = [columnar.text_places(text) for text in texts]
-        if None in places:
+        kept = [p for p in places if p is not None]
+        if len(kept) < len(places):
             return None  # not a number: the uncached read gives text
-        kept = [(-1, -1) if p is None else p for p in places]
-        scale = max(p[0] for p in kept)
-        ints = max(max(p[1] for p in kept), 1)
-        if scale < 0:  # no value at all
-            arrays.append(pa.nulls(rows, _EMPTY_DECIMAL))
-        elif ints + scale > _MAX_DIGITS:
+        target = columnar.decimal_type(max(p[0] for p in kept), max(p[1] for p in kept))
+        if target is None:
             return None
-        else:
-            values = [None if text is None else Decimal(text) for text in texts]
-            arrays.append(pa.array(values, pa.decimal128(ints + scale, scale)))
+        values = [None if text is None else Decimal(text) for text in texts]
+        arrays.append(pa.array(values, target))
         # a null's scale is 0 where the kernels' is (``columnar.value_scales``)
         scales.append([max(p[0], 0) for p in kept])
         digits.append([p[1] for p in kept])
@@ -182,12 +176,12 @@ def assemble(columns: Columns, pieces: Sequence[Piece], *, scales: bool) -> pa.T
             continue
         scale, digits = tops[d], tops[d + decimals]
         d += 1
-        if scale < 0:  # no value at all
-            arrays.append(pa.nulls(total, _EMPTY_DECIMAL))
-            continue
-        if max(digits, 1) + scale > _MAX_DIGITS:
+        target = columnar.decimal_type(scale, digits)
+        if target is None:
             return None
-        target = pa.decimal128(max(digits, 1) + scale, scale)
+        if scale < 0:  # no value at all
+            arrays.append(pa.nulls(total, target))
+            continue
         cast = [part if part.type == target else part.cast(target) for part in parts]
         arrays.append(_concat(cast, target))
     if scales:

@@ -123,6 +123,21 @@ def text_places(text: str | None) -> tuple[int, int] | None:
     return scale, length - (1 if text.startswith("-") else 0)
 
 
+EMPTY_DECIMAL = pa.decimal128(1, 0)  # the type of a decimal column without a value
+MAX_DIGITS = 38  # decimal128's; a column needing more stays text
+
+
+def decimal_type(scale: int, int_digits: int) -> pa.DataType | None:
+    """The type :func:`decimal_columns` gives a column whose values have at most ``scale``
+    digits after the point and ``int_digits`` before (the maxima of :func:`value_scales` and
+    :func:`value_int_digits`; a negative scale: no value): the narrowest ``decimal128`` that
+    holds them, :data:`EMPTY_DECIMAL` without values; None beyond 38 digits (text)."""
+    if scale < 0:
+        return EMPTY_DECIMAL
+    digits = max(int_digits, 1) + scale
+    return None if digits > MAX_DIGITS else pa.decimal128(digits, scale)
+
+
 def decimal_column(text: pa.Array) -> pa.Array:
     """Exact decimal text → ``decimal128(p, s)``, ``s`` the largest scale present.
 
@@ -130,12 +145,12 @@ def decimal_column(text: pa.Array) -> pa.Array:
     rather than rounding.
     """
     if text.null_count == len(text):
-        return pa.nulls(len(text), pa.decimal128(1, 0))
+        return pa.nulls(len(text), EMPTY_DECIMAL)
     text = plain_text(text)
     # digits after the point = position of '.' in the reversed text (-1: none)
     scale = max(pc.max(pc.find_substring(pc.utf8_reverse(text), ".")).as_py(), 0)
     # Arrow's cast does not refuse a value beyond the precision: it wraps silently. Check first.
-    if scale + pc.max(value_int_digits(text)).as_py() > 38:
+    if scale + pc.max(value_int_digits(text)).as_py() > MAX_DIGITS:
         return text
     try:
         wide = pc.cast(text, pa.decimal128(38, scale))
@@ -163,7 +178,7 @@ def decimal_columns(texts: Sequence[pa.Array]) -> list[pa.Array]:
     dots = pc.find_substring(pc.utf8_reverse(joined), ".").fill_null(-1).to_numpy()
     scales = np.maximum(dots.reshape(len(texts), rows).max(axis=1), 0)
     top = int(scales.max())
-    if top + int(pc.max(value_int_digits(joined)).as_py()) > 38:  # see decimal_column
+    if top + int(pc.max(value_int_digits(joined)).as_py()) > MAX_DIGITS:  # see decimal_column
         return [decimal_column(text) for text in texts]
     try:
         wide = pc.cast(joined, pa.decimal128(38, top))
@@ -172,7 +187,7 @@ def decimal_columns(texts: Sequence[pa.Array]) -> list[pa.Array]:
     out: list[pa.Array] = []
     for i, text in enumerate(texts):
         if text.null_count == rows:
-            out.append(pa.nulls(rows, pa.decimal128(1, 0)))
+            out.append(pa.nulls(rows, EMPTY_DECIMAL))
             continue
         out.append(_narrowed(wide.slice(i * rows, rows), int(scales[i])))
     return out
