@@ -484,7 +484,7 @@ async def test_a_reader_following_a_live_stream_reads_only_the_new_bars(
     decoded, stored = cached.blocks.decoded_frames, cached.blocks.stored_blocks
     tails = cached.blocks.tail_reads
     # a clean newest block: the first look brings no bars beside the block rows
-    assert cached.blocks._first_look((*MARKET, "1m"), 500)[2] == []
+    assert cached.blocks._newest_blocks((*MARKET, "1m"), 500, tail=True)[2] == []
     minute = 3 * DAY_MIN + 100
     for i in range(30):  # a forming bar moves; every third write a new bar opens
         minute += i % 3 == 0

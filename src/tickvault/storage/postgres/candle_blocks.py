@@ -167,7 +167,7 @@ _TAIL_SQL = (
     " AND b.block_start = nb.start AND b.dirty_from IS NOT NULL) "
     + columnar.wrap_sql(
         COLUMNS,
-        reader.candles_sql(
+        reader.candles_sql(  # the timeframe picks a continuous aggregate only (TimescaleDB)
             False, "1m", "auto", latest=False, start="(SELECT lo FROM r)", end="(SELECT hi FROM r)"
         ),
     )
@@ -245,7 +245,7 @@ class CandleBlocks:
         """The newest ``limit`` bars, as ``Vault.latest_candles``; None: read uncached."""
         span = span_us(key[2])
         try:
-            newest_block, stored, tail = self._first_look(key, limit)
+            newest_block, stored, tail = self._newest_blocks(key, limit, tail=True)
             if newest_block is None:
                 return _empty()
             picked = self._newest_clean(
@@ -258,29 +258,12 @@ class CandleBlocks:
         except Uncacheable:
             return None
 
-    def _first_look(
-        self, key: Key, limit: int
-    ) -> tuple[int | None, dict[int, _Stored], list[tuple[Any, ...]]]:
-        """``_newest_blocks`` and the newest block's bars from its mark on (``_TAIL_SQL``), in
-        one statement (``_FIRST_LOOK_SQL``: one snapshot, one round trip)."""
-        held = self.held.in_range(key, _MIN_US, _MAX_US)
-        params = {**reader.candle_params(*key, "auto"),
-                  "e": key[0], "s": key[1], "tf": key[2], "limit": limit}  # fmt: skip
-        cursor = self._conn.cursor(binary=True).execute(_FIRST_LOOK_SQL, _held(params, held))
-        rows = cursor.fetchall()
-        newest = rows[0][0]
-        if newest is None:
-            return None, {}, []
-        tail = _tail_decoder.decode(rows[0][1])
-        stored = _entries([r[2:] for r in rows if r[2]], held)
-        return block_of(to_us(newest), key[2]), stored, tail
-
     def _with_tail(
         self, key: Key, stored: dict[int, _Stored], tail: list[tuple[Any, ...]],
         newest_block: int, span: int, limit: int,
     ) -> list[pa.Table] | None:  # fmt: skip
         """The newest blocks when only the newest is marked and its frame (held, or sent) still
-        holds below the mark: that prefix plus ``tail``, held as the whole block of the version
+        holds below the mark: that prefix plus ``tail`` (its bars from the mark on), held as the whole block of the version
         the first look saw (not stored: see ``STORE_TAIL_ROWS``). None: take the snapshot way
         (a long tail, so the block is stored; another block marked; a frame missing)."""
         entry = stored.get(newest_block)
@@ -305,27 +288,26 @@ class CandleBlocks:
             return None
         return [before, table]
 
-    def _newest_blocks(self, key: Key, limit: int) -> tuple[int | None, dict[int, _Stored]]:
-        return self._newest_blocks_query(key, limit)()
-
-    def _newest_blocks_query(
-        self, key: Key, limit: int
-    ) -> Callable[[], tuple[int | None, dict[int, _Stored]]]:
-        """One statement (``_LATEST_SQL``), sent now: the newest bar's block, and the stored
-        rows of it and the block before; the returned call gives them ((None, {}) when the
-        stream has no bar)."""
+    def _newest_blocks(
+        self, key: Key, limit: int, *, tail: bool = False
+    ) -> tuple[int | None, dict[int, _Stored], list[tuple[Any, ...]]]:
+        """One statement: the newest bar's block and the stored rows of it and the block
+        before (``_LATEST_SQL``), and with ``tail`` the newest block's bars from its mark on
+        (``_FIRST_LOOK_SQL``: the same snapshot, one round trip); (None, {}, []) when the
+        stream has no bar."""
         held = self.held.in_range(key, _MIN_US, _MAX_US)
         params = {"e": key[0], "s": key[1], "tf": key[2], "limit": limit}
-        cursor = self._conn.cursor(binary=True).execute(_LATEST_SQL, _held(params, held))
-
-        def result() -> tuple[int | None, dict[int, _Stored]]:
-            rows = cursor.fetchall()
-            newest = rows[0][0]
-            if newest is None:
-                return None, {}
-            return block_of(to_us(newest), key[2]), _entries([r[1:] for r in rows if r[1]], held)
-
-        return result
+        if tail:
+            params.update(reader.candle_params(*key, "auto"))
+        sql = _FIRST_LOOK_SQL if tail else _LATEST_SQL
+        rows = self._conn.cursor(binary=True).execute(sql, _held(params, held)).fetchall()
+        newest = rows[0][0]
+        if newest is None:
+            return None, {}, []
+        first = 2 if tail else 1  # the block rows' columns
+        bars = _tail_decoder.decode(rows[0][1]) if tail else []
+        stored = _entries([r[first:] for r in rows if r[first]], held)
+        return block_of(to_us(newest), key[2]), stored, bars
 
     def _result(
         self, read: tuple[Any, ...], tables: list[pa.Table], cut: Callable[[], pa.Table]
@@ -348,9 +330,9 @@ class CandleBlocks:
         load = _Load()
         picked: list[pa.Table] = []
         count = 0
-        # the newest block and the one before from the statement of the first look (one round
-        # trip: a live stream's newest block is marked after every write); older ones by bar
-        newest_block, stored = self._newest_blocks(key, limit)
+        # the newest block and the one before from one statement (a live stream's newest block
+        # is marked after every write); older ones by bar
+        newest_block, stored, _ = self._newest_blocks(key, limit)
         before = to_us(datetime.max.replace(tzinfo=UTC))
         for start in () if newest_block is None else (newest_block, newest_block - span):
             if count >= limit:
