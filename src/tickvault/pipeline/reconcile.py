@@ -122,7 +122,7 @@ class Reconciler:
         for bar in candles:
             if not bar.closed or bar.source is not CandleSource.DERIVED:
                 continue
-            key = (bar.exchange, bar.symbol, bar.timeframe, bar.open_ns)
+            key = _key(bar)
             waiting = (*key, str(CandleSource.DERIVED))
             if waiting in self._pending:
                 self._pending[waiting] = bar
@@ -133,11 +133,10 @@ class Reconciler:
             exchange, before = seen
             findings = self.compare(bar, exchange)
             now = {f.field for f in findings}
-            for name in sorted(before - now):
-                ours, theirs = _values(bar, exchange, name)
-                result.resolved.append(
-                    ReconcileFinding(*key, name, ours, theirs, 0.0)
-                )  # fmt: skip
+            result.resolved += [
+                ReconcileFinding(*key, name, *_values(bar, exchange, name), 0.0)
+                for name in sorted(before - now)
+            ]
             result.recompared.append(key)
             self._remember(key, exchange, findings)
             if findings:
@@ -158,18 +157,9 @@ class Reconciler:
         cfg = self.config
         findings: list[ReconcileFinding] = []
 
-        def finding(name: str, ours: str | None, theirs: str | None, rel: float) -> None:
+        def finding(name: str, rel: float) -> None:
             findings.append(
-                ReconcileFinding(
-                    derived.exchange,
-                    derived.symbol,
-                    derived.timeframe,
-                    derived.open_ns,
-                    name,
-                    ours,
-                    theirs,
-                    rel,
-                )
+                ReconcileFinding(*_key(derived), name, *_values(derived, exchange, name), rel)
             )
 
         for name in _PRICE_FIELDS + _VOLUME_FIELDS:
@@ -179,20 +169,26 @@ class Reconciler:
             rel = _rel_diff(ours, theirs)
             limit = cfg.price_tolerance if name in _PRICE_FIELDS else cfg.volume_tolerance
             if rel > limit:
-                finding(name, decimal_str(ours), decimal_str(theirs), rel)
+                finding(name, rel)
         if cfg.compare_trade_count:
             ours_n, theirs_n = derived.trade_count, exchange.trade_count
             if ours_n is not None and theirs_n is not None and ours_n != theirs_n:
                 rel = abs(ours_n - theirs_n) / max(ours_n, theirs_n)
-                finding("trade_count", str(ours_n), str(theirs_n), rel)
+                finding("trade_count", rel)
         return findings
 
 
+def _key(bar: Candle) -> tuple[str, str, str, int]:
+    return bar.exchange, bar.symbol, bar.timeframe, bar.open_ns
+
+
 def _values(derived: Candle, exchange: Candle, name: str) -> tuple[str | None, str | None]:
-    """The two bars' values of a compared field, as a finding gives them."""
-    ours, theirs = getattr(derived, name), getattr(exchange, name)
-    if isinstance(ours, int) or isinstance(theirs, int):  # trade_count
-        return (None if ours is None else str(ours)), (None if theirs is None else str(theirs))
-    return (None if ours is None else decimal_str(ours)), (
-        None if theirs is None else decimal_str(theirs)
-    )
+    """The two bars' values of a compared field as a finding gives them (decimal text; the
+    trade count as an integer's)."""
+    return _text(getattr(derived, name)), _text(getattr(exchange, name))
+
+
+def _text(value: object) -> str | None:
+    if value is None:
+        return None
+    return decimal_str(value) if isinstance(value, Decimal) else str(value)
