@@ -332,39 +332,39 @@ RECENT_BARS = 256
 
 class _Stream:
     """One stream's indicator state. With ``lag`` > 0 it also keeps a *lagging twin*: the
-    same indicators fed every bar but the newest ``lag`` (``behind``), so a closed bar revised
-    among those (late trades, within the deriver's late window) can be replayed exactly from
-    the twin's state (:meth:`IndicatorEngine.revise`) — one more update per bar instead of a
-    copy of the whole state per bar (~10 µs against ~190 µs for the default set)."""
+    same indicators fed every bar but the newest ``lag`` (the tail of ``recent``), so a closed
+    bar revised among those (late trades, within the deriver's late window) can be replayed
+    exactly from the twin's state (:meth:`IndicatorEngine.revise`) — one more update per bar
+    instead of a copy of the whole state per bar (~10 µs against ~190 µs for the default set)."""
 
-    __slots__ = (
-        "behind", "indicators", "lag", "lagging", "lagging_rebase", "last_open_ns", "recent",
-    )  # fmt: skip
+    __slots__ = ("indicators", "lag", "lagging", "lagging_rebase", "last_open_ns", "recent")
 
     def __init__(self, indicators: list[Indicator], lagging: list[Indicator], lag: int) -> None:
         self.indicators = indicators
         self.last_open_ns = -1
-        self.recent: deque[Bar] = deque(maxlen=RECENT_BARS)
+        self.recent: deque[Bar] = deque(maxlen=max(RECENT_BARS, lag + 1))
         self.lag = lag
-        self.lagging = lagging  # fed every bar but those in ``behind``
-        self.behind: deque[Bar] = deque()  # the newest ``lag`` bars, oldest first
+        self.lagging = lagging  # fed every bar but the newest ``lag``
         # a rebuild's rebase the twin has still to take: (first bar it applies to, anchors)
         self.lagging_rebase: tuple[int, Mapping[str, float]] | None = None
 
     def push(self, key: tuple[str, str, str], bar: Bar, out: list[Feature] | None) -> None:
         self.last_open_ns = bar.open_ns
-        self.recent.append(bar)
+        recent = self.recent
+        recent.append(bar)
         _feed(self.indicators, key, bar, out)
-        if self.lag:
-            behind = self.behind
-            behind.append(bar)
-            if len(behind) > self.lag:
-                oldest = behind.popleft()
-                pending = self.lagging_rebase
-                if pending is not None and oldest.open_ns >= pending[0]:
-                    _rebase(self.lagging, pending[1])
-                    self.lagging_rebase = None
-                _feed(self.lagging, key, oldest, None)
+        if self.lag and len(recent) > self.lag:
+            leaving = recent[-self.lag - 1]  # no longer revisable: the twin takes it
+            pending = self.lagging_rebase
+            if pending is not None and leaving.open_ns >= pending[0]:
+                _rebase(self.lagging, pending[1])
+                self.lagging_rebase = None
+            _feed(self.lagging, key, leaving, None)
+
+    def revisable(self) -> list[Bar]:
+        """The bars the twin has not been fed, oldest first."""
+        recent = self.recent
+        return [recent[i] for i in range(max(len(recent) - self.lag, 0), len(recent))]
 
 
 def _rebase(indicators: list[Indicator], anchors: Mapping[str, float]) -> None:
@@ -435,7 +435,7 @@ class IndicatorEngine:
         each stream is replayed from the lagging twin's state with the revisions in place of
         the bars fed, and goes on from the replayed state. Returns the recomputed features of
         every bar from the oldest revised one on (stored in place of those computed before).
-        A revision older than the bars kept behind (or of a bar never fed) is counted in
+        A revision older than the bars the twin was not fed (or of a bar never fed) is counted in
         ``unrevised`` and changes nothing."""
         source = self.config.source
         by_stream: dict[tuple[str, str, str], dict[int, Bar]] = {}
@@ -446,7 +446,7 @@ class IndicatorEngine:
         features: list[Feature] = []
         for key, revisions in by_stream.items():
             stream = self._streams.get(key)
-            behind = [] if stream is None else list(stream.behind)
+            behind = [] if stream is None else stream.revisable()
             fed = {bar.open_ns for bar in behind}
             kept = {t: bar for t, bar in revisions.items() if t in fed}
             self.unrevised += len(revisions) - len(kept)
@@ -459,10 +459,9 @@ class IndicatorEngine:
             for bar in replay:
                 _feed(state, key, bar, features if bar.open_ns >= first else None)
             stream.indicators = state
-            stream.behind = deque(replay)
-            recent = stream.recent  # the same bars, newest last: the revised ones replaced
-            for i in range(len(recent) - 1, max(len(recent) - len(replay), 0) - 1, -1):
-                recent[i] = kept.get(recent[i].open_ns, recent[i])
+            recent = stream.recent
+            for i, bar in enumerate(replay, len(recent) - len(replay)):
+                recent[i] = bar
         return features
 
     def last_open_ns(self, key: tuple[str, str, str]) -> int:
@@ -518,7 +517,6 @@ class IndicatorEngine:
         if fresh.lag:  # the twin: the same replay but for the newest ``lag`` bars
             cut = max(len(replay) - fresh.lag, 0)
             fresh.lagging = self._replayed(key, replay[:cut], since_ns, anchors, seeds, None)
-            fresh.behind = deque(replay[cut:])
             if anchors and not any(bar.open_ns >= since_ns for bar in replay[:cut]):
                 fresh.lagging_rebase = (since_ns, anchors)
         if adopt:
