@@ -12,15 +12,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import psycopg
 from rich.console import Console
 from rich.table import Table
 
+from tickvault.config import Settings
 from tickvault.model import Candle, CandleSource, timeframe_ns
+from tickvault.monitoring.metrics import Metrics
 from tickvault.runner.routing import QUALITY_METRIC_PREFIX
-from tickvault.runner.stats import by_exchange
+from tickvault.runner.tally import Tally, latency_ms, tally
 from tickvault.storage.redis_cache import CachedReader, RedisCache
+from tickvault.storage.urls import StorageUrls
 
 if TYPE_CHECKING:
     from tickvault.runner.app import Runner
@@ -89,13 +91,15 @@ def _read_storage(url: str) -> tuple[dict[str, int], dict[str, int], list[Stored
         return rows, gaps, stored_quality(conn)
 
 
-def _sample(runner: Runner, url: str, redis_url: str) -> tuple[str, list[Candle], bool | None]:
-    if not runner.feeds or not runner.feeds[0].instruments:
+def _sample(
+    t: Tally, settings: Settings, metrics: Metrics | None, url: str, redis_url: str
+) -> tuple[str, list[Candle], bool | None]:
+    if t.sample_stream is None:
         return "", [], None
-    exchange, symbol = runner.feeds[0].exchange, runner.feeds[0].instruments[0].symbol
+    exchange, symbol = t.sample_stream
     # The longest timeframe with at least five bars in this run, else the shortest.
-    frames = sorted(runner.settings.timeframes, key=timeframe_ns)
-    fitting = [t for t in frames if timeframe_ns(t) * 5 <= runner.stats.elapsed_s * 1e9]
+    frames = sorted(settings.timeframes, key=timeframe_ns)
+    fitting = [f for f in frames if timeframe_ns(f) * 5 <= t.elapsed_s * 1e9]
     timeframe = fitting[-1] if fitting else frames[0]
 
     def from_postgres(ex: str, sym: str, tf: str, n: int) -> list[Candle]:
@@ -111,12 +115,13 @@ def _sample(runner: Runner, url: str, redis_url: str) -> tuple[str, list[Candle]
             for ts, o, h, lo, c, v, closed in reversed(rows)
         ]
 
-    cache = RedisCache(redis_url, runner.settings.cache)
+    cache = RedisCache(redis_url, settings.cache)
     try:
         reader = CachedReader(cache, from_postgres)
         candles = reader.latest_candles(exchange, symbol, timeframe, 5)
         hit = reader.stats.hits > 0
-        runner.metrics.cache_lookup("candles", hit)
+        if metrics is not None:
+            metrics.cache_lookup("candles", hit)
     finally:
         cache.close()
     title = f"latest {timeframe} derived candles of {exchange} {symbol} ({'Redis' if hit else 'PostgreSQL'})"
@@ -130,38 +135,32 @@ def _ns(ts: datetime) -> int:
 
 async def collect(runner: Runner) -> Summary:
     assert runner.urls is not None
-    url, redis_url = runner.urls.database_url, runner.urls.redis_url
+    t = tally(runner, latency=True)
+    return await collect_tally(t, runner.settings, runner.urls, runner.metrics)
+
+
+async def collect_tally(
+    t: Tally, settings: Settings, urls: StorageUrls, metrics: Metrics | None = None
+) -> Summary:
+    """The summary of a run's (or several workers' merged) tally, with what storage holds."""
+    url, redis_url = urls.database_url, urls.redis_url
     rows, gaps, quality = await asyncio.to_thread(_read_storage, url)
-    title, sample, hit = await asyncio.to_thread(_sample, runner, url, redis_url)
-    stats = runner.stats
-    stages = {
-        "decode": by_exchange(stats.collected.items()),
-        "validate": by_exchange(stats.validated.items()),
-        "transform": by_exchange(stats.transformed.items()),
-    }
-    for writer in runner.writers:
-        stages[writer.stage] = by_exchange(writer.stats.channels.items())
-    latency = {}
-    for writer in runner.writers:
-        samples = np.fromiter(writer.stats.latency_ns, dtype=np.int64)
-        if samples.size:
-            p50, p99 = np.percentile(samples, [50, 99]) / 1e6
-            latency[writer.backend] = (float(p50), float(p99))
+    title, sample, hit = await asyncio.to_thread(_sample, t, settings, metrics, url, redis_url)
+    stages = {name: dict(per) for name, per in t.stages.items()}
     return Summary(
-        elapsed_s=stats.elapsed_s,
-        messages={f.exchange: f.counters.ws_messages for f in runner.feeds},
+        elapsed_s=t.elapsed_s,
+        messages=dict(t.messages),
         stages=stages,
-        rejects=dict(stats.rejects),
+        rejects=dict(t.rejects),
         quality=quality,
         rows=rows,
         gaps=gaps,
-        latency_ms=latency,
+        latency_ms=latency_ms(t.latency_ns),
         sample_title=title,
         sample=sample,
         cache_hit=hit,
-        late_trades={r: sum(n for k, n in stats.late_trades.items() if k[1] == r)
-                     for r in {k[1] for k in stats.late_trades}},
-    )  # fmt: skip
+        late_trades=dict(t.late_trades),
+    )
 
 
 def quality_table(quality: list[StoredQuality], *, components: bool = True) -> Table:
