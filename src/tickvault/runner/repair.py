@@ -200,8 +200,12 @@ class GapRepairer:
         timeframes: Sequence[str],
         metrics: Metrics | None = None,
         outlet: RepairOutlet | None = None,
+        markets: set[tuple[str, str]] | None = None,
     ) -> None:
         self.store = store
+        # Only gaps of these (exchange, symbol) markets (a runner's own: with --workers, another
+        # worker repairs the rest); None: every market.
+        self.markets = markets
         self.sources = sources
         self.settings = settings
         self.timeframes = list(timeframes)
@@ -214,11 +218,14 @@ class GapRepairer:
 
     def due(self, gaps: Sequence[GapRecord], now_ns: int) -> list[GapRecord]:
         """Pending gaps worth trying now: settled (the exchange has published the range), on an
-        exchange we can reach, and, once failed, past their retry delay and attempt limit."""
+        exchange we can reach (and a market of ours, given ``markets``), and, once failed, past
+        their retry delay and attempt limit."""
         s = self.settings
         out = []
         for gap in gaps:
             if gap.status not in PENDING or gap.exchange not in self.sources:
+                continue
+            if self.markets is not None and (gap.exchange, gap.symbol) not in self.markets:
                 continue
             if gap.to_ns + int((s.widen_s + s.settle_s) * NS_PER_S) > now_ns:
                 continue
@@ -437,8 +444,15 @@ async def run_repairs(context: RunContext) -> None:
         f.exchange: RestSource(f.adapter, f.rest, {i.symbol: i for i in f.instruments})
         for f in context.feeds
     }
+    markets = {(f.exchange, i.symbol) for f in context.feeds for i in f.instruments}
     repairer = GapRepairer(
-        store, sources, settings.repair, settings.timeframes, context.metrics, context.outlet
+        store,
+        sources,
+        settings.repair,
+        settings.timeframes,
+        context.metrics,
+        context.outlet,
+        markets,
     )
     scanner = GapScanner(
         store, settings, streams_of(context.feeds), session_start_ns, context.metrics
