@@ -162,6 +162,9 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=default_data_dir)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     metrics_port: int | None = Field(None, ge=0, le=65535)
+    # ``tickvault run`` in this many processes, the symbols shared out (runner/workers.py);
+    # worker i serves metrics on metrics_port + i.
+    workers: int = Field(1, ge=1, le=512)
 
     writer: WriterSettings = WriterSettings()
     timescale: TimescaleSettings = TimescaleSettings()

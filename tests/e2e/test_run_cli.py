@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -101,3 +102,57 @@ def test_sigterm_drains_and_quality_reads_the_stored_scores(
     quality = result.output
     for word in ("binance", "coinbase", "kraken", "BTC-USDT", "trades", "worst"):
         assert word in quality, quality
+
+
+def test_workers_serve_metrics_each_and_sigterm_drains_them_all(
+    database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    while free_port() == port + 1:  # worker 1 serves on port + 1
+        pass
+    env = {
+        **os.environ,
+        "TICKVAULT_DATABASE_URL": database_url,
+        "TICKVAULT_REDIS_URL": redis_url,
+        "TICKVAULT_DATA_DIR": str(tmp_path),
+        "TICKVAULT_METRICS_PORT": str(port),
+        "TICKVAULT_CONFIG": str(tmp_path / "none.toml"),
+        "COLUMNS": "200",
+    }
+    (tmp_path / "none.toml").write_text("")
+    cmd = [TICKVAULT, "run", "--sim", "--quiet", "--duration", "120", "--sim-rate", "500",
+           "--symbols", "BTC-USDT,ETH-USDT", "--workers", "2", "--quality-interval", "1"]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        stored = {}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not all(stored.get(p) for p in (port, port + 1)):
+            time.sleep(0.3)
+            for p in (port, port + 1):
+                with contextlib.suppress(httpx.HTTPError):
+                    text = httpx.get(f"http://127.0.0.1:{p}/metrics", timeout=2).text
+                    stored[p] = _metric(text, "tickvault_events_out_total", stage="write_postgres")
+        assert all(stored.get(p) for p in (port, port + 1)), stored
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = out.decode()
+    assert proc.returncode == 0, text[-3000:]
+    assert "worker 0: BTC-USDT" in text and "worker 1: ETH-USDT" in text, text[-3000:]
+    assert "SIGTERM: draining" in text and "summary" in text, text[-3000:]
+    assert not list(tmp_path.rglob("*.spill"))
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT symbol, count(DISTINCT exchange) FROM trades GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+    assert rows == [("BTC-USDT", 3), ("ETH-USDT", 3)]
+
+
+def test_workers_must_be_at_least_one() -> None:
+    _register()
+    result = CliRunner().invoke(app, ["run", "--sim", "--workers", "0"])
+    assert result.exit_code != 0
+    assert str(result.exception) == "--workers must be >= 1"

@@ -17,6 +17,8 @@ from tickvault.cli.common import ConfigOption, settings_from
 from tickvault.config import Settings
 from tickvault.errors import StorageError, UsageError
 from tickvault.runner.app import Runner, RunOptions
+from tickvault.runner.workers import Workers, quiet_noisy_loggers
+from tickvault.storage.urls import StorageUrls
 
 console = Console(highlight=False, soft_wrap=True)
 
@@ -41,6 +43,13 @@ def run(
     quality_interval: Annotated[
         float | None, typer.Option(help="Seconds between quality scores (default 10, --sim 5).")
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Processes to run the pipeline in, the symbols shared out among them "
+            "(default: the settings' workers, 1).",
+        ),
+    ] = None,
 ) -> None:
     """Collect → validate → transform → quality → PostgreSQL + Redis, until stopped.
 
@@ -56,16 +65,18 @@ def run(
     if not sim and symbols is not None:
         raise UsageError("--symbols selects simulated markets; configure [[feeds]] otherwise")
     chosen = [s.strip().upper() for s in symbols.split(",") if s.strip()] if symbols else None
+    if workers is not None and workers < 1:
+        raise UsageError("--workers must be >= 1")
     interval = quality_interval or (5.0 if sim else 10.0)
     _setup_logging(settings)
-    asyncio.run(_run(settings, sim, duration, sim_rate, chosen, quiet, interval))
+    n = workers or settings.workers
+    asyncio.run(_run(settings, sim, duration, sim_rate, chosen, quiet, interval, n))
 
 
 def _setup_logging(settings: Settings) -> None:
     handler = RichHandler(console=console, show_path=False, rich_tracebacks=False)
     logging.basicConfig(level=settings.log_level, handlers=[handler], format="%(message)s")
-    for noisy in ("httpx", "httpcore", "websockets", "aiohttp.access"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    quiet_noisy_loggers()
 
 
 async def _run(
@@ -76,6 +87,7 @@ async def _run(
     symbols: list[str] | None,
     quiet: bool,
     quality_interval: float,
+    workers: int = 1,
 ) -> None:
     from tickvault.runner import summary
 
@@ -91,6 +103,9 @@ async def _run(
                 f"simulator: {', '.join(simulator.endpoints)} x "
                 f"{', '.join(simulator.config.symbols)} at {sim_rate:g} events/s"
             )
+        if workers > 1:
+            await _run_workers(settings, options, workers, quiet, duration)
+            return
         runner = Runner(settings, options)
         _install_signals(runner)
         progress = None
@@ -107,12 +122,52 @@ async def _run(
                     await progress
         console.print()
         if runner.urls is not None:
-            where = "embedded" if runner.urls.embedded else "configured"
-            console.print(f"storage: {where} ({', '.join(runner.urls.embedded) or 'URLs'})")
+            _print_storage(runner.urls)
         summary.render(await summary.collect(runner), console)
 
 
-def _install_signals(runner: Runner) -> None:
+async def _run_workers(
+    settings: Settings, options: RunOptions, n: int, quiet: bool, duration: float | None
+) -> None:
+    from tickvault.runner import summary
+    from tickvault.runner.progress import render_tally
+
+    workers = Workers(settings, options, n)
+    _install_signals(workers)
+    live = None
+    if not quiet:
+        from rich.live import Live
+
+        async def refresh() -> None:
+            await workers.wait_started()
+            title = f"tickvault run, {len(workers.workers)} workers"
+            with Live(console=console, refresh_per_second=2) as view:
+                with contextlib.suppress(asyncio.CancelledError):
+                    while True:
+                        view.update(render_tally(workers.tally(), duration, title))
+                        await asyncio.sleep(0.5)
+                view.update(render_tally(workers.tally(), duration, title))
+
+        live = asyncio.create_task(refresh())
+    try:
+        total = await workers.run()
+    finally:
+        if live is not None:
+            live.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await live
+    console.print()
+    assert workers.urls is not None
+    _print_storage(workers.urls)
+    summary.render(await summary.collect_tally(total, settings, workers.urls), console)
+
+
+def _print_storage(urls: StorageUrls) -> None:
+    where = "embedded" if urls.embedded else "configured"
+    console.print(f"storage: {where} ({', '.join(urls.embedded) or 'URLs'})")
+
+
+def _install_signals(runner: Runner | Workers) -> None:
     loop = asyncio.get_running_loop()
 
     def first(signame: str) -> None:
