@@ -54,6 +54,7 @@ from bench._stalls import StallProbe
 from tickvault.config import ExchangeEndpoints, FeedSettings, Settings, TimescaleSettings
 from tickvault.monitoring.metrics import Metrics
 from tickvault.runner.app import Runner, RunOptions, stage_config
+from tickvault.runner.workers import Workers
 from tickvault.storage.embedded import EmbeddedRedis
 
 EXCHANGES = ("binance", "coinbase", "kraken")
@@ -156,19 +157,33 @@ def percentiles(samples: list[int]) -> str:
     return f"{p50:,.0f} / {p99:,.0f} ms"
 
 
+class _Sharded:
+    """``--workers N``: the counters step() reads, from the worker processes' tallies."""
+
+    def __init__(self, workers: Workers) -> None:
+        self.workers = workers
+
+    def pids(self) -> list[int]:
+        return [w.process.pid for w in self.workers.workers]
+
+
 async def step(
-    runner: Runner, url: str, sim_proc: psutil.Process, client: httpx.AsyncClient,
+    runner: Runner | _Sharded, url: str, sim_proc: psutil.Process, client: httpx.AsyncClient,
     endpoints: dict[str, ExchangeEndpoints], symbols: list[str], rate: float, seconds: float,
     warmup_s: float, catchup_s: float, probe: StallProbe, with_probe: bool,
 ) -> bool:  # fmt: skip
     await client.post(f"{endpoints['binance'].rest_url}/_sim/rate", json={"rate": rate})
     await asyncio.sleep(warmup_s)
-    for writer in runner.writers:
-        writer.stats.latency_ns.clear()
-    if runner.trace is not None:
-        runner.trace.clear()
+    if isinstance(runner, _Sharded):
+        runner.workers.clear_latency()
+        procs = [psutil.Process(pid) for pid in runner.pids()]
+    else:
+        for writer in runner.writers:
+            writer.stats.latency_ns.clear()
+        if runner.trace is not None:
+            runner.trace.clear()
+        procs = [psutil.Process()]
     probe.clear()
-    me = psutil.Process()
     venue_probe = (
         await start_venue_probe(endpoints["binance"].ws_url, seconds, symbols[0])
         if with_probe
@@ -177,25 +192,27 @@ async def step(
     # Every counter is read right at the window's bounds (the probe's start, the trace summary
     # and the probe's report take a while under load: counted in but not timed, they inflated
     # the rates — the simulator "generated" up to 1.7x what was asked at 40 000 ev/s).
-    cpu0, sim_cpu0 = me.cpu_times(), sim_proc.cpu_times()
+    cpu0, sim_cpu0 = [p.cpu_times() for p in procs], sim_proc.cpu_times()
     info0 = await sim_info(client, endpoints)
-    msgs0 = sum(f.counters.ws_messages for f in runner.feeds)
-    events0 = runner.stats.total(runner.stats.validated)
-    rejects0 = dict(runner.stats.rejects)
+    msgs0, events0, rejects0, _ = await _counters(runner)
     # Window bounds on whole milliseconds: Binance times are milliseconds.
     lo_us, started = time.time_ns() // 1_000_000 * 1000, time.perf_counter()
     await asyncio.sleep(seconds)
     hi_us, elapsed = time.time_ns() // 1_000_000 * 1000, time.perf_counter() - started
     info1 = await sim_info(client, endpoints)
-    cpu1, sim_cpu1 = me.cpu_times(), sim_proc.cpu_times()
-    msgs = sum(f.counters.ws_messages for f in runner.feeds) - msgs0
-    events = runner.stats.total(runner.stats.validated) - events0
+    cpu1, sim_cpu1 = [p.cpu_times() for p in procs], sim_proc.cpu_times()
     # Latency of what was stored in the window (the catch-up below queries the simulator's
     # truth, a load of its own that is not the pipeline's).
-    latency = {w.backend: list(w.stats.latency_ns) for w in runner.writers}
-    stalls = probe.report()
+    msgs1, events1, rejects1, latency = await _counters(runner)
+    msgs, events = msgs1 - msgs0, events1 - events0
+    stalls = (
+        "loop lag and GC: in the workers, not measured"
+        if isinstance(runner, _Sharded)
+        else probe.report()
+    )
     venue = await read_venue_probe(venue_probe) if venue_probe is not None else "off"
-    hops = {b: runner.trace.summary(b) for b in ("redis", "postgres")} if runner.trace else {}
+    trace = None if isinstance(runner, _Sharded) else runner.trace
+    hops = {b: trace.summary(b) for b in ("redis", "postgres")} if trace else {}
     generated = (info1["events"] - info0["events"]) / elapsed
     sent = (sent_messages(info1) - sent_messages(info0)) / elapsed
     deadline = time.monotonic() + catchup_s
@@ -209,10 +226,14 @@ async def step(
         await asyncio.sleep(0.25)
     rejects = {
         f"{k[0]}:{k[2]}": n - rejects0.get(k, 0)
-        for k, n in runner.stats.rejects.items()
+        for k, n in rejects1.items()
         if n > rejects0.get(k, 0)
     }
-    cores = (cpu1.user + cpu1.system - cpu0.user - cpu0.system) / elapsed
+    per_process = [
+        (b.user + b.system - a.user - a.system) / elapsed for a, b in zip(cpu0, cpu1, strict=True)
+    ]
+    cores = sum(per_process)
+    split = f" ({' + '.join(f'{c:.2f}' for c in per_process)})" if len(per_process) > 1 else ""
     sim_cores = (sim_cpu1.user + sim_cpu1.system - sim_cpu0.user - sim_cpu0.system) / elapsed
     trades = sum(truth.values())
     ok = not missing
@@ -222,7 +243,7 @@ async def step(
         f" {events / elapsed:>7,.0f} ev/s (x{events / elapsed / max(generated, 1):.2f} of"
         f" generated) | trades {trades:,} {'all stored' if ok else f'MISSING {missing}'} |"
         f" latency Redis {percentiles(latency.get('redis', []))}, PostgreSQL"
-        f" {percentiles(latency.get('postgres', []))} | CPU runner {cores:.2f} cores,"
+        f" {percentiles(latency.get('postgres', []))} | CPU runner {cores:.2f} cores{split},"
         f" sim {sim_cores:.2f} | rejected {rejects or 'none'} | peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB",
         flush=True,
     )
@@ -233,6 +254,27 @@ async def step(
     print(f"    venue    exchange time → an idle client (binance {symbols[0]} trades): {venue}",
           flush=True)  # fmt: skip
     return ok
+
+
+async def _counters(
+    runner: Runner | _Sharded,
+) -> tuple[int, int, dict[tuple[str, ...], int], dict[str, list[int]]]:
+    """Messages in, events validated, rejects, and the latency samples so far."""
+    if isinstance(runner, _Sharded):
+        t = await runner.workers.report()
+        latency = {sink: samples.tolist() for sink, samples in t.latency_ns.items()}
+        return (
+            sum(t.messages.values()),
+            sum(t.stages.get("validate", {}).values()),
+            t.rejects,
+            latency,
+        )
+    return (
+        sum(f.counters.ws_messages for f in runner.feeds),
+        runner.stats.total(runner.stats.validated),
+        dict(runner.stats.rejects),
+        {w.backend: list(w.stats.latency_ns) for w in runner.writers},
+    )
 
 
 async def main_async(args: argparse.Namespace, url: str, redis_url: str) -> None:
@@ -251,7 +293,12 @@ async def main_async(args: argparse.Namespace, url: str, redis_url: str) -> None
         validation = replace(stages.validation, cross_min_exchanges=1_000)
         stages = replace(stages, validation=validation)
     options = RunOptions(spill_dir=data_dir / "spill", stages=stages, trace_latency=args.trace)
-    runner = Runner(settings, options, metrics=Metrics())
+    runner: Runner | Workers
+    if args.workers > 1:
+        options.trace_latency = False  # per-hop traces stay in each worker
+        runner = Workers(settings, options, args.workers)
+    else:
+        runner = Runner(settings, options, metrics=Metrics())
     task = asyncio.create_task(runner.run())
     best = 0.0
     probe = StallProbe(callbacks=args.stalls)
@@ -261,7 +308,8 @@ async def main_async(args: argparse.Namespace, url: str, redis_url: str) -> None
         async with httpx.AsyncClient(timeout=60) as client:
             sim_proc = psutil.Process(proc.pid)
             for rate in rates:
-                ok = await step(runner, url, sim_proc, client, endpoints, symbols, rate,
+                measured = _Sharded(runner) if isinstance(runner, Workers) else runner
+                ok = await step(measured, url, sim_proc, client, endpoints, symbols, rate,
                                 args.seconds, args.warmup, args.catchup, probe,
                                 args.venue_probe)  # fmt: skip
                 if not ok:
@@ -309,6 +357,10 @@ def main() -> None:
     parser.add_argument(
         "--sim-args", default="", help="more `tickvault sim` options, quoted (e.g. --tick-ms 5)"
     )
+    parser.add_argument(
+        "--workers", type=int, default=1,
+        help="run the pipeline in N processes, the symbols shared out (tickvault run --workers)",
+    )  # fmt: skip
     parser.add_argument("--url", help="PostgreSQL server (default: a throwaway one)")
     parser.add_argument("--redis-url", help="Redis (default: a throwaway one)")
     args = parser.parse_args()
