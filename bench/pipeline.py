@@ -293,6 +293,10 @@ async def main_async(args: argparse.Namespace, url: str, redis_url: str) -> None
         validation = replace(stages.validation, cross_min_exchanges=1_000)
         stages = replace(stages, validation=validation)
     options = RunOptions(spill_dir=data_dir / "spill", stages=stages, trace_latency=args.trace)
+    if args.redis_linger_ms is not None:
+        options.redis_linger_s = args.redis_linger_ms / 1000
+    if args.postgres_linger_ms is not None:
+        options.postgres_linger_s = args.postgres_linger_ms / 1000
     runner: Runner | Workers
     if args.workers > 1:
         options.trace_latency = False  # per-hop traces stay in each worker
@@ -361,6 +365,10 @@ def main() -> None:
         "--workers", type=int, default=1,
         help="run the pipeline in N processes, the symbols shared out (tickvault run --workers)",
     )  # fmt: skip
+    parser.add_argument("--redis-linger-ms", type=float, help="RunOptions.redis_linger_s, in ms")
+    parser.add_argument(
+        "--postgres-linger-ms", type=float, help="RunOptions.postgres_linger_s, in ms"
+    )
     parser.add_argument("--url", help="PostgreSQL server (default: a throwaway one)")
     parser.add_argument("--redis-url", help="Redis (default: a throwaway one)")
     args = parser.parse_args()
