@@ -111,11 +111,13 @@ async def run_pipeline(
                    database_url, wire_ids, frozen)  # fmt: skip
 
 
-def stored_trades(conn: psycopg.Connection[Any], exchange: str) -> list[tuple[Any, ...]]:
+def stored_trades(
+    conn: psycopg.Connection[Any], exchange: str, symbol: str = SYMBOL
+) -> list[tuple[Any, ...]]:
     rows = conn.execute(
         "SELECT trade_id, price, size, side, ts FROM trades WHERE exchange = %s AND symbol = %s"
         " ORDER BY ts, trade_id::numeric",
-        (exchange, SYMBOL),
+        (exchange, symbol),
     ).fetchall()
     return [(tid, p, s, side, ns(ts)) for tid, p, s, side, ts in rows]
 

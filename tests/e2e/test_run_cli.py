@@ -34,11 +34,9 @@ def _metric(text: str, name: str, **labels: str) -> float:
     return total
 
 
-def test_sigterm_drains_and_quality_reads_the_stored_scores(
-    database_url: str, redis_url: str, tmp_path: Path
-) -> None:
-    port = free_port()
-    env = {
+def _env(database_url: str, redis_url: str, tmp_path: Path, port: int) -> dict[str, str]:
+    (tmp_path / "none.toml").write_text("")
+    return {
         **os.environ,
         "TICKVAULT_DATABASE_URL": database_url,
         "TICKVAULT_REDIS_URL": redis_url,
@@ -47,7 +45,28 @@ def test_sigterm_drains_and_quality_reads_the_stored_scores(
         "TICKVAULT_CONFIG": str(tmp_path / "none.toml"),
         "COLUMNS": "200",  # rich wraps tables to the terminal; there is none here
     }
-    (tmp_path / "none.toml").write_text("")
+
+
+def _sigterm(proc: subprocess.Popen[bytes], timeout_s: float) -> str:
+    """SIGTERM, then the output of a clean drain: exit 0, a summary."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        out, _ = proc.communicate(timeout=timeout_s)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = out.decode()
+    assert proc.returncode == 0, text[-3000:]
+    assert "SIGTERM: draining" in text and "summary" in text, text[-3000:]
+    return text
+
+
+def test_sigterm_drains_and_quality_reads_the_stored_scores(
+    database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = _env(database_url, redis_url, tmp_path, port)
     cmd = [TICKVAULT, "run", "--sim", "--quiet", "--duration", "120", "--sim-rate", "500",
            "--symbols", "BTC-USDT", "--quality-interval", "1"]  # fmt: skip
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -78,15 +97,11 @@ def test_sigterm_drains_and_quality_reads_the_stored_scores(
         assert "tickvault_queue_depth_items" in metrics
         ready = httpx.get(f"http://127.0.0.1:{port}/ready", timeout=5)
         assert ready.status_code == 200, ready.text
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    text = out.decode()
-    assert proc.returncode == 0, text[-3000:]
-    assert "SIGTERM: draining" in text and "summary" in text, text[-3000:]
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    text = _sigterm(proc, timeout_s=60)
     assert "late trades (after their bar closed):" in text, text[-3000:]
     assert not list(tmp_path.rglob("*.spill"))
     with psycopg.connect(database_url) as conn:
@@ -110,16 +125,7 @@ def test_workers_serve_metrics_each_and_sigterm_drains_them_all(
     port = free_port()
     while free_port() == port + 1:  # worker 1 serves on port + 1
         pass
-    env = {
-        **os.environ,
-        "TICKVAULT_DATABASE_URL": database_url,
-        "TICKVAULT_REDIS_URL": redis_url,
-        "TICKVAULT_DATA_DIR": str(tmp_path),
-        "TICKVAULT_METRICS_PORT": str(port),
-        "TICKVAULT_CONFIG": str(tmp_path / "none.toml"),
-        "COLUMNS": "200",
-    }
-    (tmp_path / "none.toml").write_text("")
+    env = _env(database_url, redis_url, tmp_path, port)
     cmd = [TICKVAULT, "run", "--sim", "--quiet", "--duration", "120", "--sim-rate", "500",
            "--symbols", "BTC-USDT,ETH-USDT", "--workers", "2", "--quality-interval", "1"]  # fmt: skip
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -133,16 +139,12 @@ def test_workers_serve_metrics_each_and_sigterm_drains_them_all(
                     text = httpx.get(f"http://127.0.0.1:{p}/metrics", timeout=2).text
                     stored[p] = _metric(text, "tickvault_events_out_total", stage="write_postgres")
         assert all(stored.get(p) for p in (port, port + 1)), stored
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=90)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    text = out.decode()
-    assert proc.returncode == 0, text[-3000:]
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    text = _sigterm(proc, timeout_s=90)
     assert "worker 0: BTC-USDT" in text and "worker 1: ETH-USDT" in text, text[-3000:]
-    assert "SIGTERM: draining" in text and "summary" in text, text[-3000:]
     assert not list(tmp_path.rglob("*.spill"))
     with psycopg.connect(database_url) as conn:
         rows = conn.execute(

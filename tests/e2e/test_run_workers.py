@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 import redis
-from e2e_kit import ns
+from e2e_kit import stored_trades
 
 from tickvault.config import FeedSettings, Settings
 from tickvault.exchanges.sim import SimConfig, Simulator
@@ -22,15 +22,6 @@ pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 EXCHANGES = ("binance", "coinbase", "kraken")
 SYMBOLS = ["BTC-USDT", "ETH-USDT"]
 CHANNELS = ["trades", "book", "candles", "ticker"]
-
-
-def _stored(conn: psycopg.Connection[Any], exchange: str, symbol: str) -> list[tuple[Any, ...]]:
-    rows = conn.execute(
-        "SELECT trade_id, price, size, side, ts FROM trades WHERE exchange = %s AND symbol = %s"
-        " ORDER BY ts, trade_id::numeric",
-        (exchange, symbol),
-    ).fetchall()
-    return [(tid, p, s, side, ns(ts)) for tid, p, s, side, ts in rows]
 
 
 def _truth(sim: Simulator, exchange: str, symbol: str, lo: int, hi: int) -> list[tuple[Any, ...]]:
@@ -81,7 +72,7 @@ async def test_two_workers_store_every_market_exactly_once(
         with psycopg.connect(database_url) as conn:
             for exchange in EXCHANGES:
                 for symbol in SYMBOLS:
-                    stored = _stored(conn, exchange, symbol)
+                    stored = stored_trades(conn, exchange, symbol)
                     assert len(stored) > 20, (exchange, symbol)
                     # Row by row what the simulator sent over the window collected: nothing
                     # missing, nothing twice (both workers write into the same tables).

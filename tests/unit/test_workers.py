@@ -128,4 +128,5 @@ def test_tallies_of_workers_add_up() -> None:
     assert sorted(total.latency_ns["redis"].tolist()) == [1_000_000, 2_000_000, 3_000_000]
     assert latency_ms(total.latency_ns) == {"redis": (2.0, pytest.approx(2.98)),
                                             "postgres": (9.0, 9.0)}  # fmt: skip
-    assert merge([]) == Tally()
+    assert total.processes == 2 and merge([total, a]).processes == 3
+    assert merge([]) == Tally(processes=0)

@@ -17,8 +17,8 @@ from tickvault.cli.common import ConfigOption, settings_from
 from tickvault.config import Settings
 from tickvault.errors import StorageError, UsageError
 from tickvault.runner.app import Runner, RunOptions
+from tickvault.runner.tally import Tally, tally
 from tickvault.runner.workers import Workers, quiet_noisy_loggers
-from tickvault.storage.urls import StorageUrls
 
 console = Console(highlight=False, soft_wrap=True)
 
@@ -103,68 +103,34 @@ async def _run(
                 f"simulator: {', '.join(simulator.endpoints)} x "
                 f"{', '.join(simulator.config.symbols)} at {sim_rate:g} events/s"
             )
-        if workers > 1:
-            await _run_workers(settings, options, workers, quiet, duration)
-            return
-        runner = Runner(settings, options)
-        _install_signals(runner)
+        job = Workers(settings, options, workers) if workers > 1 else Runner(settings, options)
+        _install_signals(job)
         progress = None
         if not quiet:
             from tickvault.runner.progress import show_progress
 
-            progress = asyncio.create_task(show_progress(runner, console, duration))
+            snapshot = job.tally if isinstance(job, Workers) else lambda: tally(job)
+            progress = asyncio.create_task(
+                show_progress(job.wait_started, snapshot, console, duration)
+            )
         try:
-            await runner.run()
+            total = await job.run()
         finally:
             if progress is not None:
                 progress.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await progress
         console.print()
-        if runner.urls is not None:
-            _print_storage(runner.urls)
-        summary.render(await summary.collect(runner), console)
-
-
-async def _run_workers(
-    settings: Settings, options: RunOptions, n: int, quiet: bool, duration: float | None
-) -> None:
-    from tickvault.runner import summary
-    from tickvault.runner.progress import render_tally
-
-    workers = Workers(settings, options, n)
-    _install_signals(workers)
-    live = None
-    if not quiet:
-        from rich.live import Live
-
-        async def refresh() -> None:
-            await workers.wait_started()
-            title = f"tickvault run, {len(workers.workers)} workers"
-            with Live(console=console, refresh_per_second=2) as view:
-                with contextlib.suppress(asyncio.CancelledError):
-                    while True:
-                        view.update(render_tally(workers.tally(), duration, title))
-                        await asyncio.sleep(0.5)
-                view.update(render_tally(workers.tally(), duration, title))
-
-        live = asyncio.create_task(refresh())
-    try:
-        total = await workers.run()
-    finally:
-        if live is not None:
-            live.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await live
-    console.print()
-    assert workers.urls is not None
-    _print_storage(workers.urls)
-    summary.render(await summary.collect_tally(total, settings, workers.urls), console)
-
-
-def _print_storage(urls: StorageUrls) -> None:
-    where = "embedded" if urls.embedded else "configured"
-    console.print(f"storage: {where} ({', '.join(urls.embedded) or 'URLs'})")
+        if job.urls is None:
+            return
+        where = "embedded" if job.urls.embedded else "configured"
+        console.print(f"storage: {where} ({', '.join(job.urls.embedded) or 'URLs'})")
+        if isinstance(job, Workers):
+            assert isinstance(total, Tally)
+            found = await summary.collect_tally(total, settings, job.urls)
+        else:
+            found = await summary.collect(job)
+        summary.render(found, console)
 
 
 def _install_signals(runner: Runner | Workers) -> None:

@@ -1,33 +1,28 @@
 """Live progress of a run (rich): per exchange, per stage, sinks and queues, twice a second.
 
-It only reads the runner's counters (no I/O, no locks), so it costs the pipeline nothing but
-the rendering itself, which happens twice a second.
+It only reads a snapshot of the counters (``runner/tally.py``: no I/O, no locks; with
+``--workers``, the workers' merged), so it costs the pipeline nothing but the rendering itself,
+which happens twice a second.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
 
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from tickvault.runner.tally import Tally, tally
-
-if TYPE_CHECKING:
-    from tickvault.runner.app import Runner
+from tickvault.runner.tally import Tally
 
 
-def render(runner: Runner, duration_s: float | None = None) -> Group:
-    return render_tally(tally(runner), duration_s)
-
-
-def render_tally(t: Tally, duration_s: float | None = None, title: str = "tickvault run") -> Group:
+def render(t: Tally, duration_s: float | None = None) -> Group:
     elapsed = t.elapsed_s
     until = f" / {duration_s:.0f} s" if duration_s else ""
+    title = "tickvault run" + (f", {t.processes} workers" if t.processes > 1 else "")
     head = Text(f"{title}  {elapsed:5.1f} s{until}", style="bold")
     table = Table(
         "exchange", "messages", "msg/s", "decoded", "valid", "derived", "rejected", "gaps",
@@ -51,12 +46,18 @@ def render_tally(t: Tally, duration_s: float | None = None, title: str = "tickva
     return Group(head, table, footer)
 
 
-async def show_progress(runner: Runner, console: Console, duration_s: float | None) -> None:
-    """Refresh until cancelled; the caller cancels it once the run has ended."""
-    await runner.wait_started()
-    with Live(render(runner, duration_s), console=console, refresh_per_second=2) as live:
+async def show_progress(
+    started: Callable[[], Awaitable[None]],
+    snapshot: Callable[[], Tally],
+    console: Console,
+    duration_s: float | None,
+) -> None:
+    """Refresh until cancelled (the caller cancels it once the run has ended): ``snapshot`` is
+    the run's tally (a runner's, or the workers' merged), read twice a second."""
+    await started()
+    with Live(render(snapshot(), duration_s), console=console, refresh_per_second=2) as live:
         with contextlib.suppress(asyncio.CancelledError):
             while True:
                 await asyncio.sleep(0.5)
-                live.update(render(runner, duration_s))
-        live.update(render(runner, duration_s))
+                live.update(render(snapshot(), duration_s))
+        live.update(render(snapshot(), duration_s))

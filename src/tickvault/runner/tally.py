@@ -36,6 +36,7 @@ class Tally:
     latency_ns: dict[str, np.ndarray] = field(default_factory=dict)  # sink -> samples (int64)
     footer: list[str] = field(default_factory=list)  # queues and sinks, one line each
     sample_stream: tuple[str, str] | None = None  # (exchange, symbol) the summary queries
+    processes: int = 1  # runners counted in (worker processes, once merged)
 
 
 def tally(runner: Runner, *, latency: bool = False) -> Tally:
@@ -87,8 +88,9 @@ def tally(runner: Runner, *, latency: bool = False) -> Tally:
 def merge(parts: list[Tally]) -> Tally:
     """The tallies of processes that ran side by side: counts added, the longest elapsed
     time, latency samples pooled, footers kept in order (prefixed by the caller)."""
-    total = Tally()
+    total = Tally(processes=0)
     for part in parts:
+        total.processes += part.processes
         total.elapsed_s = max(total.elapsed_s, part.elapsed_s)
         _add_into(total.messages, part.messages)
         for stage, per in part.stages.items():
