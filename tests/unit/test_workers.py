@@ -9,10 +9,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tickvault.config import FeedSettings, RepairSettings
+from tickvault.config import FeedSettings, RepairSettings, Settings
+from tickvault.errors import UsageError
+from tickvault.runner.app import RunOptions
 from tickvault.runner.repair import GapRepairer
 from tickvault.runner.tally import Tally, latency_ms, merge
-from tickvault.runner.workers import adopt_spills, shard_feeds, worker_spill_dir
+from tickvault.runner.workers import Workers, adopt_spills, shard_feeds, worker_spill_dir
 from tickvault.storage.postgres.records import GapRecord
 
 
@@ -99,6 +101,13 @@ def test_a_worker_repairs_only_the_gaps_of_its_own_markets() -> None:
     assert mine.due(gaps, now_ns) == [gaps[0]]
     every = GapRepairer(None, sources, RepairSettings(), ["1m"])  # type: ignore[arg-type]
     assert every.due(gaps, now_ns) == gaps[:3]  # coinbase: no REST client here
+
+
+async def test_workers_without_feeds_refuse_before_touching_storage(tmp_path: Path) -> None:
+    settings = Settings(database_url="postgresql://nobody@127.0.0.1:1/none", data_dir=tmp_path)
+    with pytest.raises(UsageError, match=r"^no feeds configured: add \[\[feeds\]\]"):
+        await Workers(settings, RunOptions(), 2).run()
+    assert not list(tmp_path.iterdir())  # no spill folder, no embedded server
 
 
 def test_tallies_of_workers_add_up() -> None:

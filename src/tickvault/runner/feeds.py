@@ -103,6 +103,14 @@ def merge_feeds(feeds: Sequence[FeedSettings]) -> list[FeedSettings]:
     return list(merged.values())
 
 
+def require_feeds(settings: Settings) -> None:
+    if not settings.feeds:
+        raise UsageError(
+            "no feeds configured: add [[feeds]] to tickvault.toml (exchange, symbols, channels) "
+            "or run `tickvault run --sim`"
+        )
+
+
 async def open_feeds(
     settings: Settings,
     redis_url: str,
@@ -113,11 +121,7 @@ async def open_feeds(
     ws_policies: dict[str, WsPolicy] | None = None,
 ) -> list[Feed]:
     """Resolve instruments over REST and build a collector per exchange (not started)."""
-    if not settings.feeds:
-        raise UsageError(
-            "no feeds configured: add [[feeds]] to tickvault.toml (exchange, symbols, channels) "
-            "or run `tickvault run --sim`"
-        )
+    require_feeds(settings)
     feeds: list[Feed] = []
     try:
         for feed_settings in merge_feeds(settings.feeds):

@@ -32,6 +32,7 @@ from typing import Any
 from tickvault.config import FeedSettings, Settings
 from tickvault.errors import TickvaultError
 from tickvault.runner.app import Runner, RunOptions
+from tickvault.runner.feeds import require_feeds
 from tickvault.runner.tally import Tally, merge, tally
 from tickvault.storage.postgres.schema import init_database
 from tickvault.storage.urls import StorageUrls, resolve_urls
@@ -239,6 +240,7 @@ class Workers:
 
     async def run(self) -> Tally:
         settings = self.settings
+        require_feeds(settings)  # before storage is touched, as one runner would refuse
         self.urls = urls = await asyncio.to_thread(resolve_urls, settings)
         await asyncio.to_thread(init_database, urls.database_url, settings.timescale)
         base = settings.model_copy(
