@@ -158,3 +158,17 @@ def test_workers_must_be_at_least_one() -> None:
     result = CliRunner().invoke(app, ["run", "--sim", "--workers", "0"])
     assert result.exit_code != 0
     assert str(result.exception) == "--workers must be >= 1"
+
+
+def test_an_error_prints_as_one_line_with_its_brackets(tmp_path: Path) -> None:
+    """User errors go through rich, whose markup once ate ``[[feeds]]`` from the message."""
+    (tmp_path / "empty.toml").write_text("")
+    env = {**os.environ, "TICKVAULT_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
+           "TICKVAULT_DATA_DIR": str(tmp_path), "COLUMNS": "200"}  # fmt: skip
+    cmd = [TICKVAULT, "run", "--workers", "2", "--config", str(tmp_path / "empty.toml")]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == (
+        "error: no feeds configured: add [[feeds]] to tickvault.toml (exchange, symbols, "
+        "channels) or run `tickvault run --sim`"
+    )

@@ -11,6 +11,7 @@ import msgspec
 import psycopg
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from tickvault.cli import app
@@ -108,7 +109,7 @@ def replay(
         book_depth=depth,
         instrument_source=source,
         event_sink=writer,
-        on_warning=lambda text: err_console.print(f"warning: {text}", highlight=False),
+        on_warning=lambda text: err_console.print(f"warning: {escape(text)}", highlight=False),
     )
     try:
         stats = engine.run(files)
