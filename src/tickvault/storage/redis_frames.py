@@ -200,9 +200,12 @@ class HeldFrame:
                 if self._schema is not None:
                     table = table.cast(self._schema)
             self._table = table
-            if self._frame is not None:
-                self._payload = None  # both forms built: the blob is not needed any more
+            self._drop_blob_if_both()
         return table
+
+    def _drop_blob_if_both(self) -> None:
+        if self._table is not None and self._frame is not None:
+            self._payload = None  # both forms built: the blob is not needed any more
 
     @property
     def built_table(self) -> pa.Table | None:
@@ -229,8 +232,7 @@ class HeldFrame:
             else:
                 frame = pl.from_arrow(self._table)
             self._frame = frame
-            if self._table is not None:
-                self._payload = None  # both forms built: the blob is not needed any more
+            self._drop_blob_if_both()
         return frame
 
     @property
