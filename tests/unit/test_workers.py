@@ -13,8 +13,9 @@ from tickvault.config import FeedSettings, RepairSettings, Settings
 from tickvault.errors import UsageError
 from tickvault.runner.app import RunOptions
 from tickvault.runner.repair import GapRepairer
+from tickvault.runner.spill import adopt_spills, worker_spill_dir
 from tickvault.runner.tally import Tally, latency_ms, merge
-from tickvault.runner.workers import Workers, adopt_spills, shard_feeds, worker_spill_dir
+from tickvault.runner.workers import Workers, shard_feeds
 from tickvault.storage.postgres.records import GapRecord
 
 
@@ -85,6 +86,12 @@ def test_spill_files_no_worker_would_replay_are_adopted(tmp_path: Path) -> None:
     assert not list((root / "postgres").iterdir()) and not list((root / "worker-2/redis").iterdir())
     assert adopt_spills(root, keep) == 0
     assert adopt_spills(tmp_path / "none", keep) == 0
+    # One runner again: every worker's files come back under the root.
+    assert adopt_spills(root, [root]) == 4
+    assert sorted(p.name for p in (root / "postgres").iterdir()) == [
+        "0001-0-spill.spill", "0001-0.spill", "0003-0.spill",
+    ]  # fmt: skip
+    assert [p.name for p in (root / "redis").iterdir()] == ["0002-0.spill"]
 
 
 def gap(exchange: str, symbol: str) -> GapRecord:

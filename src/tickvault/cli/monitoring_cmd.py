@@ -22,7 +22,9 @@ def check(
     """Run promtool, amtool and a JSON parse over deploy/; print each problem as file:line."""
     problems = check_deploy(deploy_dir)
     for problem in problems:
-        err_console.print(f"[bold red]error:[/] {escape(str(problem))}", highlight=False, soft_wrap=True)
+        err_console.print(
+            f"[bold red]error:[/] {escape(str(problem))}", highlight=False, soft_wrap=True
+        )
     if problems:
         raise typer.Exit(2)
     typer.echo(f"{deploy_dir}: Prometheus, Alertmanager and Grafana configuration valid")

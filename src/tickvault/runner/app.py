@@ -44,7 +44,7 @@ from tickvault.runner.repair import run_repairs
 from tickvault.runner.repair_outlet import RepairOutlet, RunnerOutlet
 from tickvault.runner.routing import score_row, split
 from tickvault.runner.sinks import PostgresSink, RedisSink, WriteItem, Writer
-from tickvault.runner.spill import ResilientSink
+from tickvault.runner.spill import ResilientSink, adopt_spills
 from tickvault.runner.stages import BatchCounts, StageConfig, StageOutput, Stages
 from tickvault.runner.stats import RunStats, publish_batch, publish_io
 from tickvault.storage.postgres import PostgresStore
@@ -167,6 +167,8 @@ class Runner:
         )
         self.cache = cache = AsyncRedisCache(urls.redis_url, settings.cache)
         spill_dir = options.spill_dir or settings.data_dir / "spill"
+        # what a run with --workers left under this folder is replayed by this runner
+        await asyncio.to_thread(adopt_spills, spill_dir, [spill_dir])
         pg_sink = ResilientSink(PostgresSink(store), spill_dir / "postgres")
         redis_sink = ResilientSink(RedisSink(cache), spill_dir / "redis")
         max_rows = min(settings.writer.batch_rows, 50_000)

@@ -22,6 +22,7 @@ import errno
 import itertools
 import logging
 import os
+import shutil
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -256,3 +257,40 @@ class ResilientSink:
             self._retry_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._retry_task
+
+
+# -- spill folders of several runs ------------------------------------------------------------
+
+SINKS = ("postgres", "redis")  # the runner's ResilientSink folders under its spill folder
+
+
+def worker_spill_dir(root: Path, index: int) -> Path:
+    return root / f"worker-{index}"
+
+
+def adopt_spills(root: Path, keep: Sequence[Path]) -> int:
+    """Spill files that no runner of this run would replay (left under ``root`` itself or under
+    another worker's folder, by a run with a different ``--workers``: one runner keeps
+    ``[root]``, N workers keep their own folders) moved into ``keep[0]``'s folders, so they are
+    replayed; returns the files moved. Names are time-ordered and unique
+    per process; a clash gets the source folder's name appended."""
+    target = keep[0]
+    moved = 0
+    sources = [root, *sorted(root.glob("worker-*"))] if root.is_dir() else []
+    for source in sources:
+        if source in keep:
+            continue
+        for sink in SINKS:
+            folder = source / sink
+            if not folder.is_dir():
+                continue
+            (target / sink).mkdir(parents=True, exist_ok=True)
+            for path in sorted(folder.glob("*.spill")):
+                dest = target / sink / path.name
+                if dest.exists():
+                    dest = dest.with_name(f"{path.stem}-{source.name}.spill")
+                shutil.move(path, dest)
+                moved += 1
+    if moved:
+        log.warning("adopted %d spill files of an earlier run into %s", moved, target)
+    return moved

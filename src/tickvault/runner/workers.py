@@ -20,19 +20,18 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing
-import shutil
 import signal
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any
 
 from tickvault.config import FeedSettings, Settings
 from tickvault.errors import TickvaultError
 from tickvault.runner.app import Runner, RunOptions
 from tickvault.runner.feeds import require_feeds
+from tickvault.runner.spill import adopt_spills, worker_spill_dir
 from tickvault.runner.tally import Tally, merge, tally
 from tickvault.storage.postgres.schema import init_database
 from tickvault.storage.urls import StorageUrls, resolve_urls
@@ -40,7 +39,6 @@ from tickvault.storage.urls import StorageUrls, resolve_urls
 log = logging.getLogger(__name__)
 
 REPORT_INTERVAL_S = 0.5
-SINKS = ("postgres", "redis")  # ResilientSink folders under a spill folder
 
 
 class WorkerError(TickvaultError):
@@ -73,37 +71,6 @@ def shard_feeds(feeds: Sequence[FeedSettings], n: int) -> list[list[FeedSettings
         if shard:
             shards.append(shard)
     return shards
-
-
-def worker_spill_dir(root: Path, index: int) -> Path:
-    return root / f"worker-{index}"
-
-
-def adopt_spills(root: Path, keep: Sequence[Path]) -> int:
-    """Spill files that no runner of this run would replay (left under ``root`` itself or under
-    another worker's folder, by a run with a different ``--workers``) moved into ``keep[0]``'s
-    folders, so they are replayed; returns the files moved. Names are time-ordered and unique
-    per process; a clash gets the source folder's name appended."""
-    target = keep[0]
-    moved = 0
-    sources = [root, *sorted(root.glob("worker-*"))] if root.is_dir() else []
-    for source in sources:
-        if source in keep:
-            continue
-        for sink in SINKS:
-            folder = source / sink
-            if not folder.is_dir():
-                continue
-            (target / sink).mkdir(parents=True, exist_ok=True)
-            for path in sorted(folder.glob("*.spill")):
-                dest = target / sink / path.name
-                if dest.exists():
-                    dest = dest.with_name(f"{path.stem}-{source.name}.spill")
-                shutil.move(path, dest)
-                moved += 1
-    if moved:
-        log.warning("adopted %d spill files of an earlier run into %s", moved, target)
-    return moved
 
 
 def quiet_noisy_loggers() -> None:
