@@ -45,7 +45,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import psutil
 import psycopg
 
@@ -54,6 +53,7 @@ from bench._stalls import StallProbe
 from tickvault.config import ExchangeEndpoints, FeedSettings, Settings, TimescaleSettings
 from tickvault.monitoring.metrics import Metrics
 from tickvault.runner.app import Runner, RunOptions, stage_config
+from tickvault.runner.tally import Tally, latency_ms, tally
 from tickvault.runner.workers import Workers
 from tickvault.storage.embedded import EmbeddedRedis
 
@@ -150,10 +150,10 @@ async def read_venue_probe(proc: asyncio.subprocess.Process) -> str:
     return f"p50/p99 {result['p50_ms']:.1f}/{result['p99_ms']:.1f} ms ({result['trades']:,} trades)"
 
 
-def percentiles(samples: list[int]) -> str:
-    if not samples:
+def percentiles(latency: dict[str, tuple[float, float]], sink: str) -> str:
+    if sink not in latency:
         return "-"
-    p50, p99 = np.percentile(np.array(samples, dtype=np.int64), [50, 99]) / 1e6
+    p50, p99 = latency[sink]
     return f"{p50:,.0f} / {p99:,.0f} ms"
 
 
@@ -194,7 +194,7 @@ async def step(
     # the rates — the simulator "generated" up to 1.7x what was asked at 40 000 ev/s).
     cpu0, sim_cpu0 = [p.cpu_times() for p in procs], sim_proc.cpu_times()
     info0 = await sim_info(client, endpoints)
-    msgs0, events0, rejects0, _ = await _counters(runner)
+    msgs0, events0, rejects0, _ = _counts(await _tally(runner, latency=False))
     # Window bounds on whole milliseconds: Binance times are milliseconds.
     lo_us, started = time.time_ns() // 1_000_000 * 1000, time.perf_counter()
     await asyncio.sleep(seconds)
@@ -203,7 +203,7 @@ async def step(
     cpu1, sim_cpu1 = [p.cpu_times() for p in procs], sim_proc.cpu_times()
     # Latency of what was stored in the window (the catch-up below queries the simulator's
     # truth, a load of its own that is not the pipeline's).
-    msgs1, events1, rejects1, latency = await _counters(runner)
+    msgs1, events1, rejects1, latency = _counts(await _tally(runner, latency=True))
     msgs, events = msgs1 - msgs0, events1 - events0
     stalls = (
         "loop lag and GC: in the workers, not measured"
@@ -242,8 +242,8 @@ async def step(
         f" runner got {msgs / elapsed:>7,.0f} msg/s (x{msgs / elapsed / max(sent, 1):.2f}),"
         f" {events / elapsed:>7,.0f} ev/s (x{events / elapsed / max(generated, 1):.2f} of"
         f" generated) | trades {trades:,} {'all stored' if ok else f'MISSING {missing}'} |"
-        f" latency Redis {percentiles(latency.get('redis', []))}, PostgreSQL"
-        f" {percentiles(latency.get('postgres', []))} | CPU runner {cores:.2f} cores{split},"
+        f" latency Redis {percentiles(latency, 'redis')}, PostgreSQL"
+        f" {percentiles(latency, 'postgres')} | CPU runner {cores:.2f} cores{split},"
         f" sim {sim_cores:.2f} | rejected {rejects or 'none'} | peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB",
         flush=True,
     )
@@ -256,25 +256,19 @@ async def step(
     return ok
 
 
-async def _counters(
-    runner: Runner | _Sharded,
-) -> tuple[int, int, dict[tuple[str, ...], int], dict[str, list[int]]]:
-    """Messages in, events validated, rejects, and the latency samples so far."""
+async def _tally(runner: Runner | _Sharded, *, latency: bool) -> Tally:
+    """The run's counters now (the workers': one round trip, latency samples always)."""
     if isinstance(runner, _Sharded):
-        t = await runner.workers.report()
-        latency = {sink: samples.tolist() for sink, samples in t.latency_ns.items()}
-        return (
-            sum(t.messages.values()),
-            sum(t.stages.get("validate", {}).values()),
-            t.rejects,
-            latency,
-        )
-    return (
-        sum(f.counters.ws_messages for f in runner.feeds),
-        runner.stats.total(runner.stats.validated),
-        dict(runner.stats.rejects),
-        {w.backend: list(w.stats.latency_ns) for w in runner.writers},
-    )
+        return await runner.workers.report()
+    return tally(runner, latency=latency)
+
+
+def _counts(
+    t: Tally,
+) -> tuple[int, int, dict[tuple[str, ...], int], dict[str, tuple[float, float]]]:
+    """Messages in, events validated, rejects, and latency p50/p99 (ms) per sink."""
+    validated = sum(t.stages.get("validate", {}).values())
+    return sum(t.messages.values()), validated, t.rejects, latency_ms(t.latency_ns)
 
 
 async def main_async(args: argparse.Namespace, url: str, redis_url: str) -> None:

@@ -17,7 +17,7 @@ from tickvault.cli.common import ConfigOption, settings_from
 from tickvault.config import Settings
 from tickvault.errors import StorageError, UsageError
 from tickvault.runner.app import Runner, RunOptions
-from tickvault.runner.tally import Tally, tally
+from tickvault.runner.tally import tally
 from tickvault.runner.workers import Workers, quiet_noisy_loggers
 
 console = Console(highlight=False, soft_wrap=True)
@@ -114,7 +114,7 @@ async def _run(
                 show_progress(job.wait_started, snapshot, console, duration)
             )
         try:
-            total = await job.run()
+            await job.run()
         finally:
             if progress is not None:
                 progress.cancel()
@@ -125,9 +125,8 @@ async def _run(
             return
         where = "embedded" if job.urls.embedded else "configured"
         console.print(f"storage: {where} ({', '.join(job.urls.embedded) or 'URLs'})")
-        if isinstance(job, Workers):
-            assert isinstance(total, Tally)
-            found = await summary.collect_tally(total, settings, job.urls)
+        if isinstance(job, Workers):  # their final tallies, latency samples included
+            found = await summary.collect_tally(job.tally(), settings, job.urls)
         else:
             found = await summary.collect(job)
         summary.render(found, console)
