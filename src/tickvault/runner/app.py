@@ -84,6 +84,9 @@ class RunOptions:
     # load, every ~1.3 s at 16 000 msg/s). Each refreeze collects first; anything frozen is
     # collectable again after the run.
     refreeze_after_s: tuple[float, ...] = (10.0, 60.0)
+    # Create or migrate the schema at start (False: someone did, as --workers' parent does
+    # once for all; the store still checks the stored schema version when it opens).
+    init_schema: bool = True
 
 
 def _freeze() -> None:
@@ -161,7 +164,8 @@ class Runner:
     async def run(self) -> RunStats:
         settings, options = self.settings, self.options
         self.urls = urls = await asyncio.to_thread(resolve_urls, settings)
-        await asyncio.to_thread(init_database, urls.database_url, settings.timescale)
+        if options.init_schema:
+            await asyncio.to_thread(init_database, urls.database_url, settings.timescale)
         self.store = store = await PostgresStore.open(
             urls.database_url, settings.writer, settings.timescale, timed_flush=False
         )

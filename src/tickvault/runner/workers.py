@@ -170,7 +170,6 @@ class Workers:
         self.shards: list[list[FeedSettings]] = []  # worker i's feeds, once started
         self._started = asyncio.Event()
         self._stopping = False
-        self._expected = 0  # workers of this run, once sharded
 
     def stop(self) -> None:
         self._stopping = True
@@ -217,7 +216,6 @@ class Workers:
         spill_root = self.options.spill_dir or settings.data_dir / "spill"
         spills = [worker_spill_dir(spill_root, i) for i in range(len(shards))]
         await asyncio.to_thread(adopt_spills, spill_root, spills)
-        self._expected = len(shards)
         context = multiprocessing.get_context("spawn")
         loop = asyncio.get_running_loop()
         for i, feeds in enumerate(shards):
@@ -227,7 +225,7 @@ class Workers:
             job = _Job(
                 i,
                 base.model_copy(update={"feeds": feeds, "metrics_port": port}),
-                replace(self.options, spill_dir=spills[i]),
+                replace(self.options, spill_dir=spills[i], init_schema=False),
             )
             ours, theirs = context.Pipe()
             process = context.Process(
@@ -272,7 +270,7 @@ class Workers:
             return
         if kind == "tally":
             worker.latest = payload
-            if len(self.workers) == self._expected and all(
+            if len(self.workers) == len(self.shards) and all(
                 w.latest.elapsed_s > 0 for w in self.workers
             ):
                 self._started.set()  # every worker reports from its running pipeline
