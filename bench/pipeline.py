@@ -157,26 +157,16 @@ def percentiles(latency: dict[str, tuple[float, float]], sink: str) -> str:
     return f"{p50:,.0f} / {p99:,.0f} ms"
 
 
-class _Sharded:
-    """``--workers N``: the counters step() reads, from the worker processes' tallies."""
-
-    def __init__(self, workers: Workers) -> None:
-        self.workers = workers
-
-    def pids(self) -> list[int]:
-        return [w.process.pid for w in self.workers.workers]
-
-
 async def step(
-    runner: Runner | _Sharded, url: str, sim_proc: psutil.Process, client: httpx.AsyncClient,
+    runner: Runner | Workers, url: str, sim_proc: psutil.Process, client: httpx.AsyncClient,
     endpoints: dict[str, ExchangeEndpoints], symbols: list[str], rate: float, seconds: float,
     warmup_s: float, catchup_s: float, probe: StallProbe, with_probe: bool,
 ) -> bool:  # fmt: skip
     await client.post(f"{endpoints['binance'].rest_url}/_sim/rate", json={"rate": rate})
     await asyncio.sleep(warmup_s)
-    if isinstance(runner, _Sharded):
-        runner.workers.clear_latency()
-        procs = [psutil.Process(pid) for pid in runner.pids()]
+    if isinstance(runner, Workers):
+        runner.clear_latency()
+        procs = [psutil.Process(w.process.pid) for w in runner.workers]
     else:
         for writer in runner.writers:
             writer.stats.latency_ns.clear()
@@ -207,11 +197,11 @@ async def step(
     msgs, events = msgs1 - msgs0, events1 - events0
     stalls = (
         "loop lag and GC: in the workers, not measured"
-        if isinstance(runner, _Sharded)
+        if isinstance(runner, Workers)
         else probe.report()
     )
     venue = await read_venue_probe(venue_probe) if venue_probe is not None else "off"
-    trace = None if isinstance(runner, _Sharded) else runner.trace
+    trace = None if isinstance(runner, Workers) else runner.trace
     hops = {b: trace.summary(b) for b in ("redis", "postgres")} if trace else {}
     generated = (info1["events"] - info0["events"]) / elapsed
     sent = (sent_messages(info1) - sent_messages(info0)) / elapsed
@@ -256,10 +246,10 @@ async def step(
     return ok
 
 
-async def _tally(runner: Runner | _Sharded, *, latency: bool) -> Tally:
+async def _tally(runner: Runner | Workers, *, latency: bool) -> Tally:
     """The run's counters now (the workers': one round trip, latency samples always)."""
-    if isinstance(runner, _Sharded):
-        return await runner.workers.report()
+    if isinstance(runner, Workers):
+        return await runner.report()
     return tally(runner, latency=latency)
 
 
@@ -306,8 +296,7 @@ async def main_async(args: argparse.Namespace, url: str, redis_url: str) -> None
         async with httpx.AsyncClient(timeout=60) as client:
             sim_proc = psutil.Process(proc.pid)
             for rate in rates:
-                measured = _Sharded(runner) if isinstance(runner, Workers) else runner
-                ok = await step(measured, url, sim_proc, client, endpoints, symbols, rate,
+                ok = await step(runner, url, sim_proc, client, endpoints, symbols, rate,
                                 args.seconds, args.warmup, args.catchup, probe,
                                 args.venue_probe)  # fmt: skip
                 if not ok:
